@@ -1,0 +1,36 @@
+# Everything runs inside .venv/ at the repository root, created from nothing by `make setup`.
+# torch is installed as the CPU wheel torch==2.13.0 in the *same* pip command as everything
+# that depends on it, so pip never pulls the multi-GB CUDA build (GPU users: see README).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.paretopo-installed
+
+.PHONY: setup demo test test-all bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)" -e ".[apps,notebooks,dev]"
+	touch $(STAMP)
+
+demo: setup            ## the main job: the CPU demo on the embedded default
+	$(VENV)/bin/paretopo demo
+
+test: setup            ## the default test run (slow and GPU tests skipped)
+	$(PY) -m pytest -q
+
+test-all: setup        ## everything, slow tests included (GPU tests still need CUDA)
+	$(PY) -m pytest -q -m "not gpu"
+
+bench: setup
+	$(PY) benchmarks/bench_core.py
+
+lint: setup
+	$(VENV)/bin/ruff check paretopo tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

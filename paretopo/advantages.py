@@ -1,0 +1,321 @@
+"""Advantage estimators: ``rewards [N, K]`` grouped by ``G`` -> ``advantages [N]``.
+
+Rows ``[g*G:(g+1)*G]`` are one prompt's G completions (TRL's layout after gathering); column
+``k`` is objective ``k``, maximised, ordered ``(task, tool_efficiency, ...)``. Every estimator
+is a pure function of tensors (numpy in -> numpy out), vectorised over all groups, registered
+in :data:`ADVANTAGES` under its method name:
+
+=================  =====================================================================
+``torl_grpo``      group z-score of the task objective only (ToRL / Search-R1 GRPO)
+``fixed_weight``   group z-score of ``w . r`` (static scalarisation)
+``otc_grpo``       group z-score of ``alpha_otc * r_task * r_tool`` (OTC, multiplicative;
+                   the preset computes ``r_tool`` in OTC's sin/cos form)
+``mo_grpo``        sum over objectives of per-objective group z-scores (MO-GRPO)
+``gdpo``           ``sum_k w_k z_k``, then re-standardised over the whole batch (GDPO /
+                   TRL ``normalize_then_sum``)
+``hv_scalarized``  ParetoPO stage 1: ``r_pareto * (w . r)``, centred per group and divided by
+                   the group std (``normalization="group_std"``) or not (``"mean_only"``)
+``pareto_rank``    ParetoPO stage 2, Eqs. 7-9: ``N_rank - rank + 1 + beta * (r_hat_w - 0.5)``
+                   with optional centring ``none | group_mean | group_zscore``
+=================  =====================================================================
+
+Z-scores follow TRL: ``(x - group mean) / (group std + eps)`` with the Bessel-corrected std and
+``eps = 1e-4``; a group of one has std 0. A group whose reward *vectors* are all identical is
+degenerate: every estimator gives it zero advantage, and :func:`compute_advantages` reports
+the fraction of such groups. Groups are never dropped because a *scalar* has zero variance
+(equal weighted sums with different vectors are exactly where Pareto ranking still ranks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from paretopo._arrays import like_input, require_finite, to_tensor
+from paretopo.pareto import pareto_ranks
+
+__all__ = ["ADVANTAGES", "AdvantageResult", "compute_advantages", "degenerate_groups", "get_estimator"]
+
+Estimator = Callable[..., Any]
+ADVANTAGES: dict[str, Estimator] = {}
+DEFAULT_EPS = 1e-4
+# Within-rank ties: weighted sums closer than this count as equal (r_hat = 0.5), so that
+# vectors with equal w.r up to float rounding are not split into 0 and 1.
+TIE_TOLERANCE = 1e-9
+
+
+def _register(name: str) -> Callable[[Estimator], Estimator]:
+    def decorator(function: Estimator) -> Estimator:
+        if name in ADVANTAGES:
+            raise RuntimeError(f"advantage estimator {name!r} is registered twice")
+        ADVANTAGES[name] = function
+        return function
+
+    return decorator
+
+
+def get_estimator(name: str) -> Estimator:
+    """The estimator registered under ``name``; unknown names fail with the known ones."""
+    try:
+        return ADVANTAGES[name]
+    except KeyError:
+        raise ValueError(f"unknown advantage estimator {name!r}; choose one of {sorted(ADVANTAGES)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# shared pieces
+# --------------------------------------------------------------------------------------------
+
+
+def _grouped(rewards: Any, group_size: int) -> tuple[torch.Tensor, bool]:
+    """Validate ``rewards [N, K]`` and return it as float64 ``[B, G, K]`` plus the input kind."""
+    tensor, was_numpy = to_tensor(rewards, name="rewards")
+    if tensor.ndim == 1:
+        tensor = tensor[:, None]
+    if tensor.ndim != 2:
+        raise ValueError(f"rewards must have shape [N, K] (completions x objectives), got {tuple(tensor.shape)}")
+    if not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
+    n, k = tensor.shape
+    if n == 0 or n % group_size:
+        raise ValueError(
+            f"rewards has {n} rows, which is not a positive multiple of group_size={group_size}; "
+            "rows [g*G:(g+1)*G] must be one prompt's completions"
+        )
+    if k == 0:
+        raise ValueError("rewards has no objective columns")
+    tensor = tensor.to(torch.float64)
+    require_finite(tensor, "rewards")
+    return tensor.reshape(n // group_size, group_size, k), was_numpy
+
+
+def _weights(weights: Sequence[float] | None, n_objectives: int, like: torch.Tensor) -> torch.Tensor:
+    if weights is None:
+        raise ValueError("this estimator needs weights=(w_task, w_tool, ...), one per objective")
+    w = torch.as_tensor(list(weights), dtype=torch.float64, device=like.device)
+    if w.ndim != 1 or w.numel() != n_objectives:
+        raise ValueError(f"weights must have one entry per objective ({n_objectives}), got {list(weights)}")
+    if not torch.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"weights must be finite and >= 0, got {list(weights)}")
+    return w
+
+
+def _group_std(values: torch.Tensor) -> torch.Tensor:
+    """Bessel-corrected std over the last axis; 0 for groups of one (not NaN)."""
+    if values.shape[-1] < 2:
+        return torch.zeros_like(values[..., :1])
+    return values.std(dim=-1, keepdim=True, unbiased=True)
+
+
+def group_zscore(values: torch.Tensor, *, eps: float = DEFAULT_EPS, scale: str = "group") -> torch.Tensor:
+    """``(v - group mean) / (std + eps)`` for ``values [B, G]``.
+
+    ``scale``: ``"group"`` (group std, GRPO), ``"batch"`` (std over all rows), ``"none"``
+    (centring only, Dr.GRPO / TRL ``scale_rewards="none"``).
+    """
+    centred = values - values.mean(dim=-1, keepdim=True)
+    if scale == "group":
+        return centred / (_group_std(values) + eps)
+    if scale == "batch":
+        flat = values.reshape(-1)
+        std = flat.std(unbiased=True) if flat.numel() > 1 else flat.new_zeros(())
+        return centred / (std + eps)
+    if scale == "none":
+        return centred
+    raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
+
+
+def degenerate_groups(rewards: Any, group_size: int) -> Any:
+    """``[B]`` mask of groups whose G reward vectors are all identical."""
+    grouped, was_numpy = _grouped(rewards, group_size)
+    return like_input(_degenerate(grouped), was_numpy)
+
+
+def _degenerate(grouped: torch.Tensor) -> torch.Tensor:
+    return (grouped == grouped[:, :1, :]).all(dim=-1).all(dim=-1)
+
+
+def _finish(advantages: torch.Tensor, grouped: torch.Tensor, was_numpy: bool, dtype: torch.dtype) -> Any:
+    """Zero degenerate groups, flatten to ``[N]``, and return in the caller's array type."""
+    advantages = advantages.masked_fill(_degenerate(grouped)[:, None], 0.0).reshape(-1)
+    out_dtype = dtype if dtype.is_floating_point else torch.float32
+    return like_input(advantages.to(out_dtype), was_numpy)
+
+
+def _input_dtype(rewards: Any) -> torch.dtype:
+    return rewards.dtype if isinstance(rewards, torch.Tensor) else torch.float64
+
+
+# --------------------------------------------------------------------------------------------
+# estimators
+# --------------------------------------------------------------------------------------------
+
+
+@_register("torl_grpo")
+def torl_grpo(rewards: Any, group_size: int, *, eps: float = DEFAULT_EPS, scale: str = "group",
+              task_index: int = 0) -> Any:
+    """GRPO on the task objective alone: z-score of column ``task_index`` within each group.
+
+    ToRL's reward is +-1 and ours {0, 1}; a group z-score is the same for both (affine map).
+    """
+    grouped, was_numpy = _grouped(rewards, group_size)
+    advantages = group_zscore(grouped[..., task_index], eps=eps, scale=scale)
+    return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
+
+
+@_register("fixed_weight")
+def fixed_weight(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None,
+                 eps: float = DEFAULT_EPS, scale: str = "group") -> Any:
+    """GRPO on the static scalarisation ``w . r``."""
+    grouped, was_numpy = _grouped(rewards, group_size)
+    scalar = grouped @ _weights(weights, grouped.shape[-1], grouped)
+    return _finish(group_zscore(scalar, eps=eps, scale=scale), grouped, was_numpy, _input_dtype(rewards))
+
+
+@_register("otc_grpo")
+def otc_grpo(rewards: Any, group_size: int, *, otc_alpha: float = 1.0, eps: float = DEFAULT_EPS,
+             scale: str = "group", task_index: int = 0, tool_index: int = 1) -> Any:
+    """OTC-GRPO: z-score of ``otc_alpha * r_tool * r_task`` (a wrong answer earns 0)."""
+    grouped, was_numpy = _grouped(rewards, group_size)
+    if grouped.shape[-1] < 2:
+        raise ValueError("otc_grpo needs a task column and a tool-efficiency column")
+    scalar = otc_alpha * grouped[..., task_index] * grouped[..., tool_index]
+    return _finish(group_zscore(scalar, eps=eps, scale=scale), grouped, was_numpy, _input_dtype(rewards))
+
+
+@_register("mo_grpo")
+def mo_grpo(rewards: Any, group_size: int, *, eps: float = DEFAULT_EPS) -> Any:
+    """MO-GRPO: unweighted sum of per-objective group z-scores (no second normalisation)."""
+    grouped, was_numpy = _grouped(rewards, group_size)
+    per_objective = group_zscore(grouped.transpose(1, 2), eps=eps).transpose(1, 2)  # [B, G, K]
+    return _finish(per_objective.sum(dim=-1), grouped, was_numpy, _input_dtype(rewards))
+
+
+@_register("gdpo")
+def gdpo(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None,
+         eps: float = DEFAULT_EPS) -> Any:
+    """GDPO / TRL ``normalize_then_sum``: weighted per-objective z-scores, batch re-standardised."""
+    grouped, was_numpy = _grouped(rewards, group_size)
+    w = _weights(weights, grouped.shape[-1], grouped)
+    per_objective = group_zscore(grouped.transpose(1, 2), eps=eps).transpose(1, 2)
+    combined = per_objective @ w  # [B, G]
+    flat = combined.reshape(-1)
+    batch_std = flat.std(unbiased=True) if flat.numel() > 1 else flat.new_zeros(())
+    advantages = (combined - flat.mean()) / (batch_std + eps)
+    return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
+
+
+@_register("hv_scalarized")
+def hv_scalarized(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None,
+                  meta_reward: float = 1.0, normalization: Literal["group_std", "mean_only"] = "group_std",
+                  eps: float = DEFAULT_EPS) -> Any:
+    """ParetoPO stage 1: ``r_pareto * (w . r)``, centred per group.
+
+    With ``normalization="group_std"`` (faithful to "GRPO") the batch-wide factor ``r_pareto``
+    cancels up to ``eps`` (method_spec §1.4); ``"mean_only"`` keeps its effect.
+    """
+    if not meta_reward > 0:
+        raise ValueError(f"meta_reward must be > 0, got {meta_reward}")
+    grouped, was_numpy = _grouped(rewards, group_size)
+    shaped = meta_reward * (grouped @ _weights(weights, grouped.shape[-1], grouped))
+    if normalization == "group_std":
+        advantages = group_zscore(shaped, eps=eps, scale="group")
+    elif normalization == "mean_only":
+        advantages = group_zscore(shaped, eps=eps, scale="none")
+    else:
+        raise ValueError(f"normalization must be 'group_std' or 'mean_only', got {normalization!r}")
+    return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
+
+
+@_register("pareto_rank")
+def pareto_rank(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None, beta: float = 0.5,
+                center: Literal["none", "group_mean", "group_zscore"] = "none", eps: float = DEFAULT_EPS,
+                ranks: Any = None) -> Any:
+    """ParetoPO stage 2 (Eqs. 7-9): Pareto rank within the group, refined by ``w . r``.
+
+    ``A = N_rank - rank + 1 + beta * (r_hat - 0.5)`` where ``r_hat`` is ``w . r`` min-max
+    normalised among the completions of the same rank (0.5 when they all tie). With
+    ``0 < beta <= 1`` no completion of a worse rank gets a higher advantage than one of a
+    better rank. ``ranks`` may pass precomputed ``[N]`` ranks to avoid sorting twice.
+    """
+    if not 0.0 < beta <= 1.0:
+        raise ValueError(f"beta must be in (0, 1] so worse ranks never outscore better ones, got {beta}")
+    grouped, was_numpy = _grouped(rewards, group_size)
+    n_groups = grouped.shape[0]
+    if ranks is None:
+        rank = pareto_ranks(grouped)
+    else:
+        rank, _ = to_tensor(ranks, name="ranks")
+        rank = rank.to(device=grouped.device, dtype=torch.int64).reshape(n_groups, group_size)
+    n_rank = rank.amax(dim=-1, keepdim=True)
+    base = (n_rank - rank + 1).to(torch.float64)  # Eq. 7
+
+    scalar = grouped @ _weights(weights, grouped.shape[-1], grouped)  # [B, G]
+    # min / max of w.r over each (group, rank) cell, all cells at once
+    cell = (torch.arange(n_groups, device=grouped.device)[:, None] * group_size + rank - 1).reshape(-1)
+    flat = scalar.reshape(-1)
+    lowest = torch.full((n_groups * group_size,), float("inf"), dtype=flat.dtype, device=flat.device)
+    highest = torch.full_like(lowest, float("-inf"))
+    lowest = lowest.scatter_reduce(0, cell, flat, reduce="amin")
+    highest = highest.scatter_reduce(0, cell, flat, reduce="amax")
+    low, span = lowest[cell], highest[cell] - lowest[cell]
+    tied = span <= TIE_TOLERANCE
+    r_hat = torch.where(tied, 0.5, (flat - low) / torch.where(tied, 1.0, span))  # Eq. 8
+    advantages = base + beta * (r_hat.reshape(n_groups, group_size) - 0.5)  # Eq. 9
+
+    if center == "group_mean":
+        advantages = advantages - advantages.mean(dim=-1, keepdim=True)
+    elif center == "group_zscore":
+        advantages = group_zscore(advantages, eps=eps)
+    elif center != "none":
+        raise ValueError(f"center must be 'none', 'group_mean' or 'group_zscore', got {center!r}")
+    return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
+
+
+# --------------------------------------------------------------------------------------------
+# one call for the trainer: advantages plus the diagnostics it logs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AdvantageResult:
+    """Advantages and per-completion diagnostics of one batch (all ``[N]`` unless noted)."""
+
+    advantages: Any
+    ranks: Any
+    degenerate: Any  # [B] groups whose reward vectors are all identical
+    metrics: dict[str, float]
+
+
+def compute_advantages(name: str, rewards: Any, group_size: int, **options: Any) -> AdvantageResult:
+    """Run estimator ``name`` and compute what the trainer logs about the batch.
+
+    Metrics: ``pareto/frac_degenerate_groups``, ``pareto/frac_nondominated``,
+    ``pareto/mean_fronts`` and ``pareto/rank_<r>`` (share of completions with rank r, r <= 4,
+    then ``rank_5plus``).
+    """
+    estimator = get_estimator(name)
+    grouped, was_numpy = _grouped(rewards, group_size)
+    rank = pareto_ranks(grouped)  # [B, G]
+    if name == "pareto_rank":
+        options = {**options, "ranks": rank}
+    advantages = estimator(rewards, group_size, **options)
+    degenerate = _degenerate(grouped)
+    rank_values = rank.reshape(-1)
+    metrics = {
+        "pareto/frac_degenerate_groups": float(degenerate.double().mean()),
+        "pareto/frac_nondominated": float((rank_values == 1).double().mean()),
+        "pareto/mean_fronts": float(rank.amax(dim=-1).double().mean()),
+    }
+    for r in range(1, 5):
+        metrics[f"pareto/rank_{r}"] = float((rank_values == r).double().mean())
+    metrics["pareto/rank_5plus"] = float((rank_values >= 5).double().mean())
+    return AdvantageResult(
+        advantages=advantages,
+        ranks=like_input(rank_values, was_numpy),
+        degenerate=like_input(degenerate, was_numpy),
+        metrics=metrics,
+    )

@@ -1,0 +1,250 @@
+"""Objective functions: task correctness, tool efficiency, and the optimal-call tracker n*.
+
+Every objective is maximised and lies in [0, 1]. The objective matrix handed to the advantage
+estimators has one row per completion and columns ``(task, tool_efficiency)``.
+
+Tool efficiency (method_spec §1.2, §2.2), with ``m`` tool calls and the tracked optimum ``n*``:
+
+* ``form="exp"`` (ParetoPO Eq. 4, default): ``exp(-alpha * |m - n*|)``.
+* ``form="otc"`` (OTC, arXiv 2504.14870 Eq. 5-7): with ``f(m, n) = 0`` if ``m = n = 0``,
+  ``m`` if ``n = 0``, else ``2nm / (m + n)``: ``1`` if ``m = n = 0``;
+  ``cos(m*pi / (2m + c))`` if ``n = 0``; else ``sin(f(m, n) * pi / (2n))``.
+
+``n*`` per question (§1.3) is the fewest calls among correct completions seen so far; it never
+increases, and it is updated from a group's correct completions *before* that group's rewards
+are computed. While a question has no correct completion yet, ``n*`` is unknown and
+``unknown_nstar`` decides: ``"one"`` (default) gives every completion efficiency 1 (efficiency
+is undefined without a successful reference, so the group is ranked on the task alone);
+``"zero"`` treats ``n* = 0`` (prefer no tools).
+
+Correctness checkers (math via math-verify, QA via SQuAD exact match / F1) live in
+``paretopo.answers`` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+ToolEfficiencyForm = Literal["exp", "otc"]
+UnknownNstar = Literal["one", "zero"]
+
+__all__ = [
+    "OptimalCallTracker",
+    "count_tool_calls",
+    "objective_matrix",
+    "tool_efficiency",
+    "tool_efficiency_exp",
+    "tool_efficiency_otc",
+]
+
+
+def _as_float_array(values: Any, name: str) -> np.ndarray:
+    array = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float64)
+    if np.isnan(array).any() and name != "nstar":
+        raise ValueError(f"{name} contains NaN; pass a number for every completion")
+    return array
+
+
+def tool_efficiency_exp(calls: Any, nstar: Any, alpha: float = 0.5) -> np.ndarray:
+    """ParetoPO Eq. 4: ``exp(-alpha * |m - n*|)``, in (0, 1], 1 exactly at ``m = n*``.
+
+    Example:
+        >>> tool_efficiency_exp([0, 1, 2, 3], [1, 1, 1, 1], alpha=0.5).round(4).tolist()
+        [0.6065, 1.0, 0.6065, 0.3679]
+    """
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0 (penalty severity), got {alpha}")
+    m = _as_float_array(calls, "calls")
+    n = _as_float_array(nstar, "nstar")
+    return np.exp(-alpha * np.abs(m - n))
+
+
+def tool_efficiency_otc(calls: Any, nstar: Any, max_calls: int) -> np.ndarray:
+    """OTC's tool reward (sin/cos form), in [0, 1], 1 at ``m = n*``.
+
+    Args:
+        calls: ``m``, executed tool calls per completion.
+        nstar: ``n*`` per completion (known, >= 0).
+        max_calls: OTC's ``c``, the tool-call / turn limit (3 for code, 4 for search).
+
+    Example:
+        >>> tool_efficiency_otc([0, 1, 2, 0], [0, 0, 2, 2], max_calls=3).round(4).tolist()
+        [1.0, 0.809, 1.0, 0.0]
+    """
+    if max_calls < 1:
+        raise ValueError(f"max_calls (OTC's c) must be >= 1, got {max_calls}")
+    m = _as_float_array(calls, "calls")
+    n = _as_float_array(nstar, "nstar")
+    m, n = np.broadcast_arrays(m, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(n == 0, m, 2 * n * m / (m + n))
+        with_optimum = np.sin(f * math.pi / (2 * n))
+        without_optimum = np.cos(m * math.pi / (2 * m + max_calls))
+    reward = np.where(n == 0, without_optimum, with_optimum)
+    return np.where((m == 0) & (n == 0), 1.0, reward)
+
+
+def tool_efficiency(
+    calls: Any,
+    nstar: Any,
+    *,
+    form: ToolEfficiencyForm = "exp",
+    alpha: float = 0.5,
+    max_calls: int = 3,
+    unknown_nstar: UnknownNstar = "one",
+) -> np.ndarray:
+    """Tool efficiency per completion; ``nstar`` is NaN where the optimum is still unknown.
+
+    Args:
+        calls: ``[N]`` executed tool calls.
+        nstar: ``[N]`` tracked optimal calls for each completion's question (NaN = unknown).
+        form: ``"exp"`` (ParetoPO Eq. 4) or ``"otc"`` (OTC sin/cos).
+        alpha: penalty severity of the exp form.
+        max_calls: OTC's ``c``.
+        unknown_nstar: ``"one"``: efficiency 1 while unknown; ``"zero"``: treat ``n* = 0``.
+
+    Returns:
+        ``[N]`` float64 array in [0, 1].
+    """
+    m = _as_float_array(calls, "calls")
+    if (m < 0).any():
+        raise ValueError("calls must be >= 0 (number of executed tool calls)")
+    n = _as_float_array(nstar, "nstar")
+    m, n = np.broadcast_arrays(m, n)
+    unknown = np.isnan(n)
+    if unknown_nstar == "zero":
+        n_filled = np.where(unknown, 0.0, n)
+    elif unknown_nstar == "one":
+        n_filled = np.where(unknown, m, n)  # placeholder; overwritten with 1 below
+    else:
+        raise ValueError(f"unknown_nstar must be 'one' or 'zero', got {unknown_nstar!r}")
+    if form == "exp":
+        reward = tool_efficiency_exp(m, n_filled, alpha)
+    elif form == "otc":
+        reward = tool_efficiency_otc(m, n_filled, max_calls)
+    else:
+        raise ValueError(f"tool efficiency form must be 'exp' (ParetoPO Eq. 4) or 'otc', got {form!r}")
+    if unknown_nstar == "one":
+        reward = np.where(unknown, 1.0, reward)
+    return reward
+
+
+def objective_matrix(
+    correct: Any,
+    calls: Any,
+    nstar: Any,
+    *,
+    gate_tool_by_correctness: bool = False,
+    **efficiency_options: Any,
+) -> np.ndarray:
+    """Objective vectors ``[N, 2] = (task, tool_efficiency)`` for N completions.
+
+    Args:
+        correct: ``[N]`` task correctness in [0, 1] (1 = correct).
+        calls: ``[N]`` executed tool calls.
+        nstar: ``[N]`` n* of each completion's question (NaN = unknown).
+        gate_tool_by_correctness: if True, efficiency counts only for correct answers
+            (OTC-style ``r_tool <- r_task * r_tool``; a wrong answer gets (0, 0)). Default False:
+            the paper treats efficiency as an independent objective.
+        **efficiency_options: passed to :func:`tool_efficiency`.
+    """
+    task = _as_float_array(correct, "correct")
+    if ((task < 0) | (task > 1)).any():
+        raise ValueError("task correctness must lie in [0, 1]")
+    tool = tool_efficiency(calls, nstar, **efficiency_options)
+    if tool.shape != task.shape:
+        raise ValueError(f"correct and calls must have the same length, got {task.shape} and {tool.shape}")
+    if gate_tool_by_correctness:
+        tool = tool * task
+    return np.stack([task, tool], axis=-1)
+
+
+class OptimalCallTracker:
+    """Per-question n*: the fewest tool calls among correct completions seen so far.
+
+    Monotonically non-increasing per question. Call :meth:`update` with a batch's completions
+    before computing their tool-efficiency rewards (so a group's own best correct completion
+    already counts), then :meth:`lookup`.
+
+    Example:
+        >>> tracker = OptimalCallTracker()
+        >>> tracker.update(["q1", "q1", "q2"], calls=[2, 1, 0], correct=[1, 0, 0])
+        >>> tracker.lookup(["q1", "q2"]).tolist()
+        [2.0, nan]
+        >>> tracker.update(["q1"], calls=[3], correct=[1]); tracker.lookup(["q1"]).tolist()
+        [2.0]
+    """
+
+    def __init__(self) -> None:
+        self._nstar: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._nstar)
+
+    def __contains__(self, question_id: object) -> bool:
+        return str(question_id) in self._nstar
+
+    def update(self, question_ids: Sequence[Any], calls: Any, correct: Any) -> None:
+        """Lower n* of each question to the fewest calls of its correct completions."""
+        ids = [str(q) for q in question_ids]
+        m = np.asarray(calls.detach().cpu() if hasattr(calls, "detach") else calls)
+        ok = np.asarray(correct.detach().cpu() if hasattr(correct, "detach") else correct, dtype=np.float64)
+        if not (len(ids) == m.shape[0] == ok.shape[0]):
+            raise ValueError(
+                f"question_ids, calls and correct must have one entry per completion, got "
+                f"{len(ids)}, {m.shape[0]}, {ok.shape[0]}"
+            )
+        if (m < 0).any():
+            raise ValueError("calls must be >= 0")
+        rows = np.flatnonzero(ok >= 1.0)
+        if rows.size == 0:
+            return
+        # fewest calls per question among this batch's correct rows, then one dict update each
+        unique_ids, inverse = np.unique(np.asarray(ids, dtype=object)[rows].astype(str), return_inverse=True)
+        batch_min = np.full(unique_ids.size, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(batch_min, inverse, m[rows].astype(np.int64))
+        for question, fewest in zip(unique_ids.tolist(), batch_min.tolist(), strict=True):
+            previous = self._nstar.get(question)
+            if previous is None or fewest < previous:
+                self._nstar[question] = int(fewest)
+
+    def lookup(self, question_ids: Iterable[Any]) -> np.ndarray:
+        """n* per question id as float64, NaN where no correct completion has been seen."""
+        return np.array([self._nstar.get(str(q), np.nan) for q in question_ids], dtype=np.float64)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self._nstar)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"nstar": dict(self._nstar)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "nstar" not in state:
+            raise ValueError("optimal-call tracker state needs an 'nstar' mapping (what state_dict() returned)")
+        table = {str(k): int(v) for k, v in state["nstar"].items()}
+        if any(v < 0 for v in table.values()):
+            raise ValueError("n* values must be >= 0")
+        self._nstar = table
+
+
+def count_tool_calls(messages: Sequence[dict[str, Any]] | str) -> int:
+    """Number of tool calls the assistant made in a chat transcript.
+
+    Accepts TRL's conversational completions (a list of messages, assistant messages with
+    ``tool_calls``) or raw text (counts ``<tool_call>`` tags).
+    """
+    if isinstance(messages, str):
+        return messages.count("<tool_call>")
+    total = 0
+    for message in messages:
+        if message.get("role") != "assistant":
+            continue
+        total += len(message.get("tool_calls") or [])
+        content = message.get("content")
+        if not message.get("tool_calls") and isinstance(content, str):
+            total += content.count("<tool_call>")
+    return total
