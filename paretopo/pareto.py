@@ -96,7 +96,8 @@ def _at_least_as_good(x: Any, batch_innermost: bool) -> Any:
     ge_all = None
     for m in range(x.shape[-1]):
         if batch_innermost:
-            column = x[:, :, m].T  # [G, B]
+            column = x[:, :, m].T  # [G, B]; contiguous so the inner loop runs over B with stride 1
+            column = np.ascontiguousarray(column) if isinstance(column, np.ndarray) else column.contiguous()
             ge = column[None, :, :] >= column[:, None, :]
         else:
             column = x[:, :, m]  # [B, G]
