@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import itertools
 import os
 import platform
 import statistics
@@ -92,15 +93,15 @@ def bench_hypervolume(rng: np.random.Generator) -> list[tuple[str, str, str, flo
         archive = ParetoArchive(ref)
         archive.insert(points)
         probes = front_2d(64, rng) * (1 + 0.002 * rng.standard_normal((64, 1)))
-        probe_index = iter(range(10**9))
+        archive_probes, moocore_probes = itertools.count(), itertools.count()
 
-        def archive_step(archive=archive, probes=probes, counter=probe_index):
+        def archive_step(archive=archive, probes=probes, counter=archive_probes):
             probe = probes[next(counter) % len(probes)]
             archive.contribution(probe)
             archive.insert(probe)
             return archive.hypervolume
 
-        def moocore_step(points=points, probes=probes, counter=iter(range(10**9))):
+        def moocore_step(points=points, probes=probes, counter=moocore_probes):
             probe = probes[next(counter) % len(probes)]
             both = np.vstack([points, probe])
             return moocore.hypervolume(both, ref=ref, maximise=True) - moocore.hypervolume(points, ref=ref, maximise=True)

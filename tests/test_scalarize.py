@@ -3,7 +3,13 @@ import math
 import numpy as np
 import pytest
 
-from paretopo.scalarize import HVScalarizer, initial_state, meta_reward, smoothed_gain, stage1_update
+from paretopo.scalarize import (
+    HVScalarizer,
+    initial_state,
+    meta_reward,
+    smoothed_gain,
+    stage1_update,
+)
 
 
 def test_meta_reward_formula_and_range():

@@ -1,0 +1,1 @@
+"""Tools the agent can call: python sandbox, search, calculator."""

@@ -1,0 +1,410 @@
+"""One sandbox property per test, most of them checked with a hostile program.
+
+Each hostile run must be contained, reported as a clear error, leave the host unharmed and
+this test process alive. Tests that need the "namespaces" level (network, filesystem, uid)
+skip where it is unavailable; the fork bomb is never run where it would not be contained.
+"""
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from paretopo.tools import sandbox as sandbox_module
+from paretopo.tools.sandbox import (
+    PythonSandbox,
+    SandboxResult,
+    _BoundedBuffer,
+    detect_isolation,
+    make_python_tool,
+    truncate_output,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACES = detect_isolation() == "namespaces"
+needs_namespaces = pytest.mark.skipif(not NAMESPACES, reason="needs the 'namespaces' level")
+MODES = ["namespaces", "rlimits-only"] if NAMESPACES else ["rlimits-only"]
+
+
+@pytest.fixture
+def box() -> PythonSandbox:
+    return PythonSandbox(wall_time_s=5.0)
+
+
+@pytest.fixture(params=MODES)
+def any_box(request) -> PythonSandbox:
+    return PythonSandbox(wall_time_s=5.0, mode=request.param)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Host pids whose command line contains `marker`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def tasks_with(marker: str) -> int:
+    """Tasks (threads included, as RLIMIT_NPROC counts them) of processes matching `marker`."""
+    count = 0
+    for pid in processes_with(marker):
+        try:
+            count += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            pass
+    return count
+
+
+def as_marked_process(code: str, marker: str) -> str:
+    """Code that re-executes itself as `code` with `marker` in its argv, so the host can find it."""
+    return (
+        f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', {code!r}, {marker!r}])\n"
+    )
+
+
+# Ordinary programs
+
+
+def test_print_comes_back(any_box):
+    result = any_box.run("print(1 + 1)\nprint('done')")
+    assert result == SandboxResult("2\ndone\n", True, None, False, result.duration_s, False)
+
+
+def test_exception_gives_last_traceback_line(any_box):
+    result = any_box.run("print('before')\nx = 1 / 0")
+    assert (result.ok, result.output, result.error) == (
+        False,
+        "before\n",
+        "ZeroDivisionError: division by zero",
+    )
+    assert result.as_tool_text() == "before\nZeroDivisionError: division by zero"
+
+
+def test_syntax_error_gives_last_traceback_line(box):
+    assert box.run("print(1").error == "SyntaxError: '(' was never closed"
+
+
+def test_stderr_is_part_of_the_output(box):
+    assert box.run("import sys\nprint('err', file=sys.stderr)").output == "err\n"
+
+
+def test_empty_output_is_empty_string(box):
+    result = box.run("x = 42")
+    assert (result.output, result.ok, result.as_tool_text()) == ("", True, "")
+
+
+def test_stdin_is_closed(any_box):
+    assert any_box.run("input()").error == "EOFError: EOF when reading a line"
+
+
+def test_exit_codes(box):
+    assert box.run("print('a'); exit()").ok
+    assert box.run("import sys; sys.exit(3)").error == "SystemExit: 3"
+    assert box.run("import os; os._exit(4)").error == "SystemExit: 4"
+
+
+def test_numpy_and_sympy_are_importable(box):
+    pytest.importorskip("numpy")
+    pytest.importorskip("sympy")
+    result = box.run("import numpy as np, sympy\nprint(int(np.arange(4).sum()), sympy.sqrt(8))")
+    assert (result.output, result.error) == ("6 2*sqrt(2)\n", None)
+
+
+def test_working_directory_is_fresh_and_home(box):
+    first = box.run("import os\nprint(os.listdir('.'), os.getcwd() == os.environ['HOME'])")
+    box.run("open('left_behind.txt', 'w').write('x')")
+    assert first.output == "[] True\n"
+    assert box.run("import os\nprint(os.listdir('.'))").output == "[]\n"
+
+
+# Hostile programs
+
+
+def test_infinite_loop_times_out_and_leaves_no_process(any_box):
+    marker = f"paretopo-loop-{uuid.uuid4().hex}"
+    # A sleeper that leaves the session (setsid), then a busy loop, both findable by marker.
+    sleeper = (
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', {marker!r}],"
+        " start_new_session=True)\n"
+        "print('sleeper started')\n"
+    )
+    box = PythonSandbox(wall_time_s=1.5, mode=any_box.mode)
+    if box.mode == "rlimits-only":  # an escaped session survives there (documented)
+        sleeper = ""
+    result = box.run(sleeper + as_marked_process("while True: pass", marker))
+    assert result.timed_out and not result.ok
+    assert result.error == "TimeoutError: execution exceeded 1.5 s"
+    assert result.duration_s < 3.0
+    assert result.output == ("sleeper started\n" if sleeper else "")
+    time.sleep(0.2)  # rlimits-only: SIGKILL delivery to the group is asynchronous
+    assert processes_with(marker) == []
+
+
+@needs_namespaces
+def test_background_process_dies_when_the_code_finishes(box):
+    marker = f"paretopo-daemon-{uuid.uuid4().hex}"
+    code = (
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', {marker!r}],"
+        " start_new_session=True)\n"
+        "import time; time.sleep(0.3)\n"  # long enough for the daemon to be running
+        "print('spawned')\n"
+    )
+    assert box.run(code).output == "spawned\n"
+    assert processes_with(marker) == []
+
+
+def test_cpu_time_limit():
+    result = PythonSandbox(wall_time_s=10.0, cpu_time_s=1).run("while True: pass")
+    assert result.timed_out
+    assert result.error == "TimeoutError: CPU time limit of 1 s exceeded"
+    assert result.duration_s < 3.0
+
+
+@pytest.mark.skipif(
+    not NAMESPACES and os.geteuid() == 0,
+    reason="as root without namespaces RLIMIT_NPROC is not enforced: a fork bomb would run free",
+)
+def test_fork_bomb_is_capped_and_host_can_still_spawn():
+    marker = f"paretopo-forkbomb-{uuid.uuid4().hex}"
+    bomb = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
+    box = PythonSandbox(wall_time_s=2.0, max_processes=4)
+    peak, done = [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], tasks_with(marker))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = box.run(as_marked_process(bomb, marker))
+    finally:
+        done.set()
+        watcher.join()
+    assert result.timed_out and result.error == "TimeoutError: execution exceeded 2.0 s"
+    assert 1 <= peak[0] <= 4
+    assert processes_with(marker) == []
+    assert subprocess.run(["true"]).returncode == 0
+
+
+def test_memory_bomb_gives_memory_error(any_box):
+    result = any_box.run("blocks = []\nwhile True:\n    blocks.append(bytearray(10**7))")
+    assert result.error == "MemoryError: out of memory (limit 512 MB)"
+    assert not result.timed_out and result.duration_s < 5.0
+
+
+def test_huge_output_is_truncated_head_and_tail(any_box):
+    result = any_box.run("for i in range(200_000):\n    print(i)")
+    assert result.ok and result.truncated
+    assert len(result.output) == 128 + 3 + 128
+    assert result.output.startswith("0\n1\n2\n") and result.output.endswith("199998\n199999\n")
+
+
+def test_endless_output_does_not_fill_host_memory():
+    result = PythonSandbox(wall_time_s=1.5, max_output_chars=10, head_chars=5, tail_chars=5).run(
+        "while True:\n    print('y' * 10000)"
+    )
+    assert result.timed_out and result.truncated
+    assert (
+        result.output.startswith("yyyyy...yyyy") and len(result.output) == 13
+    )  # may end mid-print
+
+
+def test_file_size_limit(box):
+    result = PythonSandbox(file_size_mb=1).run("open('big', 'wb').write(b'x' * (2 << 20))")
+    assert result.error == "OSError: [Errno 27] File too large"
+
+
+@needs_namespaces
+def test_writes_outside_the_workdir_do_not_reach_the_host(box):
+    in_tmp = f"/tmp/paretopo-sandbox-probe-{uuid.uuid4().hex}"
+    in_repo = REPO / "tests" / f".sandbox-probe-{uuid.uuid4().hex}"
+    result = box.run(
+        f"open({in_tmp!r}, 'w').write('x')\nprint('tmp ok')\nopen({str(in_repo)!r}, 'w')"
+    )
+    assert result.output == "tmp ok\n"  # /tmp inside is a private tmpfs
+    assert result.error.startswith(("OSError: [Errno 30]", "FileNotFoundError", "PermissionError"))
+    assert box.run("open('/etc/paretopo-probe', 'w')").error.startswith("OSError: [Errno 30]")
+    assert not os.path.exists(in_tmp) and not in_repo.exists()
+    assert not os.path.exists("/etc/paretopo-probe")
+
+
+@needs_namespaces
+def test_repository_and_home_directories_are_hidden(box):
+    code = f"import os\nprint(os.listdir({str(REPO)!r}), os.path.exists({str(REPO / 'pyproject.toml')!r}))"
+    listing = box.run(code).output
+    assert "pyproject.toml" not in listing and listing.endswith("False\n")
+    assert box.run("import os\nprint(os.listdir('/home'))").output == "[]\n"
+
+
+@needs_namespaces
+def test_network_is_off(box):
+    code = "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)"
+    assert box.run(code).error == "OSError: [Errno 101] Network is unreachable"
+    assert box.run("import socket\nprint(socket.if_nameindex())").output == "[(1, 'lo')]\n"
+
+
+def test_parent_secrets_are_not_passed_on(any_box, monkeypatch):
+    monkeypatch.setenv("PARETOPO_TEST_SECRET", "hunter2")
+    code = (
+        "import os, subprocess\n"
+        "print(os.environ.get('PARETOPO_TEST_SECRET'))\n"
+        "print('hunter2' in subprocess.run(['env'], capture_output=True, text=True).stdout)\n"
+    )
+    assert any_box.run(code).output == "None\nFalse\n"
+
+
+@needs_namespaces
+def test_parent_secrets_are_not_in_any_visible_process(box, monkeypatch):
+    monkeypatch.setenv("PARETOPO_TEST_SECRET", "hunter2")
+    code = (
+        "import os\nfound = []\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n        found.append(b'hunter2' in open(f'/proc/{pid}/environ', 'rb').read())\n"
+        "    except OSError:\n        pass\n"
+        "print(any(found))"
+    )
+    assert box.run(code).output == "False\n"
+
+
+@needs_namespaces
+def test_shell_runs_confined(box):
+    code = (
+        "import os, subprocess\n"
+        "print(subprocess.run(['sh', '-c', 'id -u; hostname; touch /etc/x 2>/dev/null || echo denied'],"
+        " capture_output=True, text=True).stdout, end='')\n"
+        "os.system('kill -9 -1')\n"  # every process this uid may signal: only the sandbox's own
+    )
+    result = box.run(code)
+    uid, hostname, denied = result.output.splitlines()
+    assert int(uid) != 0 and hostname == "sandbox" and denied == "denied"
+    assert result.error == "RuntimeError: killed by signal SIGKILL (Killed)"
+    assert subprocess.run(["true"]).returncode == 0
+
+
+@needs_namespaces
+def test_host_processes_are_invisible(box):
+    code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit())[:1])"
+    assert box.run(code).output == "[1]\n"
+    assert str(os.getpid()) not in box.run("import os\nprint(os.listdir('/proc'))").output
+
+
+@needs_namespaces
+def test_privileges_cannot_be_regained(box):
+    result = box.run("import os\nos.setuid(0)")
+    assert result.error == "PermissionError: [Errno 1] Operation not permitted"
+    remount = "import subprocess\nprint(subprocess.run(['mount', '-o', 'remount,rw', '/'], capture_output=True).returncode)"
+    assert box.run(remount).output != "0\n"
+
+
+@needs_namespaces
+def test_host_mounts_and_root_filesystem_are_untouched(box):
+    before = Path("/proc/self/mountinfo").read_text()
+    box.run("import os\nprint(os.listdir('/'))")
+    assert Path("/proc/self/mountinfo").read_text() == before
+    probe = REPO / "tests" / f".host-rw-{uuid.uuid4().hex}"
+    probe.write_text("x")  # the host's own view stays writable
+    probe.unlink()
+
+
+def test_killing_signal_is_reported(box):
+    result = box.run("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)")
+    assert result.error == "RuntimeError: killed by signal SIGSEGV (Segmentation fault)"
+
+
+# Levels, fallback, tool
+
+
+def test_isolation_level_is_reported():
+    assert PythonSandbox().isolation in ("namespaces", "rlimits-only")
+    assert PythonSandbox(mode="rlimits-only").isolation == "rlimits-only"
+
+
+def test_fallback_warns_and_says_which_level(monkeypatch):
+    monkeypatch.setattr(sandbox_module, "_namespace_problem", lambda: "simulated: no unshare")
+    detect_isolation.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="simulated: no unshare.*'rlimits-only'"):
+            assert PythonSandbox().isolation == "rlimits-only"
+        with pytest.raises(RuntimeError, match="namespaces are unavailable"):
+            _ = PythonSandbox(mode="namespaces").isolation
+    finally:
+        detect_isolation.cache_clear()
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="mode="):
+        PythonSandbox(mode="docker")
+    with pytest.raises(ValueError, match="head_chars"):
+        PythonSandbox(max_output_chars=100, head_chars=80, tail_chars=80)
+    with pytest.raises(ValueError, match="wall_time_s"):
+        PythonSandbox(wall_time_s=0)
+
+
+def test_python_tool_returns_output_or_error_and_has_a_schema():
+    tool = make_python_tool(PythonSandbox(wall_time_s=5.0))
+    assert tool("print(6 * 7)") == "42\n"
+    assert tool("1 / 0") == "ZeroDivisionError: division by zero"
+    get_json_schema = pytest.importorskip("transformers.utils").get_json_schema
+    schema = get_json_schema(tool)["function"]
+    assert schema["name"] == "python"
+    assert schema["parameters"]["required"] == ["code"]
+    assert schema["parameters"]["properties"]["code"]["type"] == "string"
+
+
+def test_round_trip_latency(box):
+    box.run("pass")  # warm the page cache
+    times = sorted(box.run("print(1+1)").duration_s for _ in range(15))
+    assert times[len(times) // 2] < 0.5, times  # ~25 ms measured; generous for a shared CPU
+
+
+# Output truncation: the streaming buffer agrees with the plain function
+
+
+def test_truncate_output():
+    assert truncate_output("short") == ("short", False)
+    assert truncate_output("a" * 256) == ("a" * 256, False)
+    assert truncate_output("a" * 100 + "b" * 200) == (
+        "a" * 100 + "b" * 28 + "..." + "b" * 128,
+        True,
+    )
+    assert truncate_output("abcdefghij", max_chars=4, head=2, tail=2) == ("ab...ij", True)
+
+
+def test_bounded_buffer_matches_truncate_output():
+    rng = random.Random(0)
+    alphabet = "ab\n\u00e9\u4e2d\U0001f600"
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 400)))
+        max_chars = rng.randrange(0, 60)
+        head = rng.randrange(0, max_chars + 1)
+        tail = rng.randrange(0, max_chars - head + 1)
+        buffer = _BoundedBuffer(4 * max(max_chars, head) + 4, 4 * tail + 4)
+        data = text.encode()
+        cuts = sorted(rng.randrange(0, len(data) + 1) for _ in range(3))
+        for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            buffer.feed(data[a:b])
+        assert buffer.text(max_chars, head, tail) == truncate_output(text, max_chars, head, tail)
+
+
+def test_sandbox_module_runs_without_torch():
+    code = "import sys, paretopo.tools.sandbox\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout == "False\n"
