@@ -1,15 +1,20 @@
-"""Command line: ``paretopo demo | showcase``.
+"""Command line: ``paretopo demo | train | eval | compare | export | warmstart | showcase``.
 
-``demo`` is the README's main command. Until the training pipeline lands it runs the core
-showcase and says so; ``showcase`` always prints the tour of the multi-objective core.
+Every sub-command has ``--help``. Long work shows progress bars (TRL's for training, tqdm for
+evaluation); results print as tables and are written as JSON where a script would want them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
+
+from paretopo.config import PRESETS
 
 
 def _showcase(_: argparse.Namespace) -> int:
@@ -20,21 +25,177 @@ def _showcase(_: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from paretopo.demo import DemoSettings, run_demo
+
+    run_demo(DemoSettings(runs_root=args.runs, name=args.name, max_steps=args.steps, stage1_steps=args.stage1_steps,
+                          seed=args.seed, test_examples=args.test_examples))
+    return 0
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--set expects FIELD=VALUE (a ParetoPOConfig field), got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+        if isinstance(overrides[key], list):
+            overrides[key] = tuple(overrides[key])
+    return overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from paretopo.train import RunSettings, train_run
+
+    settings = RunSettings(run_dir=args.run_dir, task=args.task, model=args.model, seed=args.seed,
+                           max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
+                           learning_rate=args.lr, max_completion_length=args.max_completion_length,
+                           save_steps=args.save_steps, lora=not args.no_lora, max_tool_calls=args.max_tool_calls)
+    result = train_run(args.method, settings, method_overrides=_parse_overrides(args.set), resume=args.resume)
+    Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
+                                     "test": result.test}, default=str))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from paretopo.evaluate import evaluate_policy
+    from paretopo.models import load_policy
+    from paretopo.tasks import get_task
+    from paretopo.tasks.base import read_jsonl_examples
+
+    source = Path(args.policy)
+    if (source / "final").is_dir():
+        source = source / "final"
+    model, tokenizer = _load_for_eval(source, load_policy)
+    task = get_task(args.task)
+    examples = read_jsonl_examples(args.data) if args.data else task.load(args.split)
+    result = evaluate_policy(model, tokenizer, task, examples[: args.limit], num_samples=args.samples,
+                             greedy=args.samples == 1, max_new_tokens=args.max_new_tokens,
+                             tools_in_prompt=args.tools_in_prompt)
+    summary = {"policy": str(source), "task": task.name, "split": args.data or args.split, **result.as_dict()}
+    Console().print_json(json.dumps(summary))
+    if args.out:
+        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _load_for_eval(source: Path, load_policy):
+    """A base model folder, or an adapter folder (loaded onto its base)."""
+    if (source / "adapter_config.json").exists():
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base_name = json.loads((source / "adapter_config.json").read_text())["base_model_name_or_path"]
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_name), source)
+        return model.eval(), AutoTokenizer.from_pretrained(source)
+    return load_policy(str(source), lora=False)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from paretopo.evaluate import compare_runs
+
+    summary, dominance = compare_runs(args.runs, split=args.split)
     console = Console()
-    console.print(
-        "[yellow]The training demo (tiny policy, stage 1 then stage 2 next to a baseline) is not built yet; "
-        "running the core showcase instead.[/yellow]"
-    )
-    return _showcase(args)
+    table = Table(title="Runs (efficiency on one shared n*)", title_justify="left")
+    columns = ("method", "test_accuracy", "test_mean_tool_calls", "frontier_hv", "frontier_size", "checkpoints", "run")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in summary.iter_rows(named=True):
+        table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    console.print(table)
+    console.print("Final test point of row dominates column:")
+    console.print(dominance)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"summary": summary.to_dicts(), "dominance": dominance.to_dicts()},
+                                             indent=2, default=str) + "\n")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from paretopo.export import export_adapter
+
+    report = export_adapter(args.source, args.out, merged=args.merged, gguf=args.gguf)
+    Console().print_json(json.dumps({"path": str(report.path), "verify": asdict(report.verify),
+                                     "merged": str(report.merged_path) if report.merged_path else None,
+                                     "gguf": str(report.gguf_path) if report.gguf_path else None}))
+    return 0
+
+
+def _warmstart(args: argparse.Namespace) -> int:
+    from paretopo.warmstart import main
+
+    main(["--out", args.out] if args.out else [])
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paretopo", description="ParetoPO: accurate and tool-frugal LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="the CPU demo on the embedded default").set_defaults(handler=_demo)
+
+    demo = commands.add_parser("demo", help="the CPU demo: ParetoPO vs accuracy-only GRPO on the tiny policy")
+    demo.add_argument("--runs", default="runs", help="folder for run logs (default: runs)")
+    demo.add_argument("--name", default=None, help="demo folder name (default: demo-<timestamp>)")
+    demo.add_argument("--steps", type=int, default=30, help="optimiser steps per method (default 30)")
+    demo.add_argument("--stage1-steps", type=int, default=10, help="ParetoPO stage-1 steps (default 10)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--test-examples", type=int, default=None, help="evaluate on the first N test questions")
+    demo.set_defaults(handler=_demo)
+
+    train = commands.add_parser("train", help="train one method on one task")
+    train.add_argument("--method", default="paretopo", choices=sorted(PRESETS))
+    train.add_argument("--task", default="arithmetic")
+    train.add_argument("--model", default=None, help="hub id or local path (default: the shipped tiny policy)")
+    train.add_argument("--run-dir", default="runs/paretopo")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--steps", type=int, default=40)
+    train.add_argument("--prompts", type=int, default=8, help="prompts per step")
+    train.add_argument("--generations", type=int, default=8, help="completions per prompt (G)")
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--max-completion-length", type=int, default=160)
+    train.add_argument("--max-tool-calls", type=int, default=None, help="tool budget (default: the task's)")
+    train.add_argument("--save-steps", type=int, default=10)
+    train.add_argument("--no-lora", action="store_true", help="train all weights instead of LoRA adapters")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    train.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                       help="ParetoPOConfig overrides, e.g. --set beta=0.3 stage2_center=group_mean")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a run, checkpoint, adapter or model")
+    evaluate.add_argument("policy", help="a run folder, checkpoint, exported adapter or model folder")
+    evaluate.add_argument("--task", default="arithmetic")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--data", default=None, help="a JSONL file with id, question, answer (instead of --split)")
+    evaluate.add_argument("--limit", type=int, default=None)
+    evaluate.add_argument("--samples", type=int, default=1, help="completions per question (1 = greedy)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=160)
+    evaluate.add_argument("--tools-in-prompt", action="store_true", help="render the tools block (real chat models)")
+    evaluate.add_argument("--out", default=None, help="also write the JSON summary here")
+    evaluate.set_defaults(handler=_eval)
+
+    compare = commands.add_parser("compare", help="several runs side by side: test numbers, frontiers, dominance")
+    compare.add_argument("runs", nargs="+")
+    compare.add_argument("--split", default="validation", help="split of the checkpoint evaluations")
+    compare.add_argument("--out", default=None, help="also write JSON here")
+    compare.set_defaults(handler=_compare)
+
+    export = commands.add_parser("export", help="export and verify a LoRA adapter (optionally merged / GGUF)")
+    export.add_argument("source", help="a run folder, its final/ folder or a checkpoint")
+    export.add_argument("out", help="export folder")
+    export.add_argument("--merged", action="store_true", help="also write merged 16-bit weights")
+    export.add_argument("--gguf", action="store_true", help="also write GGUF (Unsloth on CUDA; best-effort)")
+    export.set_defaults(handler=_export)
+
+    warm = commands.add_parser("warmstart", help="(re)build the warm-started tiny CPU policy")
+    warm.add_argument("--out", default=None, help="output folder (default: data/tiny_policy)")
+    warm.set_defaults(handler=_warmstart)
+
     commands.add_parser("showcase", help="a tour of Pareto ranks, advantages and the stage-1 meta reward").set_defaults(
-        handler=_showcase
-    )
+        handler=_showcase)
     return parser
 
 
@@ -45,3 +206,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -1,0 +1,256 @@
+"""One training run, end to end: policy, task, rollouts, trainer, run log, evaluation.
+
+``train_run`` is what ``paretopo train`` and ``paretopo demo`` call. It loads the policy
+(``paretopo.models.load_policy``: Unsloth on CUDA, transformers + PEFT elsewhere; the shipped
+warm-started tiny policy by default), builds the task's dataset, plugs ``paretopo.rollout``'s
+tool-using decoding loop into TRL as ``rollout_func``, configures TRL's ``GRPOConfig`` for the
+device (``bf16=False``, one thread, no gradient checkpointing on CPU), trains with the method
+preset, evaluates every checkpoint on the validation split and the final policy on the test
+split, and leaves everything in the run folder (``paretopo.runlog``).
+
+Resuming: ``train_run(..., resume=True)`` continues from the last checkpoint of the same run
+folder with the same trainer state (n*, archive, EMA gain, stage, optimiser, RNG).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from paretopo.config import ParetoPOConfig
+from paretopo.runlog import RunLog
+
+__all__ = ["RunSettings", "RunResult", "train_run", "tiny_policy_path"]
+
+logger = logging.getLogger(__name__)
+
+
+def tiny_policy_path() -> Path:
+    from paretopo.warmstart import default_policy_path
+
+    return default_policy_path()
+
+
+@dataclass
+class RunSettings:
+    """Everything about a run that is not the method (see ``ParetoPOConfig`` for that)."""
+
+    run_dir: str = "runs/paretopo"
+    task: Any = "arithmetic"  # a task name, or a Task instance
+    model: str | None = None  # hub id or local path; None = the shipped warm-started tiny policy
+    seed: int = 0
+    max_steps: int = 40
+    prompts_per_step: int = 8
+    num_generations: int = 8
+    learning_rate: float = 2e-3
+    max_completion_length: int = 160
+    temperature: float = 1.0
+    max_tool_calls: int | None = None  # None = the task's default budget
+    lora: bool = True
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    save_steps: int = 10
+    validation_examples: int = 48
+    test_examples: int | None = None  # None = the whole test split
+    train_examples: int | None = None
+    checkpoint_eval: bool = True
+    tools_in_prompt: bool | None = None  # None: off for the tiny policy (taught by its warm start), on otherwise
+    epsilon_high: float = 0.28
+    kl_beta: float = 0.0
+    threads: int = 1
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # more GRPOConfig fields
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    method: str
+    test: dict[str, Any]
+    steps: int
+    trainer: Any = field(default=None, repr=False)  # the ParetoPOTrainer, for inspection
+
+
+def _grpo_config(settings: RunSettings, output_dir: Path) -> Any:
+    from trl import GRPOConfig
+
+    on_gpu = torch.cuda.is_available()
+    batch = settings.prompts_per_step * settings.num_generations
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch,
+        num_generations=settings.num_generations,
+        gradient_accumulation_steps=1,
+        max_completion_length=settings.max_completion_length,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        temperature=settings.temperature,
+        beta=settings.kl_beta,
+        loss_type="dapo",
+        epsilon=0.2,
+        epsilon_high=settings.epsilon_high,
+        max_steps=settings.max_steps,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=None,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        use_cpu=not on_gpu,
+        gradient_checkpointing=on_gpu,  # costs ~18% for nothing on a tiny CPU model
+        report_to="none",
+        disable_tqdm=not settings.progress,
+        log_completions=False,
+        **settings.extra,
+    )
+
+
+def _dataset(task: Any, examples: list[Any]) -> Any:
+    from datasets import Dataset
+
+    if not examples:
+        raise ValueError(f"task {task.name!r} produced no training examples")
+    return Dataset.from_list([
+        {"prompt": task.messages(e), "id": e.id, "answer": e.answer} for e in examples
+    ])
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import transformers
+    import trl
+
+    import paretopo
+
+    return {"paretopo": paretopo.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "trl": trl.__version__, "peft": peft.__version__, "python": platform.python_version()}
+
+
+def train_run(
+    method: str | ParetoPOConfig = "paretopo",
+    settings: RunSettings | None = None,
+    *,
+    method_overrides: Mapping[str, Any] | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Train one method on one task and evaluate it; returns the test summary.
+
+    Args:
+        method: a preset name (``paretopo``, ``torl_grpo``, ...) or a full ``ParetoPOConfig``.
+        settings: run settings (folder, task, model, steps, batch, ...).
+        method_overrides: ``ParetoPOConfig`` fields overriding the preset.
+        resume: continue the run in ``settings.run_dir`` from its last checkpoint.
+    """
+    from paretopo.evaluate import evaluate_policy
+    from paretopo.models import load_policy
+    from paretopo.rollout import make_trl_rollout_func
+    from paretopo.tasks import get_task
+    from paretopo.trainer import make_reward_functions, paretopo_trainer_class
+
+    settings = settings or RunSettings()
+    config = method if isinstance(method, ParetoPOConfig) else ParetoPOConfig.from_preset(method, **dict(method_overrides or {}))
+    if not torch.cuda.is_available():
+        torch.set_num_threads(settings.threads)
+    run_dir = Path(settings.run_dir)
+    checkpoint_dir = run_dir / "checkpoints"
+    if run_dir.exists() and any(checkpoint_dir.glob("checkpoint-*")) and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run folder")
+
+    # the task's tool budget is the method's C (and OTC's c) unless the settings override it
+    if isinstance(settings.task, str):
+        budget = {} if settings.max_tool_calls is None else {"max_tool_calls": settings.max_tool_calls}
+        task = get_task(settings.task, **budget)
+    else:
+        task = settings.task
+    config = ParetoPOConfig.from_dict({**config.to_dict(), "max_tool_calls": task.max_tool_calls})
+    model_path = settings.model or str(tiny_policy_path())
+    is_tiny = settings.model is None
+    tools_in_prompt = (not is_tiny) if settings.tools_in_prompt is None else settings.tools_in_prompt
+    model, tokenizer = load_policy(model_path, lora=settings.lora, lora_rank=settings.lora_rank,
+                                   lora_alpha=settings.lora_alpha)
+
+    train_examples = task.load("train")[: settings.train_examples]
+    validation = task.load("validation")[: settings.validation_examples]
+    test = task.load("test")[: settings.test_examples]
+    efficiency = {"form": config.tool_efficiency_form, "alpha": config.alpha, "max_calls": max(1, config.max_tool_calls),
+                  "unknown_nstar": config.unknown_nstar, "gate_tool_by_correctness": config.gate_tool_by_correctness}
+
+    run_log = RunLog(run_dir)
+    if not resume:
+        run_log.write_config({
+            "method": config.to_dict(), "settings": {**{f.name: getattr(settings, f.name) for f in fields(settings)}, "task": task.name}, "model": model_path,
+            "task": task.name,
+            "versions": _versions(), "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        })
+
+    def validation_fn(trainer: Any) -> tuple[float, float]:
+        result = evaluate_policy(trainer.accelerator.unwrap_model(trainer.model), tokenizer, task, validation,
+                                 greedy=True, max_new_tokens=settings.max_completion_length,
+                                 tracker=trainer.validation_nstar, efficiency_options=efficiency,
+                                 tools_in_prompt=tools_in_prompt, progress=False)
+        return result.objectives
+
+    tools = {tool.__name__: tool for tool in task.tools()}
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is the documented path here
+    trainer_class = paretopo_trainer_class()
+    trainer = trainer_class(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=make_reward_functions(task),
+        args=_grpo_config(settings, checkpoint_dir),
+        train_dataset=_dataset(task, train_examples),
+        rollout_func=make_trl_rollout_func(tools, max_tool_calls=task.max_tool_calls,
+                                           answer_extractor=task.extract_answer, tools_in_prompt=tools_in_prompt),
+        method=config,
+        run_log=run_log,
+        validation_fn=validation_fn,
+    )
+    if settings.checkpoint_eval:
+        trainer.add_callback(CheckpointEvalCallback(trainer, task, validation, tokenizer, run_log, settings,
+                                                     efficiency, tools_in_prompt))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+
+    final = evaluate_policy(trainer.accelerator.unwrap_model(trainer.model), tokenizer, task, test, greedy=True,
+                            max_new_tokens=settings.max_completion_length, efficiency_options=efficiency,
+                            tools_in_prompt=tools_in_prompt, progress=settings.progress, description=f"test ({config.method})")
+    step = int(trainer.state.global_step)
+    run_log.log_eval([{"step": step, "split": "test", "final": True, **final.as_dict()}])
+    run_log.log_eval_rows(step, "test", final.rows)
+    trainer.save_model(str(run_dir / "final"))
+    tokenizer.save_pretrained(str(run_dir / "final"))
+    return RunResult(run_dir=run_dir, method=config.method, test=final.as_dict(), steps=step, trainer=trainer)
+
+
+class CheckpointEvalCallback(TrainerCallback):
+    """After each checkpoint save: evaluate on the validation subset (one point of the run's frontier)."""
+
+    def __init__(self, trainer: Any, task: Any, examples: list[Any], tokenizer: Any, run_log: RunLog,
+                 settings: RunSettings, efficiency: dict[str, Any], tools_in_prompt: bool):
+        self.trainer, self.task, self.examples, self.tokenizer = trainer, task, examples, tokenizer
+        self.run_log, self.settings, self.efficiency, self.tools_in_prompt = run_log, settings, efficiency, tools_in_prompt
+
+    def on_save(self, args, state, control, **kwargs):
+        from paretopo.evaluate import evaluate_policy
+
+        if not state.is_world_process_zero:
+            return control
+        result = evaluate_policy(self.trainer.accelerator.unwrap_model(self.trainer.model), self.tokenizer,
+                                 self.task, self.examples, greedy=True,
+                                 max_new_tokens=self.settings.max_completion_length,
+                                 efficiency_options=self.efficiency, tools_in_prompt=self.tools_in_prompt,
+                                 progress=False)
+        step = int(state.global_step)
+        self.run_log.log_eval([{"step": step, "split": "validation", "final": False, **result.as_dict()}])
+        self.run_log.log_eval_rows(step, "validation", result.rows)
+        return control

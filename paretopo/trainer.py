@@ -1,0 +1,407 @@
+"""ParetoPOTrainer: TRL's GRPOTrainer with ParetoPO's objectives, stages and advantages.
+
+This is the only module that touches TRL internals, through the hook measured to work on
+trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
+
+1. ``_calculate_rewards`` returns TRL's gathered ``[N, K]`` reward matrix unchanged; the two
+   columns paretopo needs are *raw measurements*, produced by the reward functions of
+   :func:`make_reward_functions`: ``task_correct`` (0/1) and ``tool_calls`` (m). The hook
+   gathers the question ids, updates the n* tracker from the correct completions, and turns the
+   measurements into objective vectors ``(task, tool_efficiency)`` (paretopo.objectives).
+2. ``_generate_and_score_completions`` calls the parent, computes the configured estimator's
+   advantages for all N rows at once (every rank computes the same numbers from the same
+   gathered matrix), replaces this process's slice ``out["advantages"]``, rewrites the
+   advantages TRL logged for the completions table, and logs ``objectives/*``, ``pareto/*``,
+   ``weights/*`` and ``stage``.
+
+TRL's own advantage computation still runs on the raw columns and is discarded (its
+``rewards/<name>/mean`` metrics stay meaningful: accuracy and mean tool calls).
+
+Nothing from TRL is copied: Unsloth rewrites TRL's source at import time, so the class is
+built over whatever ``trl.GRPOTrainer`` is when :func:`paretopo_trainer_class` is called
+(after ``paretopo.models.load_policy`` imported Unsloth on a GPU).
+
+Stage 1 lasts ``stage1_steps`` optimiser steps (default one epoch), then stage 2. The stage-1
+outcome vector comes from a validation evaluation every ``stage1_eval_every`` steps (a
+callable you pass, see ``paretopo.train``) or from the training batch's mean. The n* tracker,
+the validation tracker, the stage-1 state and the stage are saved in every checkpoint
+(``paretopo_state.json``) and restored on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from paretopo.advantages import compute_advantages
+from paretopo.config import ParetoPOConfig
+from paretopo.objectives import OptimalCallTracker, count_tool_calls, objective_matrix
+from paretopo.runlog import RunLog, atomic_write_json
+from paretopo.scalarize import HVScalarizer
+
+__all__ = ["STATE_FILE", "RunLogCallback", "make_reward_functions", "paretopo_trainer_class"]
+
+logger = logging.getLogger(__name__)
+STATE_FILE = "paretopo_state.json"
+TASK_COLUMN = "task_correct"
+CALLS_COLUMN = "tool_calls"
+
+ValidationFn = Callable[[Any], tuple[float, float]]
+
+
+# ------------------------------------------------------------------------------------------
+# reward functions (raw measurements; the trainer turns them into objectives)
+# ------------------------------------------------------------------------------------------
+
+
+def make_reward_functions(task: Any) -> list[Callable[..., list[float]]]:
+    """TRL reward functions measuring correctness and tool calls for ``task``.
+
+    They read the extra fields ``paretopo.rollout``'s ``rollout_func`` returns (``final_answer``
+    is not trusted for checking: the task's own checker reads the completion text) or, on TRL's
+    own ``tools=`` path, the conversational completion with its ``tool_calls``.
+    """
+    from paretopo.tasks.base import Example
+
+    def _text(completion: Any) -> str:
+        if isinstance(completion, str):
+            return completion
+        return "".join(m.get("content") or "" for m in completion if m.get("role") == "assistant")
+
+    def task_correct(prompts: list, completions: list, answer: list, id: list | None = None,  # noqa: A002
+                     **kwargs: Any) -> list[float]:
+        ids = id or [""] * len(completions)
+        texts = kwargs.get("completion_text") or [_text(c) for c in completions]
+        return [float(task.is_correct(text, Example(str(i), "", gold)))
+                for text, gold, i in zip(texts, answer, ids, strict=True)]
+
+    def tool_calls(prompts: list, completions: list, num_tool_calls: list | None = None, **kwargs: Any) -> list[float]:
+        if num_tool_calls is not None:
+            return [float(m) for m in num_tool_calls]
+        return [float(count_tool_calls(c)) for c in completions]
+
+    task_correct.__name__ = TASK_COLUMN
+    tool_calls.__name__ = CALLS_COLUMN
+    return [task_correct, tool_calls]
+
+
+# ------------------------------------------------------------------------------------------
+# the trainer
+# ------------------------------------------------------------------------------------------
+
+
+class ParetoPOMixin:
+    """The ParetoPO hook; combined with ``trl.GRPOTrainer`` by :func:`paretopo_trainer_class`."""
+
+    def __init__(
+        self,
+        *args: Any,
+        method: ParetoPOConfig | None = None,
+        question_id_key: str = "id",
+        run_log: RunLog | None = None,
+        validation_fn: ValidationFn | None = None,
+        steps_per_epoch: int | None = None,
+        log_samples_per_step: int = 8,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.method = method or ParetoPOConfig()
+        names = list(self.reward_func_names)
+        if TASK_COLUMN not in names or CALLS_COLUMN not in names:
+            raise ValueError(
+                f"ParetoPOTrainer needs the reward functions of paretopo.trainer.make_reward_functions "
+                f"(named {TASK_COLUMN!r} and {CALLS_COLUMN!r}); got {names}"
+            )
+        self._task_column, self._calls_column = names.index(TASK_COLUMN), names.index(CALLS_COLUMN)
+        self.question_id_key = question_id_key
+        self.run_log = run_log
+        self.validation_fn = validation_fn
+        self.steps_per_epoch = steps_per_epoch or self._infer_steps_per_epoch()
+        self.log_samples_per_step = log_samples_per_step
+        self.nstar = OptimalCallTracker()
+        self.validation_nstar = OptimalCallTracker()
+        self.scalarizer = HVScalarizer(
+            len(self.method.objectives), gamma=self.method.gamma, dynamic=self.method.dynamic_weighting,
+            reference=self.method.hv_reference, initial_meta_reward=self.method.initial_meta_reward,
+        )
+        self._batch: dict[str, Any] | None = None
+        self.last_advantages: torch.Tensor | None = None  # all N rows of the last batch, as used
+        if run_log is not None:
+            self.add_callback(RunLogCallback(run_log))
+        if validation_fn is not None and self.method.uses_meta_reward and self.method.stage1_outcome == "validation":
+            self.add_callback(_Stage1ValidationCallback(self))
+
+    # --- bookkeeping -------------------------------------------------------------------------
+    def _infer_steps_per_epoch(self) -> int | None:
+        dataset = getattr(self, "train_dataset", None)
+        if dataset is None or not hasattr(dataset, "__len__"):
+            return None
+        prompts_per_step = (self.args.per_device_train_batch_size * self.accelerator.num_processes
+                            * self.args.gradient_accumulation_steps) // self.num_generations
+        return max(1, math.ceil(len(dataset) / max(1, prompts_per_step)))
+
+    def current_stage(self) -> int:
+        return self.method.stage_at(self.state.global_step, self.steps_per_epoch)
+
+    def _efficiency_options(self) -> dict[str, Any]:
+        return {
+            "form": self.method.tool_efficiency_form,
+            "alpha": self.method.alpha,
+            "max_calls": max(1, self.method.max_tool_calls),
+            "unknown_nstar": self.method.unknown_nstar,
+        }
+
+    # --- hook 1: measurements -> objectives ----------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: D401
+        from accelerate.utils import gather_object
+
+        gathered = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        question_ids = [str(q) for q in gather_object([example[self.question_id_key] for example in inputs])]
+        measured = gathered.detach().double().cpu().numpy()
+        correct = np.nan_to_num(measured[:, self._task_column], nan=0.0)
+        calls = np.nan_to_num(measured[:, self._calls_column], nan=0.0).round().astype(np.int64)
+        training = self.model.training
+        if training:  # n* learns from training batches only, before their rewards are computed
+            self.nstar.update(question_ids, calls, correct)
+        nstar = self.nstar.lookup(question_ids)
+        objectives = objective_matrix(correct, calls, nstar, gate_tool_by_correctness=self.method.gate_tool_by_correctness,
+                                      **self._efficiency_options())
+        self._batch = {"ids": question_ids, "correct": correct, "calls": calls, "nstar": nstar,
+                       "objectives": objectives, "training": training}
+        return gathered
+
+    # --- hook 2: our advantages replace TRL's ---------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        batch, self._batch = self._batch, None
+        if batch is None or not batch["training"]:
+            return output
+        stage = self.current_stage()
+        estimator = self.method.estimator_for_stage(stage)
+        meta = self.scalarizer.meta_reward
+        objectives = batch["objectives"]
+        result = compute_advantages(estimator, objectives, self.num_generations,
+                                    **self.method.estimator_options(stage, meta_reward=meta))
+        all_advantages = torch.as_tensor(result.advantages, dtype=output["advantages"].dtype)
+        n_local = output["advantages"].shape[0]
+        start = self.accelerator.process_index * n_local
+        output["advantages"] = all_advantages[start : start + n_local].to(output["advantages"].device)
+        self.last_advantages = all_advantages
+
+        logged = self._logs["advantages"]
+        for _ in range(min(len(objectives), len(logged))):
+            logged.pop()
+        logged.extend(all_advantages.tolist())
+
+        if self.method.uses_meta_reward and stage == 1 and self.method.stage1_outcome == "train_batch":
+            update = self.scalarizer.update(objectives.mean(axis=0), step=self.state.global_step + 1)
+            self._record_stage1(update)
+        self._log_batch_metrics(stage, estimator, meta, batch, result)
+        if self.run_log is not None and self.accelerator.is_main_process:
+            self._log_batch_rows(stage, batch, result, output, start)
+        return output
+
+    def _log_batch_metrics(self, stage: int, estimator: str, meta: float, batch: dict, result: Any) -> None:
+        metrics = self._metrics["train"]
+        objectives = batch["objectives"]
+        metrics["stage"].append(float(stage))
+        metrics["weights/meta_reward"].append(float(meta if self.method.dynamic_weighting else 1.0))
+        for name, weight in zip(self.method.objectives, self.method.weights, strict=True):
+            metrics[f"weights/{name}"].append(float(weight))
+        for k, name in enumerate(self.method.objectives):
+            metrics[f"objectives/{name}"].append(float(objectives[:, k].mean()))
+        metrics["objectives/mean_tool_calls"].append(float(batch["calls"].mean()))
+        metrics["objectives/frac_nstar_known"].append(float(np.isfinite(batch["nstar"]).mean()))
+        for key, value in result.metrics.items():
+            metrics[key].append(value)
+        archive = self.scalarizer.archive
+        if archive is not None:
+            metrics["pareto/hypervolume"].append(float(archive.hypervolume))
+            metrics["pareto/archive_size"].append(float(len(archive)))
+
+    def _record_stage1(self, update: Any) -> None:
+        metrics = self._metrics["train"]
+        metrics["pareto/hv_gain"].append(float(update.hv_gain))
+        metrics["pareto/ema_gain"].append(float(update.ema_gain))
+        if self.run_log is not None and self.accelerator.is_main_process and self.scalarizer.archive is not None:
+            archive = self.scalarizer.archive
+            self.run_log.write_archive(archive.points, archive.inserted_at, self.method.objectives)
+
+    def _log_batch_rows(self, stage: int, batch: dict, result: Any, output: dict, start: int) -> None:
+        step = self.state.global_step + 1
+        objectives, group_size = batch["objectives"], self.num_generations
+        rows = [
+            {
+                "stage": stage,
+                "group": i // group_size,
+                "completion": i % group_size,
+                "prompt_id": batch["ids"][i],
+                **{f"obj_{name}": float(objectives[i, k]) for k, name in enumerate(self.method.objectives)},
+                "rank": int(result.ranks[i]),
+                "advantage": float(self.last_advantages[i]),
+                "tool_calls": int(batch["calls"][i]),
+                "correct": bool(batch["correct"][i] >= 1.0),
+                "nstar": float(batch["nstar"][i]),
+            }
+            for i in range(len(objectives))
+        ]
+        self.run_log.log_groups(step, rows)
+        self.run_log.log_samples(step, self._sample_rows(output, start, limit=self.log_samples_per_step))
+
+    def _sample_rows(self, output: dict, start: int, limit: int) -> list[dict[str, Any]]:
+        """Completion texts split into model and tool-output segments (the loss-masked spans)."""
+        completion_ids = output["completion_ids"]
+        completion_mask = output["completion_mask"]
+        tool_mask = output.get("tool_mask")
+        rows = []
+        for i in range(min(limit, completion_ids.shape[0])):
+            length = int(completion_mask[i].sum())
+            ids = completion_ids[i, :length].tolist()
+            mask = tool_mask[i, :length].tolist() if tool_mask is not None else [1] * length
+            segments, current, current_mask = [], [], None
+            for token, flag in zip(ids, mask, strict=True):
+                if current_mask is not None and flag != current_mask:
+                    segments.append({"text": self.processing_class.decode(current), "tool_output": current_mask == 0})
+                    current = []
+                current.append(token)
+                current_mask = flag
+            if current:
+                segments.append({"text": self.processing_class.decode(current), "tool_output": current_mask == 0})
+            rows.append({
+                "row": start + i,
+                "group": (start + i) // self.num_generations,
+                "text": "".join(s["text"] for s in segments),
+                "segments": json.dumps(segments),
+            })
+        return rows
+
+    # --- state save / restore -----------------------------------------------------------------
+    def paretopo_state_dict(self) -> dict[str, Any]:
+        return {
+            "global_step": int(self.state.global_step),
+            "stage": self.current_stage(),
+            "nstar": self.nstar.state_dict(),
+            "validation_nstar": self.validation_nstar.state_dict(),
+            "scalarizer": self.scalarizer.state_dict(),
+            "method": self.method.to_dict(),
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+    def load_paretopo_state_dict(self, state: dict[str, Any]) -> None:
+        self.nstar.load_state_dict(state["nstar"])
+        self.validation_nstar.load_state_dict(state["validation_nstar"])
+        self.scalarizer.load_state_dict(state["scalarizer"])
+        self.steps_per_epoch = state.get("steps_per_epoch", self.steps_per_epoch)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            atomic_write_json(folder / STATE_FILE, self.paretopo_state_dict())
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        if resume_from_checkpoint:
+            if resume_from_checkpoint is True:
+                resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+                if resume_from_checkpoint is None:
+                    raise ValueError(f"no checkpoint to resume from in {self.args.output_dir}")
+            state_path = Path(resume_from_checkpoint) / STATE_FILE
+            if not state_path.exists():
+                raise FileNotFoundError(
+                    f"{state_path} is missing: this checkpoint was not written by ParetoPOTrainer (or the run died "
+                    "while saving it); resume from the previous checkpoint folder instead"
+                )
+            state = json.loads(state_path.read_text())
+            self.load_paretopo_state_dict(state)
+            if self.run_log is not None and self.accelerator.is_main_process:
+                self.run_log.truncate_after(int(state["global_step"]))
+            logger.info("restored ParetoPO state from %s (step %s)", resume_from_checkpoint, state["global_step"])
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+class RunLogCallback(TrainerCallback):
+    """Writes TRL's per-step logs (losses, rewards, our metrics) to steps.parquet."""
+
+    def __init__(self, run_log: RunLog):
+        self.run_log = run_log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero and "loss" in logs:
+            self.run_log.log_step({"step": int(state.global_step), **{k: _scalar(v) for k, v in logs.items()}})
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class _Stage1ValidationCallback(TrainerCallback):
+    """Every ``stage1_eval_every`` stage-1 steps: evaluate, update the HV archive and meta reward."""
+
+    def __init__(self, trainer: ParetoPOMixin):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        method = trainer.method
+        step = state.global_step
+        # the step that just ended was stage 1 and the next one still is: refresh its meta reward
+        if method.stage_at(step - 1, trainer.steps_per_epoch) != 1 or step % method.stage1_eval_every:
+            return control
+        from accelerate.utils import broadcast_object_list
+
+        outcome = [trainer.validation_fn(trainer) if trainer.accelerator.is_main_process else None]
+        if trainer.accelerator.num_processes > 1:
+            broadcast_object_list(outcome)
+        update = trainer.scalarizer.update(outcome[0], step=step)
+        trainer._record_stage1(update)
+        if trainer.run_log is not None and trainer.accelerator.is_main_process:
+            trainer.run_log.log_step({"step": int(step), "stage1/outcome_task": float(outcome[0][0]),
+                                      "stage1/outcome_tool_efficiency": float(outcome[0][1]),
+                                      "stage1/hv_gain": update.hv_gain, "stage1/meta_reward": update.meta_reward,
+                                      "stage1/hypervolume": update.hypervolume})
+        return control
+
+
+_CLASS_CACHE: dict[int, type] = {}
+
+
+def paretopo_trainer_class() -> type:
+    """``ParetoPOTrainer`` built over the current ``trl.GRPOTrainer`` (Unsloth's if it patched TRL)."""
+    import trl
+
+    base = trl.GRPOTrainer
+    if id(base) not in _CLASS_CACHE:
+        _CLASS_CACHE[id(base)] = type("ParetoPOTrainer", (ParetoPOMixin, base), {"__module__": __name__})
+    return _CLASS_CACHE[id(base)]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ParetoPOTrainer":
+        return paretopo_trainer_class()
+    raise AttributeError(name)
+
+
+def steps_in_checkpoint(path: str | os.PathLike[str]) -> int:
+    """Global step stored in a checkpoint folder's paretopo state."""
+    return int(json.loads((Path(path) / STATE_FILE).read_text())["global_step"])
+
+
+def checkpoints(output_dir: str | os.PathLike[str]) -> Sequence[Path]:
+    """Checkpoint folders of a run, oldest first."""
+    folders = [p for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir()]
+    return sorted(folders, key=lambda p: int(p.name.rsplit("-", 1)[1]))

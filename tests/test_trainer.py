@@ -1,0 +1,150 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+from trainer_fixtures import ToyTask, fast_settings, tiny_random_policy
+
+from paretopo.advantages import compute_advantages
+from paretopo.config import PRESETS, ParetoPOConfig
+from paretopo.runlog import read_run
+from paretopo.train import train_run
+from paretopo.trainer import STATE_FILE, paretopo_trainer_class
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    return tiny_random_policy(tmp_path_factory.mktemp("policy"))
+
+
+def _two_stage_overrides(name):
+    config = ParetoPOConfig.from_preset(name)
+    return {"stage1_steps": 1} if config.stage2_estimator is not None and config.stage1_steps is None else {}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_trains_switches_stage_and_uses_the_logged_advantages(name, policy, tmp_path, monkeypatch):
+    trainer_class = paretopo_trainer_class()
+    original_loss = trainer_class._compute_loss
+    used = []
+
+    def recording_loss(self, model, inputs):
+        used.append(inputs["advantages"].detach().clone())
+        return original_loss(self, model, inputs)
+
+    monkeypatch.setattr(trainer_class, "_compute_loss", recording_loss)
+    result = train_run(name, fast_settings(tmp_path / name, policy, checkpoint_eval=False),
+                       method_overrides=_two_stage_overrides(name))
+    trainer = result.trainer
+    assert result.steps == 2
+
+    # trainable (LoRA) parameters changed: PEFT starts every B matrix at zero
+    adapter = load_file(str(tmp_path / name / "final" / "adapter_model.safetensors"))
+    assert any(t.abs().sum() > 0 for key, t in adapter.items() if "lora_B" in key)
+
+    # the stage switch happens where the preset says
+    config = trainer.method
+    expected = [config.stage_at(step, trainer.steps_per_epoch) for step in range(2)]
+    run = read_run(tmp_path / name)
+    assert run.steps.sort("step")["stage"].to_list() == expected
+
+    # advantages: the loss used exactly what was logged (TRL shuffles rows, so compare as sets)
+    last = trainer.last_advantages
+    assert torch.equal(torch.sort(used[-1].cpu()).values, torch.sort(last).values)
+    np.testing.assert_allclose(list(trainer._logs["advantages"])[-len(last):], last.numpy(), rtol=0, atol=0)
+    last_groups = run.groups.filter(pl.col("step") == 2).sort("group", "completion")
+    np.testing.assert_allclose(last_groups["advantage"].to_numpy(), last.numpy(), rtol=1e-6)
+    # ... and they are the configured estimator's output on the logged objective vectors
+    objectives = last_groups.select(f"obj_{o}" for o in config.objectives).to_numpy()
+    stage = expected[-1]
+    options = config.estimator_options(stage, meta_reward=run.steps.sort("step")["weights/meta_reward"][-1])
+    recomputed = compute_advantages(config.estimator_for_stage(stage), objectives, 4, **options).advantages
+    np.testing.assert_allclose(recomputed, last.numpy(), atol=1e-5)
+
+
+RESUME_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from trainer_fixtures import fast_settings
+import paretopo.trainer as trainer_module
+from paretopo.train import train_run
+
+original = trainer_module.RunLogCallback.on_log
+def slow_on_log(self, *args, **kwargs):  # give the test time to kill mid-run
+    time.sleep(0.7)
+    return original(self, *args, **kwargs)
+trainer_module.RunLogCallback.on_log = slow_on_log
+train_run("paretopo", fast_settings({run!r}, {policy!r}, max_steps=8, save_steps=2),
+          method_overrides={{"stage1_steps": 3, "stage1_outcome": "validation"}})
+"""
+
+
+def test_resume_after_sigkill_restores_the_full_state(policy, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    script = RESUME_SCRIPT.format(tests=str(TESTS), run=str(run), policy=policy)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    saved = run / "checkpoints" / "checkpoint-4" / STATE_FILE
+    deadline = time.monotonic() + 240
+    while not saved.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert saved.exists(), process.stderr.read().decode()[-3000:] if process.poll() is not None else "timed out"
+    os.kill(process.pid, signal.SIGKILL)  # mid-training, somewhere after step 4
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    killed = read_run(run)  # the log is readable right after the kill
+    assert killed.steps.height >= 4
+
+    restored = {}
+    trainer_class = paretopo_trainer_class()
+    original_load = trainer_class.load_paretopo_state_dict
+
+    def recording_load(self, state):
+        original_load(self, state)
+        restored.update(self.paretopo_state_dict())
+
+    monkeypatch.setattr(trainer_class, "load_paretopo_state_dict", recording_load)
+    last = sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    expected = json.loads((last / STATE_FILE).read_text())
+    result = train_run("paretopo", fast_settings(run, policy, max_steps=8, save_steps=2),
+                       method_overrides={"stage1_steps": 3, "stage1_outcome": "validation"}, resume=True)
+
+    for key in ("nstar", "validation_nstar", "scalarizer"):
+        assert restored[key] == expected[key]
+    assert expected["scalarizer"]["state"]["archive"] is not None
+    # the step counter continues and every step is logged exactly once, stage switch included
+    assert result.steps == 8
+    steps = read_run(run).steps.sort("step")
+    assert steps["step"].to_list() == list(range(1, 9))
+    assert steps["stage"].to_list() == [1, 1, 1, 2, 2, 2, 2, 2]
+    groups = read_run(run).groups
+    assert sorted(set(groups["step"].to_list())) == list(range(1, 9))
+
+
+def test_reward_functions_are_required(policy, tmp_path):
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from paretopo.models import load_policy
+
+    model, tokenizer = load_policy(policy)
+    with pytest.raises(ValueError, match="make_reward_functions"):
+        paretopo_trainer_class()(
+            model=model, processing_class=tokenizer, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+            args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",
+                            per_device_train_batch_size=4, num_generations=4),
+            train_dataset=Dataset.from_list([{"prompt": [{"role": "user", "content": "x"}], "id": "a", "answer": "1"}]),
+        )
+
+
+def test_toy_task_is_what_the_fixtures_say():
+    assert ToyTask().is_correct("a 7 b", None) and not ToyTask().is_correct("abc", None)
