@@ -25,13 +25,25 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from paretopo.config import ParetoPOConfig
 from paretopo.runlog import RunLog
 
-__all__ = ["RunSettings", "RunResult", "train_run", "tiny_policy_path"]
+__all__ = ["DEFAULT_SPLITS", "RunResult", "RunSettings", "tiny_policy_path", "train_run"]
 
 logger = logging.getLogger(__name__)
+
+
+# task -> (train, validation, test) split names; validation uses its first `validation_examples`.
+# Only arithmetic ships disjoint local splits; math trains on the local GSM8K sample (the full
+# train split loads from the Hub), and the QA tasks train on the Hub's train split.
+DEFAULT_SPLITS: dict[str, tuple[str, str, str]] = {
+    "arithmetic": ("train", "validation", "test"),
+    "math": ("gsm8k_train_first200", "gsm8k_test", "math500"),
+    "hotpotqa": ("train", "dev_500", "dev_500"),
+    "nq_open": ("train", "dev", "dev"),
+}
 
 
 def tiny_policy_path() -> Path:
@@ -62,12 +74,16 @@ class RunSettings:
     validation_examples: int = 48
     test_examples: int | None = None  # None = the whole test split
     train_examples: int | None = None
+    train_split: str | None = None  # None = the task's default (DEFAULT_SPLITS)
+    validation_split: str | None = None
+    test_split: str | None = None
     checkpoint_eval: bool = True
     tools_in_prompt: bool | None = None  # None: off for the tiny policy (taught by its warm start), on otherwise
     epsilon_high: float = 0.28
     kl_beta: float = 0.0
     threads: int = 1
     progress: bool = True
+    print_logs: bool = False  # TRL's per-step metric dicts on stdout
     extra: dict[str, Any] = field(default_factory=dict)  # more GRPOConfig fields
 
 
@@ -180,9 +196,10 @@ def train_run(
     model, tokenizer = load_policy(model_path, lora=settings.lora, lora_rank=settings.lora_rank,
                                    lora_alpha=settings.lora_alpha)
 
-    train_examples = task.load("train")[: settings.train_examples]
-    validation = task.load("validation")[: settings.validation_examples]
-    test = task.load("test")[: settings.test_examples]
+    default_train, default_validation, default_test = DEFAULT_SPLITS.get(task.name, ("train", "validation", "test"))
+    train_examples = task.load(settings.train_split or default_train)[: settings.train_examples]
+    validation = task.load(settings.validation_split or default_validation)[: settings.validation_examples]
+    test = task.load(settings.test_split or default_test)[: settings.test_examples]
     efficiency = {"form": config.tool_efficiency_form, "alpha": config.alpha, "max_calls": max(1, config.max_tool_calls),
                   "unknown_nstar": config.unknown_nstar, "gate_tool_by_correctness": config.gate_tool_by_correctness}
 
@@ -216,6 +233,9 @@ def train_run(
         run_log=run_log,
         validation_fn=validation_fn,
     )
+    if not settings.print_logs:  # keep the progress bar, drop the per-step dict dumps (they are in steps.parquet)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_QuietProgressCallback)
     if settings.checkpoint_eval:
         trainer.add_callback(CheckpointEvalCallback(trainer, task, validation, tokenizer, run_log, settings,
                                                      efficiency, tools_in_prompt))
@@ -230,6 +250,11 @@ def train_run(
     trainer.save_model(str(run_dir / "final"))
     tokenizer.save_pretrained(str(run_dir / "final"))
     return RunResult(run_dir=run_dir, method=config.method, test=final.as_dict(), steps=step, trainer=trainer)
+
+
+class _QuietProgressCallback(ProgressCallback):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return control
 
 
 class CheckpointEvalCallback(TrainerCallback):

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,7 @@ class ParetoPOMixin:
         from accelerate.utils import gather_object
 
         gathered = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        started = time.perf_counter()
         question_ids = [str(q) for q in gather_object([example[self.question_id_key] for example in inputs])]
         measured = gathered.detach().double().cpu().numpy()
         correct = np.nan_to_num(measured[:, self._task_column], nan=0.0)
@@ -177,12 +179,14 @@ class ParetoPOMixin:
         objectives = objective_matrix(correct, calls, nstar, gate_tool_by_correctness=self.method.gate_tool_by_correctness,
                                       **self._efficiency_options())
         self._batch = {"ids": question_ids, "correct": correct, "calls": calls, "nstar": nstar,
-                       "objectives": objectives, "training": training}
+                       "objectives": objectives, "training": training,
+                       "hook_seconds": time.perf_counter() - started}
         return gathered
 
     # --- hook 2: our advantages replace TRL's ---------------------------------------------------
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
+        started = time.perf_counter()
         batch, self._batch = self._batch, None
         if batch is None or not batch["training"]:
             return output
@@ -209,6 +213,8 @@ class ParetoPOMixin:
         self._log_batch_metrics(stage, estimator, meta, batch, result)
         if self.run_log is not None and self.accelerator.is_main_process:
             self._log_batch_rows(stage, batch, result, output, start)
+        # our own work this step (objectives, advantages, metrics, run-log rows), not TRL's
+        self._metrics["train"]["timing/paretopo_hook_s"].append(batch["hook_seconds"] + time.perf_counter() - started)
         return output
 
     def _log_batch_metrics(self, stage: int, estimator: str, meta: float, batch: dict, result: Any) -> None:

@@ -66,6 +66,8 @@ class WarmStartConfig:
     seed: int = 0
     eval_every: int = 250
     eval_examples: int = 60
+    init: str = ""  # continue from this saved policy instead of a random one
+    shares: str = ""  # JSON {tier: [none, one, two]} overriding BEHAVIOUR_SHARES
 
 
 def _call_text(expression: str) -> str:
@@ -101,8 +103,8 @@ def build_trace(
     return ids, mask
 
 
-def _sample_behaviour(tier: int, rng: random.Random) -> str:
-    shares = BEHAVIOUR_SHARES.get(tier, BEHAVIOUR_SHARES[2])
+def _sample_behaviour(tier: int, rng: random.Random, table: dict[int, tuple[float, float, float]]) -> str:
+    shares = table.get(tier, table[2])
     return rng.choices(("none", "one", "two"), weights=shares)[0]
 
 
@@ -127,8 +129,16 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
     out = Path(out_dir) if out_dir is not None else default_policy_path()
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    tokenizer = build_tiny_tokenizer()
-    model = build_tiny_policy(tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers, seed=config.seed)
+    if config.init:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(config.init)
+        model = AutoModelForCausalLM.from_pretrained(config.init)
+    else:
+        tokenizer = build_tiny_tokenizer()
+        model = build_tiny_policy(tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers,
+                                  seed=config.seed)
+    shares = {int(k): tuple(v) for k, v in json.loads(config.shares).items()} if config.shares else BEHAVIOUR_SHARES
     protocol = ToolProtocol(tokenizer, model)
     examples = task.load("train")
     validation = task.load("validation")[: config.eval_examples]
@@ -147,7 +157,7 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
     bar = tqdm(range(config.steps), desc="warm start", disable=not progress)
     for step in bar:
         chosen = rng.sample(examples, config.batch_size)
-        traces = [build_trace(task, e, _sample_behaviour(int(e.metadata.get("tier", 2)), rng), tokenizer, protocol)
+        traces = [build_trace(task, e, _sample_behaviour(int(e.metadata.get("tier", 2)), rng, shares), tokenizer, protocol)
                   for e in chosen]
         input_ids, labels, attention = _batch(traces, tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
@@ -171,8 +181,12 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
             model.train()
     model.eval()
     save_tiny_policy(model, tokenizer, out)
+    previous = []
+    if config.init and (Path(config.init) / "warmstart.json").exists():
+        previous = [json.loads((Path(config.init) / "warmstart.json").read_text())]
     (out / "warmstart.json").write_text(json.dumps({"config": config.__dict__, "history": history,
-                                                    "task": task.name, "behaviour_shares": BEHAVIOUR_SHARES},
+                                                    "task": task.name, "behaviour_shares": shares,
+                                                    "continued_from": previous},
                                                    indent=2) + "\n")
     return out
 
