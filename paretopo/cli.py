@@ -201,7 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+        # expected failures (bad input, missing files, failed verification): say what to change
+        Console(stderr=True).print(f"[red]paretopo {args.command}: {error}[/red]")
+        return 2
 
 
 if __name__ == "__main__":

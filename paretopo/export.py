@@ -88,7 +88,7 @@ def _sample_prompts(tokenizer: Any, run_config: dict[str, Any], count: int) -> l
 
 
 def verify_adapter(path: str | Path, base_model: str | None = None, prompts: list[str] | None = None,
-                   max_new_tokens: int = 32) -> VerifyReport:
+                   max_new_tokens: int = 48, n_prompts: int = 12) -> VerifyReport:
     """Check an exported adapter: non-zero, finite, reloads, and changes greedy output."""
     from peft import PeftModel
     from safetensors.torch import load_file
@@ -118,7 +118,7 @@ def verify_adapter(path: str | Path, base_model: str | None = None, prompts: lis
         reloaded = True
         meta_path = folder / "paretopo.json"
         run_config = json.loads(meta_path.read_text()).get("run", {}) if meta_path.exists() else {}
-        for prompt in prompts or _sample_prompts(tokenizer, run_config, 4):
+        for prompt in prompts or _sample_prompts(tokenizer, run_config, n_prompts):
             inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
             with torch.no_grad():
                 tuned = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)

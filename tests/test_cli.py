@@ -16,3 +16,8 @@ def test_cli_commands_and_help(capsys):
     assert "Pareto rank" in capsys.readouterr().out
     help_text = build_parser().format_help()
     assert "demo" in help_text and "showcase" in help_text
+
+
+def test_expected_failures_print_a_message_not_a_traceback(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert "no LoRA adapter" in capsys.readouterr().err
