@@ -23,6 +23,7 @@ result is shipped in ``data/tiny_policy/`` so the demo and the tests start from 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -38,7 +39,8 @@ from paretopo.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_p
 from paretopo.rollout import ToolProtocol
 from paretopo.tasks.base import Example, Task, data_dir
 
-__all__ = ["BEHAVIOUR_SHARES", "WarmStartConfig", "build_trace", "default_policy_path", "warm_start"]
+__all__ = ["BEHAVIOUR_SHARES", "WarmStartConfig", "build_trace", "default_policy_path", "warm_start",
+           "weights_sha256"]
 
 # tier -> (none, one, two) shares
 BEHAVIOUR_SHARES: dict[int, tuple[float, float, float]] = {
@@ -47,6 +49,11 @@ BEHAVIOUR_SHARES: dict[int, tuple[float, float, float]] = {
     3: (0.25, 0.50, 0.25),
 }
 TOOL_NAME = "calculator"
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """sha256 of a saved policy's ``model.safetensors`` (recorded in ``warmstart.json``)."""
+    return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def default_policy_path() -> Path:
@@ -186,7 +193,8 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
         previous = [json.loads((Path(config.init) / "warmstart.json").read_text())]
     (out / "warmstart.json").write_text(json.dumps({"config": config.__dict__, "history": history,
                                                     "task": task.name, "behaviour_shares": shares,
-                                                    "continued_from": previous},
+                                                    "continued_from": previous,
+                                                    "model_sha256": weights_sha256(out)},
                                                    indent=2) + "\n")
     return out
 
