@@ -30,7 +30,7 @@ bench: setup
 	$(PY) benchmarks/bench_core.py
 
 lint: setup
-	$(VENV)/bin/ruff check paretopo tests benchmarks
+	$(VENV)/bin/ruff check paretopo tests benchmarks apps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,122 @@
+import marimo
+
+__generated_with = "0.25.2"
+app = marimo.App(width="medium", app_title="ParetoPO frontier comparison")
+
+with app.setup:
+    import html
+    from pathlib import Path
+
+    import altair as alt
+    import marimo as mo
+    import polars as pl
+
+    from paretopo import plots
+    from paretopo.evaluate import checkpoint_points, compare_runs
+    from paretopo.runlog import read_run
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
+    # Comparing runs: checkpoint frontiers
+
+    Every evaluated checkpoint of a run is a point (mean task correctness, mean tool efficiency).
+    Tool efficiency depends on n\*, the fewest tool calls of a correct answer to each question, and
+    each run tracks its own; here n\* is shared: the fewest calls of a correct answer in *any*
+    evaluation of *any* selected run, and every checkpoint is re-scored with it
+    (`paretopo.evaluate.checkpoint_points`). A run's frontier is its non-dominated checkpoints;
+    its hypervolume (from the origin), cardinality and spread summarise it. Start with
+    `marimo run apps/frontier_compare.py -- --runs-dir runs`.
+    """)
+    return
+
+
+@app.cell
+def _():
+    runs_root = Path(mo.cli_args().get("runs-dir") or "runs")
+    return (runs_root,)
+
+
+@app.cell
+def _(runs_root):
+    _evaluated = {p.name: str(p) for p in sorted(runs_root.glob("*")) if (p / "eval_rows").is_dir()}
+    run_picker = mo.ui.multiselect(options=_evaluated, value=list(_evaluated)[:6], label="runs")
+    split_picker = mo.ui.dropdown(options=["validation", "test"], value="validation", label="frontier split")
+    mo.vstack([mo.hstack([run_picker, split_picker], justify="start", gap=2),
+               mo.md(f"*Evaluated runs found under `{runs_root}/`.*")])
+    return run_picker, split_picker
+
+
+@app.cell
+def _(run_picker, split_picker):
+    mo.stop(not run_picker.value, mo.callout(mo.md(
+        "No evaluated runs selected: train some (`paretopo demo` trains two) or pass `-- --runs-dir <folder>`."),
+        kind="info"))
+    points = checkpoint_points(run_picker.value)
+    summary, dominance = compare_runs(run_picker.value, split=split_picker.value)
+    return dominance, points, summary
+
+
+@app.cell
+def _(points, split_picker):
+    frontier_plot = mo.ui.altair_chart(
+        plots.frontier_chart(points, split=split_picker.value,
+                             selection=alt.selection_point(fields=["run", "step", "split"])),
+        chart_selection=False, legend_selection=False)
+    frontier_plot
+    return (frontier_plot,)
+
+
+@app.cell
+def _(dominance, split_picker, summary):
+    def _short(run):
+        return Path(run).name
+
+    _table = summary.select(
+        pl.col("run").map_elements(_short, return_dtype=pl.String), "method",
+        pl.col("frontier_hv").round(4).alias(f"frontier HV ({split_picker.value})"),
+        pl.col("frontier_size").alias("cardinality"), pl.col("frontier_spread").round(4).alias("spread"),
+        "checkpoints", pl.col("test_accuracy").round(3), pl.col("test_mean_tool_calls").round(3),
+        pl.col("test_obj_task").round(3), pl.col("test_obj_tool_efficiency").round(3))
+    _dominance = dominance.select(
+        pl.col("run").map_elements(_short, return_dtype=pl.String).alias("final test point of ↓ dominates →"),
+        *[pl.col(run).alias(_short(run)) for run in dominance.columns[1:]])
+    mo.vstack([
+        mo.md("### Per run"), mo.ui.table(_table, selection=None, show_column_summaries=False),
+        mo.md("### Dominance between the runs' final test points"),
+        mo.ui.table(_dominance, selection=None, show_column_summaries=False),
+    ])
+    return
+
+
+@app.cell
+def _(frontier_plot, points):
+    # The clicked checkpoint, or the first run's final test point before any click.
+    _clicked = frontier_plot.value
+    _source = _clicked if _clicked is not None and len(_clicked) else points.filter(pl.col("final"))
+    chosen_point = _source.row(0, named=True)
+    _rows = read_run(chosen_point["run"]).eval_rows
+    chosen_rows = _rows.filter((pl.col("step") == chosen_point["step"]) & (pl.col("split") == chosen_point["split"]))
+    return chosen_point, chosen_rows
+
+
+@app.cell
+def _(chosen_point, chosen_rows):
+    _columns = [c for c in ("question", "answer", "final_answer", "correct", "tool_calls", "tool_errors",
+                            "finish_reason", "obj_task", "obj_tool_efficiency") if c in chosen_rows.columns]
+    _samples = [mo.vstack([mo.Html(f"<div><b>{html.escape(row['question'])}</b> (answer {html.escape(row['answer'])}) · "
+                                   f"{'correct' if row['correct'] else 'wrong'} · {row['tool_calls']} tool call(s)</div>"),
+                           mo.Html(plots.transcript_html([{"text": row["text"], "tool_output": False}]))])
+                for row in chosen_rows.head(8).iter_rows(named=True)]
+    mo.vstack([
+        mo.md(f"### Samples of {Path(chosen_point['run']).name}, step {chosen_point['step']}, "
+              f"{chosen_point['split']} (click a checkpoint above to change)"),
+        mo.ui.table(chosen_rows.select(_columns), selection=None, show_column_summaries=False),
+        *_samples,
+    ])
+    return
+
+
+if __name__ == "__main__":
+    app.run()

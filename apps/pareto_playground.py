@@ -1,0 +1,252 @@
+import marimo
+
+__generated_with = "0.25.2"
+app = marimo.App(width="medium", app_title="ParetoPO playground")
+
+with app.setup:
+    import marimo as mo
+    import numpy as np
+    import polars as pl
+
+    from paretopo import plots
+    from paretopo.advantages import degenerate_groups
+
+    DEFAULT_WEIGHTS = {"task": 0.6, "tool_efficiency": 0.4}
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
+    # ParetoPO playground
+
+    A group of **G** completions of one prompt, each scored on **M** objectives (all maximised:
+    task correctness, tool efficiency, ...). Pick or edit the group below and see how every
+    advantage estimator of `paretopo.advantages` turns the group's objective vectors into
+    per-completion advantages — the only thing the methods of the comparison change.
+
+    *Pareto rank* 1 is the set of completions no other completion of the group dominates (at least
+    as good everywhere, better somewhere); rank 2 is the front once rank 1 is removed, and so on.
+    ParetoPO's stage 2 (`pareto_rank`, Eqs. 7-9) gives `N_rank - rank + 1 + β (r̂ - 0.5)`, where
+    `r̂` is the weighted sum `w·r` min-max normalised among completions of the same rank.
+    """)
+    return
+
+
+@app.cell
+def _():
+    group_size = mo.ui.slider(2, 16, value=8, label="completions per group G", show_value=True)
+    n_objectives = mo.ui.slider(2, 4, value=2, label="objectives M", show_value=True)
+    n_groups = mo.ui.slider(1, 4, value=2, label="groups (random samples)", show_value=True)
+    beta = mo.ui.slider(0.05, 1.0, step=0.05, value=0.5, label="β (within-rank refinement)", show_value=True)
+    return beta, group_size, n_groups, n_objectives
+
+
+@app.cell
+def _(n_objectives):
+    objective_names = plots.objective_names(n_objectives.value)
+    weights = mo.ui.array(
+        [mo.ui.slider(0.0, 1.0, step=0.05, value=DEFAULT_WEIGHTS.get(name, 0.2), label=f"w · {name}",
+                      show_value=True) for name in objective_names],
+        label="preference weights w",
+    )
+    return objective_names, weights
+
+
+@app.cell
+def _():
+    # What the editor shows: a recipe, not the numbers, so resizing (G, M) re-draws the same kind of group
+    # and moving a weight slider does not throw away edits.
+    get_source, set_source = mo.state({"kind": "llm", "seed": 0, "weights": (0.6, 0.4)})
+    return get_source, set_source
+
+
+@app.cell
+def _(set_source, weights):
+    def _new_seed():
+        return int(np.random.default_rng().integers(2**31))
+
+    _weights_now = tuple(weights.value)
+    sample_llm = mo.ui.button(label="🎲 LLM-like group",
+                              on_click=lambda _: set_source({"kind": "llm", "seed": _new_seed()}))
+    sample_uniform = mo.ui.button(label="🎲 uniform group",
+                                  on_click=lambda _: set_source({"kind": "uniform", "seed": _new_seed()}))
+    preset_one_front = mo.ui.button(label="preset: equal weighted sums",
+                                    on_click=lambda _: set_source({"kind": "equal_sums", "weights": _weights_now}))
+    preset_same_sums = mo.ui.button(label="preset: same sums, different vectors",
+                                    on_click=lambda _: set_source({"kind": "same_sums", "weights": _weights_now}))
+    return preset_one_front, preset_same_sums, sample_llm, sample_uniform
+
+
+@app.cell
+def _(beta, group_size, n_groups, n_objectives, preset_one_front, preset_same_sums, sample_llm,
+      sample_uniform, weights):
+    mo.vstack([
+        mo.hstack([group_size, n_objectives, n_groups], justify="start", gap=2),
+        mo.hstack([mo.vstack([mo.md("preference weights **w**"), weights.vstack()]), beta],
+                  justify="start", align="start", gap=2),
+        mo.hstack([sample_llm, sample_uniform, preset_one_front, preset_same_sums], justify="start"),
+    ])
+    return
+
+
+@app.cell
+def _(get_source):
+    source = get_source()
+    return (source,)
+
+
+@app.cell
+def _(group_size, n_groups, objective_names, source):
+    def _preset_weights(captured):
+        # the weights when the preset was picked, resized if M changed since
+        padded = list(captured)[: len(objective_names)]
+        return padded + [0.0] * (len(objective_names) - len(padded))
+
+    _m, _g = len(objective_names), group_size.value
+    if source["kind"] == "llm":  # rounded for reading: exp(-0.5 k) to 4 decimals
+        vectors = plots.llm_like_groups(n_groups.value, _g, _m, seed=source["seed"]).round(4)
+        group_count = n_groups.value
+    elif source["kind"] == "uniform":
+        vectors, group_count = plots.random_groups(n_groups.value, _g, _m, seed=source["seed"]), n_groups.value
+    elif source["kind"] == "equal_sums":
+        vectors, group_count = plots.equal_sum_group(_preset_weights(source["weights"]), _g), 1
+    else:
+        vectors, group_count = plots.same_sums_two_groups(_preset_weights(source["weights"]), _g), 2
+    _index = np.arange(len(vectors))
+    group_editor = mo.ui.data_editor(
+        pl.DataFrame({"group": _index // _g, "completion": _index % _g,
+                      **{name: vectors[:, k] for k, name in enumerate(objective_names)}}),
+        editable_columns=list(objective_names),
+    )
+    mo.vstack([mo.md(f"**The group**: {group_count} × {_g} completions (edit any objective value)"), group_editor])
+    return (group_editor,)
+
+
+@app.cell
+def _(beta, group_editor, objective_names, weights):
+    group_table = pl.DataFrame(group_editor.value).sort("group", "completion")
+    rewards = group_table.select(objective_names).cast(pl.Float64).to_numpy()
+    completions_per_group = int(group_table.group_by("group").len()["len"].max())
+    mo.stop(not np.isfinite(rewards).all(), mo.callout(mo.md("Every objective value must be a number."), kind="warn"))
+    mo.stop(not any(w > 0 for w in weights.value),
+            mo.callout(mo.md("Set at least one weight above 0: the weighted estimators need a preference."), kind="warn"))
+    ranked = plots.ranked_group_frame(rewards, completions_per_group, objective_names)
+    advantages = plots.estimator_advantages(rewards, completions_per_group, weights=weights.value, beta=beta.value)
+    return advantages, completions_per_group, ranked, rewards
+
+
+@app.cell
+def _(advantages, objective_names, ranked, weights):
+    _scatter = plots.objective_scatter(ranked, x=objective_names[0], y=objective_names[1], facet="group",
+                                       title="objective vectors, coloured by Pareto rank (dashed: each front)",
+                                       width=280, height=240)
+    _bars = plots.advantage_bars(advantages, title="advantage of each completion, by estimator", width=300)
+    _projection = (mo.md(f"*M = {len(objective_names)}: the scatter shows the first two objectives; "
+                         "ranks use all of them.*") if len(objective_names) > 2 else mo.md(""))
+    weighted_sums = ranked.with_columns(
+        pl.sum_horizontal([pl.col(name) * w for name, w in zip(objective_names, weights.value, strict=True)])
+        .alias("w·r"))
+    mo.vstack([_scatter, _projection, _bars])
+    return (weighted_sums,)
+
+
+@app.cell
+def _(advantages, weighted_sums):
+    advantage_table = weighted_sums.join(
+        advantages.pivot(on="estimator", index=["group", "completion"], values="advantage"),
+        on=["group", "completion"])
+    mo.vstack([mo.md("**Objective vectors, weighted sum, Pareto rank and every estimator's advantage**"),
+               mo.ui.table(plots.rounded_for_display(advantage_table), selection=None,
+                           show_column_summaries=False, page_size=min(64, advantage_table.height))])
+    return (advantage_table,)
+
+
+@app.cell(hide_code=True)
+def _(completions_per_group, rewards, weighted_sums):
+    def _group_facts(group, frame):
+        sums = frame["w·r"].to_numpy()
+        facts = [f"**group {group}**: {frame['rank'].max()} front(s)"]
+        if degenerate_flags[group]:
+            facts.append("all vectors identical: every estimator gives 0 (degenerate group)")
+        elif np.ptp(sums) < 1e-9:
+            facts.append(f"every completion has w·r = {sums[0]:.3f}: the scalarising estimators see no "
+                         "difference (≈ 0), and no completion dominates another (one front)")
+        return ", ".join(facts)
+
+    degenerate_flags = np.asarray(degenerate_groups(rewards, completions_per_group))
+    mo.md("  \n".join(_group_facts(g, f) for (g,), f in weighted_sums.group_by("group", maintain_order=True)))
+    return (degenerate_flags,)
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.accordion({"What the presets show (read me)": mo.md(r"""
+    **Equal weighted sums** — one group whose completions all have the same `w·r` but different
+    vectors. With positive weights, more of one objective must be paid for with less of the other,
+    so *no completion dominates another*: all are rank 1, one front. Then:
+
+    * `fixed_weight` and `hv_scalarized` z-score `w·r`, which is constant: every advantage is ≈ 0;
+    * `mo_grpo` sums per-objective z-scores; on a straight line the two objectives' z-scores are
+      opposite, so it too gives ≈ 0 (up to the `eps` in the denominators);
+    * `gdpo` weights the per-objective z-scores *before* summing (`0.6 z₁ + 0.4 z₂ = 0.2 z₁`) and
+      then re-standardises over the batch, which blows that residue up: it prefers the
+      completions with more of the heavier-weighted objective;
+    * `torl_grpo` and `otc_grpo` look at the task column (and the product task × tool): they rank
+      along the line;
+    * raw `pareto_rank` gives **1 to every completion** (one front, all tied in `r̂`): no
+      preference inside the group, only a uniform push (0 with `stage2_center="group_mean"`).
+
+    **Same sums, different vectors** — two groups whose completions have the same weighted sums
+    one by one. Group 0 is a chain (each completion dominates the next: ranks 1, 2, 3, ...);
+    group 1 moves each vector along its line `w·r = const`, so they trade off and share fewer
+    fronts. `fixed_weight` and `hv_scalarized` give both groups *identical* advantages; Pareto
+    ranking (and `mo_grpo`, `gdpo`) see the difference.
+
+    The presets are built for the weights at the moment you press them; move the weights
+    afterwards and the `w·r` column shows the sums are no longer equal.
+    """)})
+    return
+
+
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
+    ## Stage 1: the hypervolume-guided meta reward
+
+    Each stage-1 step measures an *outcome vector* (the policy's mean objectives). Its hypervolume
+    gain over the archive of earlier outcomes (Pareto-optimal ones only) is smoothed,
+    `ema = γ·ema + (1-γ)·gain` (Eq. 5), and becomes the next step's meta reward
+    `0.5 + 1.5 tanh(ema)` (Eq. 6), which scales `w·r`. Edit the outcomes: an outcome the archive
+    already dominates adds no hypervolume. (With the default `stage1_adv_norm="group_std"` the
+    factor cancels inside each group's z-score; `"mean_only"` keeps it.)
+    """)
+    return
+
+
+@app.cell
+def _():
+    outcome_editor = mo.ui.data_editor(
+        pl.DataFrame({"task": [0.30, 0.42, 0.42, 0.55, 0.50, 0.61],
+                      "tool_efficiency": [0.60, 0.55, 0.55, 0.62, 0.50, 0.70]}),
+    )
+    gamma = mo.ui.slider(0.0, 0.99, step=0.01, value=0.9, label="γ (EMA smoothing)", show_value=True)
+    dynamic = mo.ui.checkbox(value=True, label="dynamic weighting (off: meta reward stays 1)")
+    mo.hstack([mo.vstack([mo.md("**Outcome vectors**, one per step (as in `paretopo showcase`)"), outcome_editor]),
+               mo.vstack([gamma, dynamic])], justify="start", gap=2)
+    return dynamic, gamma, outcome_editor
+
+
+@app.cell
+def _(dynamic, gamma, outcome_editor):
+    _outcomes = pl.DataFrame(outcome_editor.value).select("task", "tool_efficiency").cast(pl.Float64).to_numpy()
+    mo.stop(len(_outcomes) == 0 or not np.isfinite(_outcomes).all(),
+            mo.callout(mo.md("Give at least one outcome vector of two numbers."), kind="warn"))
+    stage1 = plots.stage1_history(_outcomes, gamma=gamma.value, dynamic=dynamic.value)
+    mo.vstack([plots.stage1_chart(stage1),
+               mo.ui.table(plots.rounded_for_display(stage1, 4), selection=None,
+                           show_column_summaries=False, page_size=min(64, stage1.height))])
+    return (stage1,)
+
+
+if __name__ == "__main__":
+    app.run()

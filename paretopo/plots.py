@@ -1,0 +1,549 @@
+"""Altair chart builders shared by the apps and notebooks, and the small frames they draw.
+
+Every chart function takes polars frames (or arrays) and returns an altair chart; nothing here
+touches marimo, so notebooks use the same pictures as the apps. Column conventions follow the
+run log (``paretopo.runlog``): objectives are maximised, ranks are 1-based, completions are
+numbered from 0 within their group.
+
+Frames:
+
+* :func:`ranked_group_frame`: objective vectors ``[N, M]`` -> one row per completion with its
+  group, index and Pareto rank.
+* :func:`estimator_advantages`: the advantage every registered estimator gives each completion
+  (long format: one row per completion and estimator).
+* :func:`stage1_history`: stage 1's archive, HV gain, EMA gain and meta reward as outcome
+  vectors arrive.
+* :func:`random_groups`, :func:`llm_like_groups`, :func:`equal_sum_group`,
+  :func:`same_sums_two_groups`: example groups for the playground.
+* :func:`mask_segments`, :func:`transcript_html`: a completion split into model text and
+  (loss-masked) tool output, as HTML; :func:`rounded_for_display` for tables.
+
+Charts: :func:`objective_scatter`, :func:`advantage_bars`, :func:`metric_lines`,
+:func:`stage1_chart`, :func:`frontier_chart`.
+
+Example:
+    >>> import numpy as np
+    >>> frame = ranked_group_frame(np.array([[1, 1.0], [1, .37], [0, 1.0], [0, .37]]), group_size=4)
+    >>> frame["rank"].to_list()
+    [1, 2, 2, 3]
+    >>> objective_scatter(frame, x="task", y="tool_efficiency").to_dict()["layer"][0]["mark"]["type"]
+    'line'
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import altair as alt
+import numpy as np
+import polars as pl
+
+from paretopo.advantages import ADVANTAGES
+from paretopo.config import PRESETS, ParetoPOConfig
+from paretopo.objectives import OptimalCallTracker, objective_matrix
+from paretopo.pareto import nondominated_mask, pareto_ranks
+from paretopo.scalarize import HVScalarizer
+
+__all__ = [
+    "DEFAULT_OBJECTIVES",
+    "ESTIMATOR_ORDER",
+    "TOOL_CALL_STYLE",
+    "TOOL_OUTPUT_STYLE",
+    "advantage_bars",
+    "equal_sum_group",
+    "estimator_advantages",
+    "frontier_chart",
+    "llm_like_groups",
+    "mask_segments",
+    "metric_lines",
+    "objective_names",
+    "objective_scatter",
+    "random_groups",
+    "ranked_group_frame",
+    "rounded_for_display",
+    "same_sums_two_groups",
+    "stage1_chart",
+    "stage1_history",
+    "stage_switch_step",
+    "transcript_html",
+]
+
+DEFAULT_OBJECTIVES = ("task", "tool_efficiency")
+ESTIMATOR_ORDER = tuple(ADVANTAGES)  # the order of paretopo.advantages' table, used on every axis
+RANK_SCHEME = "viridis"  # rank 1 darkest; ordinal, so colours stay put as fronts appear
+TOOL_OUTPUT_STYLE = "background:#fde68a;color:#713f12;border-radius:3px"
+TOOL_CALL_STYLE = "background:#dbeafe;color:#1e3a8a;border-radius:3px"
+
+
+def objective_names(n_objectives: int) -> tuple[str, ...]:
+    """Column names for ``n_objectives`` objectives: task, tool_efficiency, objective_3, ...
+
+    Example:
+        >>> objective_names(3)
+        ('task', 'tool_efficiency', 'objective_3')
+    """
+    if n_objectives < 1:
+        raise ValueError(f"need at least one objective, got {n_objectives}")
+    extra = tuple(f"objective_{k + 1}" for k in range(len(DEFAULT_OBJECTIVES), n_objectives))
+    return (DEFAULT_OBJECTIVES + extra)[:n_objectives]
+
+
+def _title(column: str) -> str:
+    """Axis title of a column: ``obj_tool_efficiency`` -> ``tool efficiency``."""
+    return column.removeprefix("obj_").replace("/", ": ").replace("_", " ")
+
+
+# --------------------------------------------------------------------------------------------
+# frames
+# --------------------------------------------------------------------------------------------
+
+
+def ranked_group_frame(rewards: Any, group_size: int, objectives: Sequence[str] | None = None) -> pl.DataFrame:
+    """One row per completion: ``group``, ``completion``, the objectives, ``rank``.
+
+    Args:
+        rewards: ``[N, M]`` objective vectors, maximised; rows ``[g*G:(g+1)*G]`` are group g.
+        group_size: G.
+        objectives: M column names (default :func:`objective_names`).
+    """
+    array = np.asarray(rewards, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] % group_size:
+        raise ValueError(f"rewards must be [N, M] with N a multiple of group_size={group_size}, got {array.shape}")
+    names = tuple(objectives or objective_names(array.shape[1]))
+    ranks = np.asarray(pareto_ranks(array.reshape(-1, group_size, array.shape[1]))).reshape(-1)
+    index = np.arange(array.shape[0])
+    return pl.DataFrame({
+        "group": index // group_size,
+        "completion": index % group_size,
+        **{name: array[:, k] for k, name in enumerate(names)},
+        "rank": ranks,
+    })
+
+
+def estimator_advantages(rewards: Any, group_size: int, *, weights: Sequence[float], beta: float = 0.5,
+                         meta_reward: float = 1.0) -> pl.DataFrame:
+    """The advantage every estimator of :data:`paretopo.advantages.ADVANTAGES` gives each completion.
+
+    Each estimator runs with the options of its method preset (``pareto_rank`` with ParetoPO's
+    stage 2, ``hv_scalarized`` with its stage 1 and ``meta_reward``), the given ``weights`` and
+    ``beta``, on the same objective columns (``otc_grpo`` multiplies columns 0 and 1, whatever
+    form of tool efficiency they hold).
+
+    Returns:
+        Long frame ``group, completion, estimator, advantage`` (N * 7 rows, estimators in
+        :data:`ESTIMATOR_ORDER`).
+    """
+    array = np.asarray(rewards, dtype=np.float64)
+    names = objective_names(array.shape[1])
+    index = np.arange(array.shape[0])
+    frames = []
+    for name in ESTIMATOR_ORDER:
+        preset = name if name in PRESETS else "paretopo"
+        config = ParetoPOConfig.from_preset(preset, objectives=names, weights=tuple(weights), beta=beta)
+        stage = 2 if name == config.stage2_estimator else 1
+        values = ADVANTAGES[name](array, group_size, **config.estimator_options(stage, meta_reward=meta_reward))
+        frames.append(pl.DataFrame({
+            "group": index // group_size, "completion": index % group_size,
+            "estimator": [name] * len(index), "advantage": np.asarray(values, dtype=np.float64),
+        }))
+    return pl.concat(frames)
+
+
+def stage1_history(outcomes: Any, *, gamma: float = 0.9, dynamic: bool = True) -> pl.DataFrame:
+    """Replay stage 1 (Eqs. 5-6) over a sequence of 2-objective outcome vectors.
+
+    Args:
+        outcomes: ``[T, 2]`` mean objective vectors (task, tool efficiency), one per step.
+        gamma: EMA smoothing of the HV gain.
+        dynamic: False freezes the meta reward at 1 (the "w/o dynamic weighting" ablation).
+
+    Returns:
+        One row per step: ``step, task, tool_efficiency, hv_gain, ema_gain, meta_reward`` (the
+        factor for the *next* step), ``hypervolume``, ``archive_size``, ``inserted`` and
+        ``in_final_archive``.
+    """
+    array = np.asarray(outcomes, dtype=np.float64).reshape(-1, 2)
+    scalarizer = HVScalarizer(2, gamma=gamma, dynamic=dynamic)
+    rows = []
+    for step, outcome in enumerate(array, start=1):
+        update = scalarizer.update(outcome, step=step)
+        rows.append({"step": step, "task": outcome[0], "tool_efficiency": outcome[1], "hv_gain": update.hv_gain,
+                     "ema_gain": update.ema_gain, "meta_reward": update.meta_reward,
+                     "hypervolume": update.hypervolume, "archive_size": update.archive_size,
+                     "inserted": update.inserted})
+    schema = {"step": pl.Int64, "task": pl.Float64, "tool_efficiency": pl.Float64, "hv_gain": pl.Float64,
+              "ema_gain": pl.Float64, "meta_reward": pl.Float64, "hypervolume": pl.Float64,
+              "archive_size": pl.Int64, "inserted": pl.Boolean}
+    frame = pl.DataFrame(rows, schema=schema)
+    archive = scalarizer.archive
+    kept = set(np.asarray(archive.inserted_at).tolist()) if archive is not None and len(archive) else set()
+    return frame.with_columns(pl.col("step").is_in(sorted(kept)).alias("in_final_archive"))
+
+
+# --- example groups for the playground -------------------------------------------------------
+
+
+def random_groups(n_groups: int, group_size: int, n_objectives: int, seed: int = 0) -> np.ndarray:
+    """``[n_groups * G, M]`` objective vectors drawn uniformly from [0, 1], to 2 decimals."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(size=(n_groups * group_size, n_objectives)).round(2)
+
+
+def llm_like_groups(n_groups: int, group_size: int, n_objectives: int, seed: int = 0, *,
+                    p_correct: float = 0.5, max_calls: int = 3, alpha: float = 0.5) -> np.ndarray:
+    """Discrete groups like a tool-using LLM's: task in {0, 1}, tool efficiency in {exp(-alpha k)}.
+
+    Each completion is right with probability ``p_correct`` and makes 0..``max_calls`` tool calls;
+    tool efficiency is ParetoPO's Eq. 4 against n* of its group (the fewest calls of a correct
+    completion, 1 for everyone while none is correct), computed by the package exactly as in
+    training. Objectives past the second are {0, 1} (e.g. a format check).
+    """
+    rng = np.random.default_rng(seed)
+    n = n_groups * group_size
+    correct = (rng.uniform(size=n) < p_correct).astype(np.float64)
+    calls = rng.integers(0, max_calls + 1, size=n)
+    ids = [f"q{i // group_size}" for i in range(n)]
+    tracker = OptimalCallTracker()
+    tracker.update(ids, calls, correct)
+    vectors = objective_matrix(correct, calls, tracker.lookup(ids), alpha=alpha, max_calls=max(1, max_calls))
+    extra = (rng.uniform(size=(n, max(0, n_objectives - 2))) < 0.5).astype(np.float64)
+    return np.concatenate([vectors, extra], axis=1)[:, :n_objectives]
+
+
+def _iso_direction(weights: Sequence[float]) -> np.ndarray:
+    """A direction along which ``w . r`` stays constant: (w2, -w1, 0, ...), unit length (or 0)."""
+    w = np.asarray(weights, dtype=np.float64)
+    direction = np.zeros_like(w)
+    direction[:2] = (w[1], -w[0])
+    norm = np.linalg.norm(direction)
+    return direction / norm if norm > 0 else direction
+
+
+def _feasible_reach(point: np.ndarray, direction: np.ndarray) -> float:
+    """Largest t >= 0 with ``point + s * direction`` in [0, 1]^M for every s in [-t, t]."""
+    reach = math.inf
+    for p, d in zip(point, direction, strict=True):
+        if abs(d) > 0:
+            reach = min(reach, p / abs(d), (1 - p) / abs(d))
+    return 0.0 if math.isinf(reach) else reach
+
+
+def equal_sum_group(weights: Sequence[float], group_size: int) -> np.ndarray:
+    """One group whose G completions all have the same ``w . r`` but different vectors.
+
+    The vectors lie on the line ``w . r = w . (0.5, ..., 0.5)`` through the centre of the unit
+    box, spread evenly. With weights > 0 none dominates another (a gain in one objective is paid
+    for in the other), so all are Pareto rank 1.
+    """
+    centre = np.full(len(weights), 0.5)
+    direction = _iso_direction(weights)
+    offsets = np.linspace(-1.0, 1.0, group_size) * 0.9 * _feasible_reach(centre, direction)
+    # 12 decimals drop float noise (0.19999999999999998 -> 0.2) but keep the sums equal to ~1e-12,
+    # far inside the estimators' tie tolerance and eps
+    return (centre[None, :] + offsets[:, None] * direction[None, :]).round(12)
+
+
+def same_sums_two_groups(weights: Sequence[float], group_size: int) -> np.ndarray:
+    """Two groups with equal weighted sums completion by completion, but different vectors.
+
+    Group 0 is a chain along the diagonal (each completion dominates the next, so ranks
+    1, 2, ..., G); group 1 moves every vector of group 0 along its iso-line ``w . r = const``,
+    alternately up-left and down-right, so the completions trade off and share fewer fronts.
+    Scalarising estimators cannot tell the groups apart; Pareto ranks and per-objective
+    z-scores can.
+    """
+    levels = np.linspace(0.85, 0.25, group_size)
+    chain = np.repeat(levels[:, None], len(weights), axis=1)
+    direction = _iso_direction(weights)
+    signs = np.where(np.arange(group_size) % 2 == 0, 1.0, -1.0)
+    moved = np.stack([point + sign * 0.9 * _feasible_reach(point, direction) * direction
+                      for point, sign in zip(chain, signs, strict=True)])
+    return np.concatenate([chain, moved]).round(12)
+
+
+def rounded_for_display(frame: pl.DataFrame, decimals: int = 3) -> pl.DataFrame:
+    """Float columns rounded to ``decimals``, with the ``-0.0`` of rounded tiny negatives shown as 0.
+
+    Example:
+        >>> rounded_for_display(pl.DataFrame({"a": [-1e-13, 0.12345]}))["a"].to_list()
+        [0.0, 0.123]
+    """
+    return frame.with_columns(
+        pl.when(pl.col(c).round(decimals) == 0).then(0.0).otherwise(pl.col(c).round(decimals)).alias(c)
+        for c, dtype in frame.schema.items() if dtype.is_float()
+    )
+
+
+# --- transcripts -----------------------------------------------------------------------------
+
+
+def mask_segments(tokenizer: Any, token_ids: Sequence[int], loss_mask: Sequence[int]) -> list[dict[str, Any]]:
+    """Split a completion into ``{"text", "tool_output"}`` runs of equal loss mask.
+
+    The same segments the run log stores in ``samples.parquet`` (``tool_output`` is True where
+    the environment wrote the tokens, which the loss ignores).
+    """
+    segments: list[dict[str, Any]] = []
+    start = 0
+    for end in range(1, len(token_ids) + 1):
+        if end == len(token_ids) or loss_mask[end] != loss_mask[start]:
+            segments.append({"text": tokenizer.decode(list(token_ids[start:end])),
+                             "tool_output": loss_mask[start] == 0})
+            start = end
+    return segments
+
+
+def _visible(text: str) -> str:
+    """Escape for HTML and show control characters as their Unicode pictures (random policies emit them)."""
+    shown = "".join(chr(0x2400 + ord(c)) if ord(c) < 32 and c not in "\n\t" else c for c in text)
+    return html.escape(shown)
+
+
+_TAGGED_SPANS = re.compile(r"(<tool_call>.*?(?:</tool_call>|$))|(<tool_response>.*?(?:</tool_response>|$))", re.DOTALL)
+
+
+def _model_text_html(text: str) -> str:
+    """Text without a mask: ``<tool_call>`` spans marked as calls, ``<tool_response>`` spans as tool output."""
+    parts, position = [], 0
+    for match in _TAGGED_SPANS.finditer(text):
+        parts.append(_visible(text[position:match.start()]))
+        style, tip = ((TOOL_CALL_STYLE, "tool call") if match.group(1) else
+                      (TOOL_OUTPUT_STYLE, "tool output: written by the environment"))
+        parts.append(f'<span style="{style}" title="{tip}">{_visible(match.group(0))}</span>')
+        position = match.end()
+    parts.append(_visible(text[position:]))
+    return "".join(parts)
+
+
+def transcript_html(segments: str | Sequence[Mapping[str, Any]]) -> str:
+    """HTML of a completion: model text plain, tool calls blue, tool output (masked) amber.
+
+    Args:
+        segments: a list of ``{"text": str, "tool_output": bool}`` or its JSON (the run log's
+            ``samples.segments`` column). A text without a mask (evaluation rows) can be passed
+            as one segment with ``tool_output=False``: its ``<tool_response>`` spans are then
+            marked as tool output from the tags.
+    """
+    items = json.loads(segments) if isinstance(segments, str) else segments
+    body = "".join(
+        f'<span style="{TOOL_OUTPUT_STYLE}" title="tool output: written by the environment, masked from the loss">'
+        f"{_visible(item['text'])}</span>" if item["tool_output"] else _model_text_html(item["text"])
+        for item in items
+    )
+    return ('<pre style="white-space:pre-wrap;word-break:break-word;font-size:12px;margin:0;'
+            f'padding:6px;border:1px solid #e5e7eb;border-radius:4px">{body}</pre>')
+
+
+# --------------------------------------------------------------------------------------------
+# charts
+# --------------------------------------------------------------------------------------------
+
+
+def _points_with_labels(frame: pl.DataFrame, x: str, y: str, rank: str, completion: str,
+                        by: Sequence[str]) -> pl.DataFrame:
+    """Merge completions with identical vectors into one point carrying a count and a label."""
+    return (
+        frame.group_by([*by, x, y, rank], maintain_order=True)
+        .agg(pl.col(completion).alias("completions"), pl.len().alias("count"))
+        .with_columns(pl.col("completions").list.eval(pl.format("#{}", pl.element())).list.join(" ").alias("label"))
+    )
+
+
+def objective_scatter(frame: pl.DataFrame, *, x: str, y: str, rank: str = "rank", completion: str = "completion",
+                      facet: str | None = None, selection: alt.Parameter | None = None,
+                      title: str | None = None, width: int = 300, height: int = 260) -> alt.TopLevelMixin:
+    """Completions in objective space, coloured by Pareto rank, each front drawn as a staircase.
+
+    Completions with identical vectors share one point (bigger, labelled ``#i #j``). Fronts are
+    drawn per rank as the boundary of the region they dominate (both objectives maximised).
+
+    Args:
+        frame: one row per completion with columns ``x``, ``y``, ``rank``, ``completion``
+            (and ``facet`` when given).
+        facet: a column to split into side-by-side panels (e.g. ``group``).
+        selection: an altair selection parameter added to the points (for ``mo.ui.altair_chart``);
+            the chart's data rows are then the merged points with a ``completions`` list.
+    """
+    by = [facet] if facet else []
+    points = _points_with_labels(frame, x, y, rank, completion, by).sort([*by, rank, x])
+    max_rank = int(frame[rank].max()) if frame.height else 1
+    color = alt.Color(f"{rank}:O", title="Pareto rank",
+                      scale=alt.Scale(scheme=RANK_SCHEME, domain=list(range(1, max_rank + 1))))
+    x_enc = alt.X(f"{x}:Q", title=_title(x), scale=alt.Scale(domain=[-0.05, 1.05]))
+    y_enc = alt.Y(f"{y}:Q", title=_title(y), scale=alt.Scale(domain=[-0.05, 1.05]))
+    tooltip = [alt.Tooltip("label:N", title="completions"), alt.Tooltip(f"{x}:Q", format=".3f"),
+               alt.Tooltip(f"{y}:Q", format=".3f"), alt.Tooltip(f"{rank}:O", title="rank"), "count:Q"]
+    base = alt.Chart(points).encode(x=x_enc, y=y_enc)
+    fronts = base.mark_line(interpolate="step-before", strokeDash=[4, 3], opacity=0.7).encode(
+        color=color, detail=f"{rank}:O", order=f"{x}:Q")
+    dots = base.mark_circle(stroke="white", strokeWidth=1).encode(
+        color=color, size=alt.Size("count:Q", scale=alt.Scale(range=[90, 400]), legend=None), tooltip=tooltip)
+    if selection is not None:
+        dots = dots.add_params(selection).encode(opacity=alt.condition(selection, alt.value(1.0), alt.value(0.35)))
+    labels = base.mark_text(dy=-13, fontSize=10, color="#374151").encode(text="label:N")
+    chart = alt.layer(fronts, dots, labels).properties(width=width, height=height)
+    if facet:
+        chart = chart.facet(column=alt.Column(f"{facet}:N", title=_title(facet)))
+    return chart.properties(title=title) if title else chart
+
+
+def advantage_bars(advantages: pl.DataFrame, *, estimator: str = "estimator", value: str = "advantage",
+                   completion: str = "completion", facet: str | None = "group", title: str | None = None,
+                   width: int = 360, height: int = 220) -> alt.TopLevelMixin:
+    """Grouped bars: for each completion, one bar per estimator.
+
+    Args:
+        advantages: long frame (e.g. :func:`estimator_advantages`): completion, estimator,
+            advantage, and ``facet`` if given and present.
+        facet: column splitting panels (``group``); ignored when absent or single-valued.
+    """
+    present = [name for name in ESTIMATOR_ORDER if name in set(advantages[estimator].to_list())]
+    order = present + sorted(set(advantages[estimator].to_list()) - set(present))
+    chart = alt.Chart(advantages).mark_bar().encode(
+        x=alt.X(f"{completion}:O", title=_title(completion), axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset(f"{estimator}:N", sort=order),
+        y=alt.Y(f"{value}:Q", title=_title(value)),
+        color=alt.Color(f"{estimator}:N", sort=order, title=_title(estimator),
+                        scale=alt.Scale(scheme="tableau10")),
+        tooltip=[completion, estimator, alt.Tooltip(f"{value}:Q", format="+.3f")],
+    ).properties(width=width, height=height)
+    zero = alt.Chart(advantages).mark_rule(color="#6b7280").encode(y=alt.datum(0))
+    chart = alt.layer(chart, zero)
+    if facet and facet in advantages.columns and advantages[facet].n_unique() > 1:
+        chart = chart.facet(column=alt.Column(f"{facet}:N", title=_title(facet)))
+    return chart.properties(title=title) if title else chart
+
+
+def stage_switch_step(steps: pl.DataFrame, stage: str = "stage") -> int | None:
+    """First logged step of stage 2, or None when the run never reached it."""
+    if stage not in steps.columns or steps.height == 0:
+        return None
+    second = steps.filter(pl.col(stage) == 2)
+    return int(second["step"].min()) if second.height else None
+
+
+def metric_lines(steps: pl.DataFrame, columns: Sequence[str], *, title: str, step: str = "step",
+                 switch: int | None = None, width: int = 300, height: int = 180) -> alt.LayerChart:
+    """Per-step curves of ``columns`` (those present; nulls skipped), with the stage switch as a rule.
+
+    Args:
+        steps: the run log's steps frame (one row per optimiser step).
+        columns: metric columns, e.g. ``["objectives/task", "objectives/tool_efficiency"]``.
+        switch: first step of stage 2 (:func:`stage_switch_step`); a dashed rule marks it.
+    """
+    present = [c for c in columns if c in steps.columns]
+    if present:
+        long = (steps.select(step, *present).cast({c: pl.Float64 for c in present})
+                .unpivot(index=step, variable_name="metric").drop_nulls("value"))
+    else:
+        long = pl.DataFrame(schema={step: pl.Int64, "metric": pl.String, "value": pl.Float64})
+    lines = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X(f"{step}:Q", title=step, axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("metric:N", title=None, sort=present, legend=alt.Legend(orient="bottom", columns=1, labelLimit=260)),
+        tooltip=[step, "metric", alt.Tooltip("value:Q", format=".4f")],
+    )
+    layers = [lines]
+    if switch is not None:
+        rule = pl.DataFrame({step: [switch - 0.5], "label": ["stage 2 →"]})
+        layers.append(alt.Chart(rule).mark_rule(strokeDash=[5, 4], color="#9ca3af").encode(x=f"{step}:Q"))
+        layers.append(alt.Chart(rule).mark_text(align="left", dx=3, baseline="top", color="#6b7280", y=2).encode(
+            x=f"{step}:Q", text="label:N"))
+    return alt.layer(*layers).properties(title=title, width=width, height=height)
+
+
+def _dominated_region(points: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
+    """Corners of the staircase bounding what a 2-D front dominates, for a ``step-after`` area.
+
+    Sorted by ``x`` (front points then have falling ``y``): ``(0, y_1), (x_1, y_2), ...,
+    (x_k, 0)``; filled down to 0, the area is the front's hypervolume from the origin.
+    """
+    front = points.sort(x).select(x, y).rows()
+    if not front:
+        return pl.DataFrame(schema={x: pl.Float64, y: pl.Float64})
+    xs = [0.0] + [p[0] for p in front]
+    ys = [p[1] for p in front] + [0.0]
+    return pl.DataFrame({x: xs, y: ys})
+
+
+def stage1_chart(history: pl.DataFrame, *, width: int = 250, height: int = 220) -> alt.HConcatChart:
+    """Stage 1 at a glance: outcomes and the final archive's hypervolume, HV gain and EMA, meta reward.
+
+    Args:
+        history: :func:`stage1_history`'s frame.
+    """
+    history = history.with_columns(
+        pl.when(pl.col("inserted")).then(pl.lit("gain > 0: joined the archive"))
+        .otherwise(pl.lit("no gain: dominated")).alias("status"))
+    region = _dominated_region(history.filter(pl.col("in_final_archive")), "task", "tool_efficiency")
+    x = alt.X("task:Q", title="task (mean)", scale=alt.Scale(domain=[0, 1]))
+    y = alt.Y("tool_efficiency:Q", title="tool efficiency (mean)", scale=alt.Scale(domain=[0, 1]))
+    area = alt.Chart(region).mark_area(color="#7c3aed", opacity=0.12, interpolate="step-after").encode(
+        x=x, y=alt.Y("tool_efficiency:Q", stack=None))
+    base = alt.Chart(history).encode(x=x, y=y)
+    path = base.mark_line(color="#d1d5db", strokeDash=[2, 2]).encode(order="step:Q")
+    dots = base.mark_circle(size=90).encode(
+        color=alt.Color("status:N", title=None,
+                        scale=alt.Scale(domain=["gain > 0: joined the archive", "no gain: dominated"],
+                                        range=["#7c3aed", "#9ca3af"]),
+                        legend=alt.Legend(orient="bottom", columns=1)),
+        tooltip=["step", alt.Tooltip("task:Q", format=".3f"), alt.Tooltip("tool_efficiency:Q", format=".3f"),
+                 alt.Tooltip("hv_gain:Q", format=".4f")])
+    labels = base.mark_text(dy=-11, fontSize=10).encode(text="step:Q")
+    outcomes = alt.layer(area, path, dots, labels).properties(
+        title="outcomes; shaded: the archive's HV", width=width, height=height)
+    gains = metric_lines(history, ["hv_gain", "ema_gain"], title="HV gain and its EMA (Eq. 5)",
+                         width=width, height=height)
+    meta = metric_lines(history, ["meta_reward"], title="meta reward for the next step (Eq. 6)",
+                        width=width, height=height)
+    return alt.hconcat(outcomes, gains, meta).resolve_scale(color="independent")
+
+
+def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection: alt.Parameter | None = None,
+                   width: int = 420, height: int = 320) -> alt.LayerChart:
+    """Evaluated checkpoints of several runs in objective space, with each run's frontier.
+
+    Args:
+        points: :func:`paretopo.evaluate.checkpoint_points`'s frame (run, method, step, split,
+            final, accuracy, mean_tool_calls, obj_task, obj_tool_efficiency, n).
+        split: the split whose checkpoints make each run's frontier (a staircase); the other
+            split's points are drawn hollow.
+        selection: an altair selection parameter for the points (e.g. ``alt.selection_point(
+            fields=["run", "step", "split"])``), for ``mo.ui.altair_chart``.
+
+    The frame drawn gains ``label`` (method and run folder) and ``on_front``.
+    """
+    on_front = np.zeros(points.height, dtype=bool)
+    if points.height:
+        keys = points.select("run", "split").to_numpy()
+        vectors = points.select("obj_task", "obj_tool_efficiency").to_numpy()
+        for run, part in {(r, s) for r, s in keys}:
+            mask = (keys[:, 0] == run) & (keys[:, 1] == part)
+            on_front[mask] = np.asarray(nondominated_mask(vectors[mask]))
+    data = points.with_columns(
+        pl.Series("on_front", on_front),
+        pl.format("{} ({})", "method", pl.col("run").str.split("/").list.last()).alias("label"),
+    ).sort("run", "split", "obj_task")
+    # checkpoints of comparable runs sit close together: zoom to them rather than show the whole unit square
+    base = alt.Chart(data).encode(
+        x=alt.X("obj_task:Q", title="task (mean)", scale=alt.Scale(zero=False, padding=12)),
+        y=alt.Y("obj_tool_efficiency:Q", title="tool efficiency (mean)", scale=alt.Scale(zero=False, padding=12)),
+        color=alt.Color("label:N", title="run"))
+    fronts = base.transform_filter(
+        alt.datum.on_front & (alt.datum.split == split)).mark_line(interpolate="step-before").encode(
+        detail="run:N", order="obj_task:Q")
+    dots = base.mark_point(filled=True, size=90).encode(
+        shape=alt.Shape("split:N", title="split"),
+        fillOpacity=alt.condition(alt.datum.split == split, alt.value(0.9), alt.value(0.15)),
+        tooltip=["label", "step", "split", "final", alt.Tooltip("accuracy:Q", format=".3f"),
+                 alt.Tooltip("mean_tool_calls:Q", format=".2f"), alt.Tooltip("obj_task:Q", format=".3f"),
+                 alt.Tooltip("obj_tool_efficiency:Q", format=".3f"), "n"])
+    if selection is not None:
+        dots = dots.add_params(selection).encode(size=alt.condition(selection, alt.value(160), alt.value(70)))
+    return alt.layer(fronts, dots).properties(width=width, height=height,
+                                              title=f"checkpoints; lines: each run's frontier on {split}")
