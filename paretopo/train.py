@@ -70,6 +70,8 @@ class RunSettings:
     lora: bool = True
     lora_rank: int = 16
     lora_alpha: int = 32
+    load_in_4bit: bool = False  # 4-bit base weights (QLoRA); needs the Unsloth backend (CUDA)
+    max_seq_length: int = 2048  # longest prompt + completion Unsloth prepares its kernels for
     save_steps: int = 10
     validation_examples: int = 48
     test_examples: int | None = None  # None = the whole test split
@@ -123,6 +125,7 @@ def _grpo_config(settings: RunSettings, output_dir: Path) -> Any:
         seed=settings.seed,
         data_seed=settings.seed,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        fp16=on_gpu and not torch.cuda.is_bf16_supported(),  # e.g. a T4
         use_cpu=not on_gpu,
         gradient_checkpointing=on_gpu,  # costs ~18% for nothing on a tiny CPU model
         report_to="none",
@@ -194,7 +197,8 @@ def train_run(
     is_tiny = settings.model is None
     tools_in_prompt = (not is_tiny) if settings.tools_in_prompt is None else settings.tools_in_prompt
     model, tokenizer = load_policy(model_path, lora=settings.lora, lora_rank=settings.lora_rank,
-                                   lora_alpha=settings.lora_alpha)
+                                   lora_alpha=settings.lora_alpha, load_in_4bit=settings.load_in_4bit,
+                                   max_seq_length=settings.max_seq_length)
 
     default_train, default_validation, default_test = DEFAULT_SPLITS.get(task.name, ("train", "validation", "test"))
     train_examples = task.load(settings.train_split or default_train)[: settings.train_examples]
