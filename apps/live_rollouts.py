@@ -17,7 +17,7 @@ with app.setup:
     from paretopo.config import ParetoPOConfig
     from paretopo.models import build_tiny_policy, build_tiny_tokenizer, load_policy
     from paretopo.objectives import OptimalCallTracker, objective_matrix
-    from paretopo.rollout import generate_rollouts
+    from paretopo.rollout import generate_rollouts, mask_segments
     from paretopo.tasks import Example, get_task
     from paretopo.tools.calculator import calculator
     from paretopo.train import tiny_policy_path
@@ -177,7 +177,7 @@ def _(rollout_table, rollouts, tokenizer):
         head = (f"**#{index}** · rank {row['rank']} · pareto_rank advantage {row['pareto_rank']:+.2f} · "
                 f"{'correct' if row['task'] else 'wrong'} · {rollout.num_tool_calls} tool call(s) · "
                 f"finish: {rollout.finish_reason}")
-        segments = plots.mask_segments(tokenizer, rollout.completion_ids, rollout.loss_mask)
+        segments = mask_segments(tokenizer, rollout.completion_ids, rollout.loss_mask)
         return mo.vstack([mo.md(head), mo.Html(plots.transcript_html(segments))])
 
     mo.vstack([mo.md("### Transcripts"), *[_card(i, r) for i, r in enumerate(rollouts)]])

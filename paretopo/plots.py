@@ -15,8 +15,8 @@ Frames:
   vectors arrive.
 * :func:`random_groups`, :func:`llm_like_groups`, :func:`equal_sum_group`,
   :func:`same_sums_two_groups`: example groups for the playground.
-* :func:`mask_segments`, :func:`transcript_html`: a completion split into model text and
-  (loss-masked) tool output, as HTML; :func:`rounded_for_display` for tables.
+* :func:`transcript_html`: a completion's segments (``paretopo.rollout.mask_segments``: model
+  text and loss-masked tool output) as HTML; :func:`rounded_for_display` for tables.
 
 Charts: :func:`objective_scatter`, :func:`advantage_bars`, :func:`metric_lines`,
 :func:`stage1_chart`, :func:`frontier_chart`.
@@ -59,7 +59,6 @@ __all__ = [
     "estimator_advantages",
     "frontier_chart",
     "llm_like_groups",
-    "mask_segments",
     "metric_lines",
     "objective_names",
     "objective_scatter",
@@ -280,22 +279,6 @@ def rounded_for_display(frame: pl.DataFrame, decimals: int = 3) -> pl.DataFrame:
 
 
 # --- transcripts -----------------------------------------------------------------------------
-
-
-def mask_segments(tokenizer: Any, token_ids: Sequence[int], loss_mask: Sequence[int]) -> list[dict[str, Any]]:
-    """Split a completion into ``{"text", "tool_output"}`` runs of equal loss mask.
-
-    The same segments the run log stores in ``samples.parquet`` (``tool_output`` is True where
-    the environment wrote the tokens, which the loss ignores).
-    """
-    segments: list[dict[str, Any]] = []
-    start = 0
-    for end in range(1, len(token_ids) + 1):
-        if end == len(token_ids) or loss_mask[end] != loss_mask[start]:
-            segments.append({"text": tokenizer.decode(list(token_ids[start:end])),
-                             "tool_output": loss_mask[start] == 0})
-            start = end
-    return segments
 
 
 def _visible(text: str) -> str:

@@ -340,6 +340,23 @@ def generate_rollouts(
     return rollouts
 
 
+def mask_segments(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int],
+                  loss_mask: Sequence[int]) -> list[dict[str, Any]]:
+    """Split a completion into ``{"text", "tool_output"}`` runs of equal loss mask.
+
+    ``tool_output`` is True where the environment wrote the tokens (mask 0, ignored by the loss).
+    The run log stores these segments in ``samples/``; the apps highlight them.
+    """
+    segments: list[dict[str, Any]] = []
+    start = 0
+    for end in range(1, len(token_ids) + 1):
+        if end == len(token_ids) or loss_mask[end] != loss_mask[start]:
+            segments.append({"text": tokenizer.decode(list(token_ids[start:end])),
+                             "tool_output": loss_mask[start] == 0})
+            start = end
+    return segments
+
+
 def to_trl_rollout_output(rollouts: Sequence[Rollout]) -> dict[str, list]:
     """The dict TRL's `GRPOTrainer(rollout_func=...)` expects, one entry per rollout.
 

@@ -47,6 +47,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from paretopo.advantages import compute_advantages
 from paretopo.config import ParetoPOConfig
 from paretopo.objectives import OptimalCallTracker, count_tool_calls, objective_matrix
+from paretopo.rollout import mask_segments
 from paretopo.runlog import RunLog, atomic_write_json
 from paretopo.scalarize import HVScalarizer
 
@@ -274,15 +275,7 @@ class ParetoPOMixin:
             length = int(completion_mask[i].sum())
             ids = completion_ids[i, :length].tolist()
             mask = tool_mask[i, :length].tolist() if tool_mask is not None else [1] * length
-            segments, current, current_mask = [], [], None
-            for token, flag in zip(ids, mask, strict=True):
-                if current_mask is not None and flag != current_mask:
-                    segments.append({"text": self.processing_class.decode(current), "tool_output": current_mask == 0})
-                    current = []
-                current.append(token)
-                current_mask = flag
-            if current:
-                segments.append({"text": self.processing_class.decode(current), "tool_output": current_mask == 0})
+            segments = mask_segments(self.processing_class, ids, mask)
             rows.append({
                 "row": start + i,
                 "group": (start + i) // self.num_generations,

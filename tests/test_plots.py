@@ -13,6 +13,7 @@ from paretopo.advantages import ADVANTAGES
 from paretopo.config import ParetoPOConfig
 from paretopo.models import build_tiny_tokenizer
 from paretopo.pareto import pareto_ranks
+from paretopo.rollout import mask_segments
 from paretopo.scalarize import HVScalarizer
 
 WEIGHTS = (0.6, 0.4)
@@ -112,8 +113,8 @@ def test_mask_segments_and_transcript_html_mark_tool_spans():
     model_part = tokenizer.encode('<tool_call>\n{"name": "calculator"}\n</tool_call>', add_special_tokens=False)
     tool_part = tokenizer.encode("<tool_response>\n42\n</tool_response>", add_special_tokens=False)
     answer = tokenizer.encode("\\boxed{42} <b>", add_special_tokens=False)
-    segments = plots.mask_segments(tokenizer, model_part + tool_part + answer,
-                                   [1] * len(model_part) + [0] * len(tool_part) + [1] * len(answer))
+    segments = mask_segments(tokenizer, model_part + tool_part + answer,
+                             [1] * len(model_part) + [0] * len(tool_part) + [1] * len(answer))
     assert [s["tool_output"] for s in segments] == [False, True, False]
     assert segments[1]["text"] == "<tool_response>\n42\n</tool_response>"
     page = plots.transcript_html(json.dumps(segments))
