@@ -62,14 +62,17 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from paretopo.evaluate import evaluate_policy
-    from paretopo.models import load_policy
+    from paretopo.models import load_adapter, load_policy
     from paretopo.tasks import get_task
     from paretopo.tasks.base import read_jsonl_examples
 
     source = Path(args.policy)
     if (source / "final").is_dir():
         source = source / "final"
-    model, tokenizer = _load_for_eval(source, load_policy)
+    if (source / "adapter_config.json").exists():
+        model, tokenizer = load_adapter(source)
+    else:
+        model, tokenizer = load_policy(str(source), lora=False)
     task = get_task(args.task)
     examples = read_jsonl_examples(args.data) if args.data else task.load(args.split)
     result = evaluate_policy(model, tokenizer, task, examples[: args.limit], num_samples=args.samples,
@@ -80,18 +83,6 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
-
-
-def _load_for_eval(source: Path, load_policy):
-    """A base model folder, or an adapter folder (loaded onto its base)."""
-    if (source / "adapter_config.json").exists():
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        base_name = json.loads((source / "adapter_config.json").read_text())["base_model_name_or_path"]
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_name), source)
-        return model.eval(), AutoTokenizer.from_pretrained(source)
-    return load_policy(str(source), lora=False)
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from paretopo import library_versions
+from paretopo.models import load_adapter
 from paretopo.runlog import atomic_write_json, read_run
 
 __all__ = ["ExportReport", "VerifyReport", "export_adapter", "verify_adapter"]
@@ -90,9 +92,7 @@ def _sample_prompts(tokenizer: Any, run_config: dict[str, Any], count: int) -> l
 def verify_adapter(path: str | Path, base_model: str | None = None, prompts: list[str] | None = None,
                    max_new_tokens: int = 48, n_prompts: int = 12) -> VerifyReport:
     """Check an exported adapter: non-zero, finite, reloads, and changes greedy output."""
-    from peft import PeftModel
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(path)
     problems: list[str] = []
@@ -111,10 +111,7 @@ def verify_adapter(path: str | Path, base_model: str | None = None, prompts: lis
     base_name = base_model or config.get("base_model_name_or_path")
     reloaded, changed, checked = False, 0, 0
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        base = AutoModelForCausalLM.from_pretrained(base_name)
-        model = PeftModel.from_pretrained(base, folder)
-        model.eval()
+        model, tokenizer = load_adapter(folder, base_name)
         reloaded = True
         meta_path = folder / "paretopo.json"
         run_config = json.loads(meta_path.read_text()).get("run", {}) if meta_path.exists() else {}
@@ -161,7 +158,7 @@ def export_adapter(
     AutoTokenizer.from_pretrained(adapter).save_pretrained(staging)  # tokenizer + chat template
 
     run = _run_folder(adapter)
-    metadata: dict[str, Any] = {"source": str(adapter.resolve()), "versions": _versions()}
+    metadata: dict[str, Any] = {"source": str(adapter.resolve()), "versions": library_versions()}
     config = json.loads((staging / "adapter_config.json").read_text())
     metadata["base_model"] = config.get("base_model_name_or_path")
     if run is not None:
@@ -218,13 +215,3 @@ def _gguf(adapter: Path, base_name: str, quantization: str) -> Path:
     target = adapter / "gguf"
     model.save_pretrained_gguf(str(target), tokenizer, quantization_method=quantization)
     return target
-
-
-def _versions() -> dict[str, str]:
-    import peft
-    import transformers
-
-    import paretopo
-
-    return {"paretopo": paretopo.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__}

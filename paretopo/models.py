@@ -323,3 +323,25 @@ def _load_with_transformers(
         )
         model = get_peft_model(model, lora_config)
     return model, tokenizer
+
+
+def load_adapter(folder: str | Path, base_model: str | None = None) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """A saved LoRA adapter on its base model (eval mode), with the tokenizer saved beside it.
+
+    Args:
+        folder: an adapter folder (``adapter_config.json`` + weights), e.g. ``runs/<name>/final``.
+        base_model: the base to load it onto; default: the ``base_model_name_or_path`` it records.
+    """
+    import json
+
+    from peft import PeftModel
+
+    folder = Path(folder)
+    config_path = folder / "adapter_config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{folder} holds no adapter_config.json; pass a LoRA adapter folder")
+    base_name = base_model or json.loads(config_path.read_text()).get("base_model_name_or_path")
+    if not base_name:
+        raise ValueError(f"{config_path} names no base model; pass base_model=")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_name), folder)
+    return model.eval(), AutoTokenizer.from_pretrained(folder)

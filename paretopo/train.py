@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
 from paretopo.runlog import RunLog
 
@@ -145,17 +145,6 @@ def _dataset(task: Any, examples: list[Any]) -> Any:
     ])
 
 
-def _versions() -> dict[str, str]:
-    import peft
-    import transformers
-    import trl
-
-    import paretopo
-
-    return {"paretopo": paretopo.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "trl": trl.__version__, "peft": peft.__version__, "python": platform.python_version()}
-
-
 def train_run(
     method: str | ParetoPOConfig = "paretopo",
     settings: RunSettings | None = None,
@@ -212,7 +201,7 @@ def train_run(
         run_log.write_config({
             "method": config.to_dict(), "settings": {**{f.name: getattr(settings, f.name) for f in fields(settings)}, "task": task.name}, "model": model_path,
             "task": task.name,
-            "versions": _versions(), "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "versions": library_versions(), "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         })
 
     def validation_fn(trainer: Any) -> tuple[float, float]:

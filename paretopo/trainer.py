@@ -33,9 +33,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -393,14 +392,3 @@ def __getattr__(name: str) -> Any:
     if name == "ParetoPOTrainer":
         return paretopo_trainer_class()
     raise AttributeError(name)
-
-
-def steps_in_checkpoint(path: str | os.PathLike[str]) -> int:
-    """Global step stored in a checkpoint folder's paretopo state."""
-    return int(json.loads((Path(path) / STATE_FILE).read_text())["global_step"])
-
-
-def checkpoints(output_dir: str | os.PathLike[str]) -> Sequence[Path]:
-    """Checkpoint folders of a run, oldest first."""
-    folders = [p for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir()]
-    return sorted(folders, key=lambda p: int(p.name.rsplit("-", 1)[1]))
