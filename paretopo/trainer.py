@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
@@ -246,21 +247,19 @@ class ParetoPOMixin:
     def _log_batch_rows(self, stage: int, batch: dict, result: Any, output: dict, start: int) -> None:
         step = self.state.global_step + 1
         objectives, group_size = batch["objectives"], self.num_generations
-        rows = [
-            {
-                "stage": stage,
-                "group": i // group_size,
-                "completion": i % group_size,
-                "prompt_id": batch["ids"][i],
-                **{f"obj_{name}": float(objectives[i, k]) for k, name in enumerate(self.method.objectives)},
-                "rank": int(result.ranks[i]),
-                "advantage": float(self.last_advantages[i]),
-                "tool_calls": int(batch["calls"][i]),
-                "correct": bool(batch["correct"][i] >= 1.0),
-                "nstar": float(batch["nstar"][i]),
-            }
-            for i in range(len(objectives))
-        ]
+        row = np.arange(len(objectives))
+        rows = pl.DataFrame({  # built from columns: no Python loop over completions on every step
+            "stage": np.full(len(row), stage, dtype=np.int64),
+            "group": row // group_size,
+            "completion": row % group_size,
+            "prompt_id": batch["ids"],
+            **{f"obj_{name}": objectives[:, k].astype(np.float64) for k, name in enumerate(self.method.objectives)},
+            "rank": np.asarray(result.ranks, dtype=np.int64),
+            "advantage": self.last_advantages.double().numpy(),
+            "tool_calls": batch["calls"].astype(np.int64),
+            "correct": batch["correct"] >= 1.0,
+            "nstar": batch["nstar"].astype(np.float64),
+        })
         self.run_log.log_groups(step, rows)
         self.run_log.log_samples(step, self._sample_rows(output, start, limit=self.log_samples_per_step))
 
