@@ -79,10 +79,43 @@ def _eval(args: argparse.Namespace) -> int:
                              greedy=args.samples == 1, max_new_tokens=args.max_new_tokens,
                              tools_in_prompt=args.tools_in_prompt)
     summary = {"policy": str(source), "task": task.name, "split": args.data or args.split, **result.as_dict()}
-    Console().print_json(json.dumps(summary))
+    console = Console()
+    console.print_json(json.dumps(summary))
+    if args.by:
+        summary["breakdown"] = _breakdown(result.rows, args.by)
+        _print_breakdown(console, summary["breakdown"], args.by)
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def _breakdown(rows, column: str) -> list[dict]:
+    """Accuracy and completions per value of ``column`` and whether a tool was called."""
+    import polars as pl
+
+    name = column if column in rows.columns else f"meta_{column}"
+    if name not in rows.columns:
+        known = sorted(c.removeprefix("meta_") for c in rows.columns if c.startswith("meta_"))
+        raise ValueError(f"cannot break down by {column!r}; the examples carry {known}")
+    return (
+        rows.with_columns((pl.col("tool_calls") > 0).alias("called"))
+        .group_by(name, "called")
+        .agg(pl.col("correct").mean().alias("accuracy"), pl.col("tool_calls").mean().alias("mean_tool_calls"),
+             pl.len().alias("completions"))
+        .sort(name, "called")
+        .rename({name: column})
+        .to_dicts()
+    )
+
+
+def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
+    table = Table(title=f"By {column} and whether a tool was called", title_justify="left")
+    for header in (column, "called", "accuracy", "mean tool calls", "completions"):
+        table.add_column(header, justify="right")
+    for row in rows:
+        table.add_row(str(row[column]), str(row["called"]), f"{row['accuracy']:.3f}", f"{row['mean_tool_calls']:.2f}",
+                      str(row["completions"]))
+    console.print(table)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -165,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--samples", type=int, default=1, help="completions per question (1 = greedy)")
     evaluate.add_argument("--max-new-tokens", type=int, default=160)
     evaluate.add_argument("--tools-in-prompt", action="store_true", help="render the tools block (real chat models)")
+    evaluate.add_argument("--by", default=None, metavar="COLUMN",
+                          help="also break accuracy down by an example field (e.g. tier) and tool use")
     evaluate.add_argument("--out", default=None, help="also write the JSON summary here")
     evaluate.set_defaults(handler=_eval)
 
