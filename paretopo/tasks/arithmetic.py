@@ -30,9 +30,8 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..answers import extract_boxed
 from ..tools.calculator import calculator
-from .base import Example, LocalSplit, Task
+from .base import BoxedAnswerTask, Example, LocalSplit
 
 __all__ = [
     "ArithmeticTask",
@@ -156,9 +155,10 @@ def _as_number(text: str) -> float | None:
         return None
 
 
-class ArithmeticTask(Task):
+class ArithmeticTask(BoxedAnswerTask):
     """Synthetic arithmetic; final answer in ``\\boxed{}``; tool: the calculator (budget 2)."""
 
+    system_prompt = SYSTEM_PROMPT
     name = "arithmetic"
     local_splits = {
         split: LocalSplit(f"arithmetic/{split}.jsonl", metadata_fields=("tier", "expression")) for split in SPLIT_SHARES
@@ -166,15 +166,6 @@ class ArithmeticTask(Task):
 
     def __init__(self, max_tool_calls: int = 2) -> None:
         super().__init__(max_tool_calls)
-
-    def messages(self, example: Example) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": SYSTEM_PROMPT.format(max_tool_calls=self.max_tool_calls)},
-            {"role": "user", "content": example.question},
-        ]
-
-    def extract_answer(self, completion_text: str) -> str | None:
-        return extract_boxed(completion_text)
 
     def is_correct(self, completion_text: str, example: Example) -> bool:
         """Numeric equality of the last ``\\boxed{}`` with the answer (``1,080`` = ``1080.0``)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 __all__ = [
+    "BoxedAnswerTask",
     "Example",
     "HubSplit",
     "LocalSplit",
@@ -163,3 +164,23 @@ class Task(ABC):
     @abstractmethod
     def tools(self) -> list[Callable[[str], str]]:
         """Tool callables (typed, Google-style docstrings) the agent may call."""
+
+
+class BoxedAnswerTask(Task):
+    """A task whose prompt is a system message plus the question, answered in ``\\boxed{}``.
+
+    Subclasses set ``system_prompt`` (may use ``{max_tool_calls}``) and implement the checker.
+    """
+
+    system_prompt: ClassVar[str]
+
+    def messages(self, example: Example) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.system_prompt.format(max_tool_calls=self.max_tool_calls)},
+            {"role": "user", "content": example.question},
+        ]
+
+    def extract_answer(self, completion_text: str) -> str | None:
+        from ..answers import extract_boxed
+
+        return extract_boxed(completion_text)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..answers import extract_boxed, math_equal
-from .base import Example, HubSplit, LocalSplit, Task
+from ..answers import math_equal
+from .base import BoxedAnswerTask, Example, HubSplit, LocalSplit
 
 __all__ = ["MathTask"]
 
@@ -31,9 +31,10 @@ def _gsm8k_hub_example(row: dict[str, Any], index: int) -> Example:
     return Example(f"gsm8k-train-{index}", row["question"], final, {"solution": row["answer"]})
 
 
-class MathTask(Task):
+class MathTask(BoxedAnswerTask):
     """Maths benchmarks; final answer in ``\\boxed{}``; tool: python sandbox (budget 3)."""
 
+    system_prompt = SYSTEM_PROMPT
     name = "math"
     local_splits = {
         "math500": LocalSplit("math500.jsonl", metadata_fields=("subject", "level")),
@@ -51,15 +52,6 @@ class MathTask(Task):
     def __init__(self, max_tool_calls: int = 3, answer_timeout_s: float = 5.0) -> None:
         super().__init__(max_tool_calls)
         self.answer_timeout_s = answer_timeout_s
-
-    def messages(self, example: Example) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": SYSTEM_PROMPT.format(max_tool_calls=self.max_tool_calls)},
-            {"role": "user", "content": example.question},
-        ]
-
-    def extract_answer(self, completion_text: str) -> str | None:
-        return extract_boxed(completion_text)
 
     def is_correct(self, completion_text: str, example: Example) -> bool:
         predicted = self.extract_answer(completion_text)
