@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paretopo.config import PRESETS
+from paretopo.demo import DemoSettings
 
 
 def _showcase(_: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def _demo(args: argparse.Namespace) -> int:
     from paretopo.demo import DemoSettings, run_demo
 
     run_demo(DemoSettings(runs_root=args.runs, name=args.name, max_steps=args.steps, stage1_steps=args.stage1_steps,
-                          seed=args.seed, test_examples=args.test_examples))
+                          seed=args.seed, test_examples=args.test_examples, parallel=not args.sequential))
     return 0
 
 
@@ -53,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
     settings = RunSettings(run_dir=args.run_dir, task=args.task, model=args.model, seed=args.seed,
                            max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
                            learning_rate=args.lr, max_completion_length=args.max_completion_length,
-                           save_steps=args.save_steps, lora=not args.no_lora, max_tool_calls=args.max_tool_calls)
+                           save_steps=args.save_steps, lora=False if args.no_lora else (True if args.lora else None), max_tool_calls=args.max_tool_calls)
     result = train_run(args.method, settings, method_overrides=_parse_overrides(args.set), resume=args.resume)
     Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
                                      "test": result.test}, default=str))
@@ -90,31 +91,22 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _breakdown(rows, column: str) -> list[dict]:
-    """Accuracy and completions per value of ``column`` and whether a tool was called."""
-    import polars as pl
+    """Accuracy (direct and with a tool) and the call distribution per value of ``column``."""
+    from paretopo.evaluate import behaviour_table
 
-    name = column if column in rows.columns else f"meta_{column}"
-    if name not in rows.columns:
-        known = sorted(c.removeprefix("meta_") for c in rows.columns if c.startswith("meta_"))
-        raise ValueError(f"cannot break down by {column!r}; the examples carry {known}")
-    return (
-        rows.with_columns((pl.col("tool_calls") > 0).alias("called"))
-        .group_by(name, "called")
-        .agg(pl.col("correct").mean().alias("accuracy"), pl.col("tool_calls").mean().alias("mean_tool_calls"),
-             pl.len().alias("completions"))
-        .sort(name, "called")
-        .rename({name: column})
-        .to_dicts()
-    )
+    return behaviour_table(rows, column).to_dicts()
 
 
 def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
-    table = Table(title=f"By {column} and whether a tool was called", title_justify="left")
-    for header in (column, "called", "accuracy", "mean tool calls", "completions"):
+    table = Table(title=f"By {column}: accuracy without / with a tool call, and how many calls", title_justify="left")
+    headers = {column: column, "accuracy": "accuracy", "direct_accuracy": "direct acc.", "tool_accuracy": "tool acc.",
+               "mean_tool_calls": "mean calls", "calls_0": "0 calls", "calls_1": "1 call", "calls_2plus": ">=2 calls",
+               "completions": "completions"}
+    for header in headers.values():
         table.add_column(header, justify="right")
     for row in rows:
-        table.add_row(str(row[column]), str(row["called"]), f"{row['accuracy']:.3f}", f"{row['mean_tool_calls']:.2f}",
-                      str(row["completions"]))
+        table.add_row(*(("-" if row[key] is None else f"{row[key]:.3f}") if isinstance(row[key], float) or row[key] is None
+                        else str(row[key]) for key in headers))
     console.print(table)
 
 
@@ -164,9 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the CPU demo: ParetoPO vs accuracy-only GRPO on the tiny policy")
     demo.add_argument("--runs", default="runs", help="folder for run logs (default: runs)")
     demo.add_argument("--name", default=None, help="demo folder name (default: demo-<timestamp>)")
-    demo.add_argument("--steps", type=int, default=30, help="optimiser steps per method (default 30)")
-    demo.add_argument("--stage1-steps", type=int, default=10, help="ParetoPO stage-1 steps (default 10)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--steps", type=int, default=DemoSettings.max_steps,
+                      help=f"optimiser steps per method (default {DemoSettings.max_steps})")
+    demo.add_argument("--stage1-steps", type=int, default=DemoSettings.stage1_steps,
+                      help=f"ParetoPO stage-1 steps (default {DemoSettings.stage1_steps})")
+    demo.add_argument("--seed", type=int, default=0, help="seed of both runs (default 0)")
+    demo.add_argument("--sequential", action="store_true", help="train the two methods one after the other")
     demo.add_argument("--test-examples", type=int, default=None, help="evaluate on the first N test questions")
     demo.set_defaults(handler=_demo)
 
@@ -179,11 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=40)
     train.add_argument("--prompts", type=int, default=8, help="prompts per step")
     train.add_argument("--generations", type=int, default=8, help="completions per prompt (G)")
-    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default: 3e-4 for full fine-tuning of the tiny policy, 2e-3 for LoRA)")
     train.add_argument("--max-completion-length", type=int, default=160)
     train.add_argument("--max-tool-calls", type=int, default=None, help="tool budget (default: the task's)")
     train.add_argument("--save-steps", type=int, default=10)
-    train.add_argument("--no-lora", action="store_true", help="train all weights instead of LoRA adapters")
+    lora = train.add_mutually_exclusive_group()
+    lora.add_argument("--lora", action="store_true", help="train LoRA adapters (default for any --model)")
+    lora.add_argument("--no-lora", action="store_true",
+                      help="train all weights (default for the shipped tiny policy)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     train.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                        help="ParetoPOConfig overrides, e.g. --set beta=0.3 stage2_center=group_mean")

@@ -30,7 +30,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "tool_efficiency_form": ("exp", "otc"),
     "unknown_nstar": ("one", "zero"),
     "stage1_adv_norm": ("group_std", "mean_only"),
-    "stage1_outcome": ("validation", "train_batch"),
+    "stage1_outcome": ("validation", "train_batch", "train_batch_ema"),
     "hv_reference": ("nadir", "initial"),
     "initial_meta_reward": ("one", "formula"),
     "stage2_center": ("none", "group_mean", "group_zscore"),
@@ -87,9 +87,15 @@ class ParetoPOConfig:
         "cancels) or 'mean_only' (centring only, keeps its effect).", "group_std"
     )
     stage1_outcome: str = _help(
-        "Where the stage-1 outcome vector comes from: 'validation' (held-out evaluation every "
-        "stage1_eval_every steps) or 'train_batch' (the batch's mean objectives, no extra generation).",
+        "Where the stage-1 outcome vector comes from: 'validation' (held-out greedy evaluation every "
+        "stage1_eval_every steps), 'train_batch' (the batch's mean objectives, no extra generation) or "
+        "'train_batch_ema' (an EMA of those, decay stage1_outcome_decay). See docs/method.md for the "
+        "measured choice.",
         "validation",
+    )
+    stage1_outcome_decay: float = _help(
+        "Decay of the 'train_batch_ema' outcome: ema <- decay * ema + (1 - decay) * batch mean, in [0, 1).",
+        0.8,
     )
     stage1_eval_every: int = _help("Steps between validation outcomes in stage 1 (>= 1).", 1)
     hv_reference: str = _help(
@@ -150,6 +156,8 @@ class ParetoPOConfig:
             problems.append(f"beta must be in (0, 1] (larger lets worse ranks overtake better ones), got {self.beta}")
         if self.stage1_steps is not None and (not isinstance(self.stage1_steps, int) or self.stage1_steps < 0):
             problems.append(f"stage1_steps must be None (one epoch) or an integer >= 0, got {self.stage1_steps!r}")
+        if not 0.0 <= self.stage1_outcome_decay < 1.0:
+            problems.append(f"stage1_outcome_decay must be in [0, 1), got {self.stage1_outcome_decay}; try 0.8")
         if not isinstance(self.stage1_eval_every, int) or self.stage1_eval_every < 1:
             problems.append(f"stage1_eval_every must be an integer >= 1, got {self.stage1_eval_every!r}")
         for name in ("stage1_estimator", "stage2_estimator"):

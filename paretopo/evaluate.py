@@ -33,7 +33,7 @@ from paretopo.pareto import nondominated_mask
 from paretopo.rollout import generate_rollouts
 from paretopo.tasks.base import Example, Task
 
-__all__ = ["EvalResult", "evaluate_policy", "frontier", "frontier_hypervolume", "summarize"]
+__all__ = ["EvalResult", "behaviour_table", "evaluate_policy", "frontier", "frontier_hypervolume", "summarize"]
 
 
 @dataclass
@@ -153,6 +153,36 @@ def evaluate_policy(
         pl.Series("obj_task", objectives[:, 0]), pl.Series("obj_tool_efficiency", objectives[:, 1])
     )
     return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows)
+
+
+def behaviour_table(rows: pl.DataFrame, by: str = "tier") -> pl.DataFrame:
+    """Where a policy spends its calls: one row per value of ``by`` (e.g. the arithmetic tier).
+
+    Columns: ``accuracy``, ``mean_tool_calls``, ``direct_accuracy`` (answers given without a
+    call; null if none), ``tool_accuracy`` (answers that used the calculator), the shares of
+    completions with ``calls_0``, ``calls_1`` and ``calls_2plus`` calls, and ``completions``.
+    ``rows`` is ``EvalResult.rows``; ``by`` names a column or an example metadata field.
+    """
+    name = by if by in rows.columns else f"meta_{by}"
+    if name not in rows.columns:
+        known = sorted(c.removeprefix("meta_") for c in rows.columns if c.startswith("meta_"))
+        raise ValueError(f"cannot break down by {by!r}; the examples carry {known}")
+    calls, correct = pl.col("tool_calls"), pl.col("correct").cast(pl.Float64)
+    return (
+        rows.group_by(name)
+        .agg(
+            correct.mean().alias("accuracy"),
+            calls.cast(pl.Float64).mean().alias("mean_tool_calls"),
+            correct.filter(calls == 0).mean().alias("direct_accuracy"),
+            correct.filter(calls > 0).mean().alias("tool_accuracy"),
+            (calls == 0).mean().alias("calls_0"),
+            (calls == 1).mean().alias("calls_1"),
+            (calls >= 2).mean().alias("calls_2plus"),
+            pl.len().alias("completions"),
+        )
+        .sort(name)
+        .rename({name: by})
+    )
 
 
 def frontier(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:

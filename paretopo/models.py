@@ -46,6 +46,16 @@ TURN_END_TOKEN = "<|im_end|>"
 SPECIAL_TOKENS = (PAD_TOKEN, TURN_START_TOKEN, TURN_END_TOKEN)
 TOOL_TAG_TOKENS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 """Single tokens that stay in decoded text (not `special`), like Qwen2.5's added tokens."""
+PROTOCOL_PIECES = (
+    "system\n", "user\n", "assistant\n",
+    '{"name": "', '", "arguments": {"', '": "', '"}}', "calculator", "expression", "\\boxed{",
+)
+"""Fixed strings of the chat and tool protocol, one token each in the tiny tokenizer.
+
+A real BPE vocabulary merges such frequent strings into a few tokens; a byte tokenizer would
+spend ~60 tokens on every `<tool_call>{"name": "calculator", ...}` and ~25 on every role header,
+which would be most of the sequence (and of the step time) for a 3-digit product.
+"""
 
 QWEN2_5_CHAT_TEMPLATE_RESOURCE = "chat_templates/qwen2_5.jinja"
 DEFAULT_LORA_TARGET_MODULES = (
@@ -80,9 +90,11 @@ def build_tiny_tokenizer() -> Qwen2Tokenizer:
     folder whose `config.json` says `qwen2` with `Qwen2Tokenizer` whatever the tokenizer files
     say, so the tiny tokenizer must be one to survive `save_tiny_policy` + `AutoTokenizer`.
 
-    Vocabulary (263): `<|endoftext|>` (pad, id 0), `<|im_start|>`, `<|im_end|>` (eos), the four
-    tool tags, then the 256 byte symbols. As in Qwen2.5, the tool tags are added tokens that are
-    not `special`, so they stay in text decoded with `skip_special_tokens=True`.
+    Vocabulary (273): `<|endoftext|>` (pad, id 0), `<|im_start|>`, `<|im_end|>` (eos), the four
+    tool tags, the 256 byte symbols, then the ten `PROTOCOL_PIECES`. As in Qwen2.5, the tool
+    tags are added tokens that are not `special`, so they stay in text decoded with
+    `skip_special_tokens=True`; so do the protocol pieces, which are matched longest first
+    before byte-level splitting, so any text still round-trips.
 
     Example:
         >>> tokenizer = build_tiny_tokenizer()
@@ -90,7 +102,7 @@ def build_tiny_tokenizer() -> Qwen2Tokenizer:
         ['<tool_call>', '1', 'Ġ', '+', '1']
     """
     byte_symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocabulary = [*SPECIAL_TOKENS, *TOOL_TAG_TOKENS, *byte_symbols]
+    vocabulary = [*SPECIAL_TOKENS, *TOOL_TAG_TOKENS, *byte_symbols, *PROTOCOL_PIECES]
     tokenizer = Qwen2Tokenizer(
         vocab={token: index for index, token in enumerate(vocabulary)},
         merges=[],
@@ -103,7 +115,9 @@ def build_tiny_tokenizer() -> Qwen2Tokenizer:
     tokenizer.add_tokens(
         [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS], special_tokens=True
     )
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TAG_TOKENS])
+    tokenizer.add_tokens(
+        [AddedToken(t, special=False, normalized=False) for t in (*TOOL_TAG_TOKENS, *PROTOCOL_PIECES)]
+    )
     tokenizer.chat_template = qwen2_5_chat_template()
     return tokenizer
 

@@ -16,19 +16,18 @@ call. The token sequence is the same as the chat-template rendering of the trans
 
 Decoding design: one batched loop over all `B x G` rows with a KV cache (`DynamicCache`).
 Prompts are left-padded and prefilled once per distinct prompt, then the cache is repeated `G`
-times. Every step feeds exactly one token per live row: the sampled token or, when the row has
-environment tokens queued (a tool response), the next queued one, as in nanochat's engine.
-Forced tokens thus go through the model like prompt tokens (the cache stays valid, nothing is
-re-prefilled) and are recorded with loss mask 0 while generating, so `loss_mask` lines up with
-`completion_ids` by construction. Every token, forced or sampled, counts toward
-`max_new_tokens`, so the loop runs at most `max_new_tokens` steps. Finished rows leave the
-batch and the cache at once. Only events (a closed tool call, a finished row) run per-row
-Python; sampling, forcing and stop detection are tensor ops over the batch. `model.generate`
-per segment was not chosen: each tool call would end a segment and re-prefill or re-batch the
-cache, and it prefills every sample of a prompt separately. Measured on the shared 2-core CPU,
-one thread, tiny policy (hidden 64, 2 layers), 8 prompts x 8 samples, 64 new tokens with tool
-calls: 0.28 s with a compact 109-token prompt, 1.0 s with the 726-token tools block; single-turn
-`model.generate` without tools takes 0.34 s / 2.4 s, and decoding without a KV cache 5.4 s / 68 s.
+times. Every forward feeds each live row its sampled token; a row whose token just closed a
+tool call also gets the whole tool response (the environment's tokens) in that same forward,
+right-aligned in a chunk as wide as the longest response, with masked holes before the shorter
+rows' tokens, so the cache stays valid, nothing is re-prefilled, every row's next-token logits
+sit in the last column, and a tool call costs one forward instead of one per response token.
+Environment tokens are recorded with loss mask 0 while generating, so `loss_mask` lines up
+with `completion_ids` by construction (as in nanochat's engine). Every token, forced or
+sampled, counts toward `max_new_tokens`. Finished rows leave the batch and the cache at once.
+Only events (a closed tool call, a finished row) run per-row Python; sampling and stop
+detection are tensor ops over the batch. `model.generate` per segment was not chosen: each
+tool call would end a segment and re-prefill or re-batch the cache, and it prefills every
+sample of a prompt separately. Timings: `benchmarks/bench_rollout.py`, docs/benchmarks.md.
 
 Tool budget: at most `max_tool_calls` tool-call turns get a tool response (malformed calls
 included, so a model cannot loop on broken calls); the next `</tool_call>` is not executed and
@@ -482,8 +481,15 @@ def _decode(
     pad_id: int,
     device: torch.device,
 ) -> list[tuple[list[int], list[int], list[float | None]]]:
-    """The batched, KV-cached decoding loop: fills `rows`, returns (ids, mask, logprobs) per row."""
-    num_rows, steps = len(rows), max_new_tokens
+    """The batched, KV-cached decoding loop: fills `rows`, returns (ids, mask, logprobs) per row.
+
+    Each forward feeds every live row its sampled token; a row whose sampled token closed a
+    tool call also gets the whole tool response in the same forward, so a forward is `K` tokens
+    wide when some row has a `K - 1`-token response queued. Rows are right-aligned in that
+    chunk: a shorter row's chunk starts with masked holes, so every row's last real token sits
+    in the last column (one `logits_to_keep=1` read for all) and positions stay contiguous.
+    """
+    num_rows, budget = len(rows), max_new_tokens
     prompt_width = max(len(ids) for ids in prompt_ids)
     input_ids = torch.full((len(prompt_ids), prompt_width), pad_id, dtype=torch.long)
     prompt_mask = torch.zeros((len(prompt_ids), prompt_width), dtype=torch.long)
@@ -503,101 +509,102 @@ def _decode(
     cache = output.past_key_values
     logits = output.logits[:, -1].repeat_interleave(num_samples, dim=0)
     cache.batch_repeat_interleave(num_samples)
-    prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)
+    attention_mask = prompt_mask.repeat_interleave(num_samples, dim=0)
 
     # State of the live rows (finished rows are dropped); `live` maps them to `rows`.
     live = torch.arange(num_rows, device=device)
-    attention_mask = torch.cat(
-        [prompt_mask, torch.ones((num_rows, steps), dtype=torch.long, device=device)], dim=1
-    )
-    next_position = prompt_mask.sum(-1)
-    forced_queue = torch.zeros((num_rows, 1), dtype=torch.long, device=device)
-    forced_count = torch.zeros(num_rows, dtype=torch.long, device=device)
-    forced_cursor = torch.zeros(num_rows, dtype=torch.long, device=device)
+    next_position = attention_mask.sum(-1)
+    cursor = torch.zeros(num_rows, dtype=torch.long, device=device)  # completion tokens so far
     call_end = torch.tensor(protocol.call_end_ids, device=device)
     recent_ids = torch.full((num_rows, len(call_end)), -1, dtype=torch.long, device=device)
-    recent_sampled = torch.zeros((num_rows, len(call_end)), dtype=torch.bool, device=device)
     stop_ids = torch.tensor(protocol.stop_ids, device=device)
 
-    # Completion buffers over all rows; column t holds every live row's t-th token.
-    out_ids = torch.full((num_rows, steps), pad_id, dtype=torch.long, device=device)
-    out_mask = torch.zeros((num_rows, steps), dtype=torch.long, device=device)
-    out_logprobs = torch.full((num_rows, steps), math.nan, device=device)
+    # Completion buffers over all rows; row r's t-th completion token is column t.
+    out_ids = torch.full((num_rows, budget), pad_id, dtype=torch.long, device=device)
+    out_mask = torch.zeros((num_rows, budget), dtype=torch.long, device=device)
+    out_logprobs = torch.full((num_rows, budget), math.nan, device=device)
 
-    for step in range(steps):
-        sampled, sampled_logprobs = sampler(logits)
-        forced = forced_cursor < forced_count
-        forced_token = forced_queue.gather(
-            1, forced_cursor.clamp(max=forced_queue.shape[1] - 1)[:, None]
-        )
-        token = torch.where(forced, forced_token.squeeze(1), sampled)
-        forced_cursor += forced.long()
-        out_ids[live, step] = token
-        out_mask[live, step] = (~forced).long()
-        out_logprobs[live, step] = torch.where(forced, math.nan, sampled_logprobs)
-
+    while True:
+        token, token_logprobs = sampler(logits)
+        out_ids[live, cursor] = token
+        out_mask[live, cursor] = 1
+        out_logprobs[live, cursor] = token_logprobs
         recent_ids = torch.cat([recent_ids[:, 1:], token[:, None]], dim=1)
-        recent_sampled = torch.cat([recent_sampled[:, 1:], ~forced[:, None]], dim=1)
-        turn_ended = ~forced & torch.isin(token, stop_ids)
-        call_closed = (recent_ids == call_end).all(1) & recent_sampled.all(1)
+        turn_ended = torch.isin(token, stop_ids)
+        call_closed = (recent_ids == call_end).all(1)
         events = turn_ended | call_closed
-        finished = None  # rows only finish at events, so one device sync per step suffices
-        if events.any():
-            finished = turn_ended.clone()
+        finished = turn_ended.clone()
+        queued: dict[int, list[int]] = {}  # live position -> environment tokens to feed now
+        if events.any():  # rows only finish or call at events: one device sync per forward
+            positions = cursor.tolist()
             for position in events.nonzero().flatten().tolist():
-                row = int(live[position])
+                row, end = int(live[position]), positions[position]
                 if turn_ended[position]:
-                    _finish_turn(rows[row], out_ids[row], protocol, end=step, reason="answer")
+                    _finish_turn(rows[row], out_ids[row], protocol, end=end, reason="answer")
                     continue
-                queued = _handle_tool_call(
+                response = _handle_tool_call(
                     rows[row],
                     out_ids[row],
-                    step=step,
-                    steps=steps,
+                    step=end,
+                    steps=budget,
                     protocol=protocol,
                     tools=tools,
                     max_tool_calls=max_tool_calls,
                     max_tool_output_tokens=max_tool_output_tokens,
                 )
-                if queued is None:  # over the budget: the row is finished
+                if response is None:  # over the budget: the row is finished
                     finished[position] = True
                     continue
-                if len(queued) > forced_queue.shape[1]:
-                    forced_queue = torch.nn.functional.pad(
-                        forced_queue, (0, len(queued) - forced_queue.shape[1])
-                    )
-                forced_queue[position, : len(queued)] = torch.tensor(queued, device=device)
-                forced_count[position], forced_cursor[position] = len(queued), 0
-        if step == steps - 1:
-            for row in live.tolist():
-                if rows[row].finish_reason is None:
-                    _finish_turn(rows[row], out_ids[row], protocol, end=steps, reason="length")
+                response = response[: budget - end - 1]  # every token counts toward the budget
+                if response:
+                    out_ids[row, end + 1 : end + 1 + len(response)] = torch.tensor(response, device=device)
+                    queued[position] = response
+                # forced tokens never close a call: restart the window after the response
+                recent_ids[position] = -1
+        widths = torch.ones_like(cursor)
+        for position, response in queued.items():
+            widths[position] += len(response)
+        cursor = cursor + widths
+        out_of_budget = (cursor >= budget) & ~finished
+        if out_of_budget.any():
+            for position in out_of_budget.nonzero().flatten().tolist():
+                _finish_turn(rows[int(live[position])], out_ids[int(live[position])], protocol, end=budget,
+                             reason="length")
+            finished |= out_of_budget
+        if finished.all():
             break
-        if finished is not None and finished.any():
-            if finished.all():
-                break
+        if finished.any():
             keep = (~finished).nonzero().flatten()
             cache.batch_select_indices(keep)
-            live, attention_mask, next_position = (
-                live[keep],
-                attention_mask[keep],
-                next_position[keep],
-            )
-            forced_queue, forced_count, forced_cursor = (
-                forced_queue[keep],
-                forced_count[keep],
-                forced_cursor[keep],
-            )
-            recent_ids, recent_sampled, token = recent_ids[keep], recent_sampled[keep], token[keep]
+            kept = {int(old): new for new, old in enumerate(keep.tolist())}
+            queued = {kept[p]: r for p, r in queued.items() if p in kept}
+            live, attention_mask, next_position, cursor = live[keep], attention_mask[keep], next_position[keep], cursor[keep]
+            recent_ids, token, widths = recent_ids[keep], token[keep], widths[keep]
+
+        width = int(widths.max())
+        if width == 1:
+            step_ids, step_mask, positions = token[:, None], torch.ones_like(token)[:, None], next_position[:, None]
+        else:  # right-aligned chunks: [holes..., sampled token, response tokens...]
+            step_ids = torch.full((len(live), width), pad_id, dtype=torch.long, device=device)
+            step_ids[:, -1] = token
+            for position, response in queued.items():
+                step_ids[position, width - 1 - len(response)] = token[position]
+                step_ids[position, width - len(response) :] = torch.tensor(response, device=device)
+            columns = torch.arange(width, device=device)
+            start = (width - widths)[:, None]
+            step_mask = (columns >= start).long()
+            positions = next_position[:, None] + (columns - start).clamp(min=0)
+        attention_mask = torch.cat([attention_mask, step_mask], dim=1)
         output = model(
-            input_ids=token[:, None],
-            attention_mask=attention_mask[:, : prompt_width + step + 1],
-            position_ids=next_position[:, None],
+            input_ids=step_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
             past_key_values=cache,
             use_cache=True,
+            logits_to_keep=1,
         )
         cache, logits = output.past_key_values, output.logits[:, -1]
-        next_position = next_position + 1
+        next_position = next_position + widths
 
     ids, mask, logprobs = out_ids.tolist(), out_mask.tolist(), out_logprobs.tolist()
     return [

@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
 from paretopo.runlog import RunLog
 
-__all__ = ["DEFAULT_SPLITS", "RunResult", "RunSettings", "tiny_policy_path", "train_run"]
+__all__ = ["DEFAULT_SPLITS", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
+           "train_run", "train_runs_parallel"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ DEFAULT_SPLITS: dict[str, tuple[str, str, str]] = {
     "hotpotqa": ("train", "dev_500", "dev_500"),
     "nq_open": ("train", "dev", "dev"),
 }
+
+
+TINY_POLICY_LR = 3e-4
+"""Learning rate for full fine-tuning of the ~170k-parameter tiny policy (chosen on validation)."""
+LORA_LR = 2e-3
+"""Learning rate for LoRA adapters (rank 16, alpha 32)."""
 
 
 def tiny_policy_path() -> Path:
@@ -63,11 +70,11 @@ class RunSettings:
     max_steps: int = 40
     prompts_per_step: int = 8
     num_generations: int = 8
-    learning_rate: float = 2e-3
+    learning_rate: float | None = None  # None: TINY_POLICY_LR for full fine-tuning, LORA_LR for LoRA
     max_completion_length: int = 160
     temperature: float = 1.0
     max_tool_calls: int | None = None  # None = the task's default budget
-    lora: bool = True
+    lora: bool | None = None  # None: full fine-tuning for the tiny policy, LoRA for any other model
     lora_rank: int = 16
     lora_alpha: int = 32
     load_in_4bit: bool = False  # 4-bit base weights (QLoRA); needs the Unsloth backend (CUDA)
@@ -109,7 +116,7 @@ def _grpo_config(settings: RunSettings, output_dir: Path) -> Any:
         num_generations=settings.num_generations,
         gradient_accumulation_steps=1,
         max_completion_length=settings.max_completion_length,
-        learning_rate=settings.learning_rate,
+        learning_rate=settings.learning_rate or LORA_LR,
         lr_scheduler_type="constant",
         warmup_steps=0,
         temperature=settings.temperature,
@@ -177,15 +184,22 @@ def train_run(
 
     # the task's tool budget is the method's C (and OTC's c) unless the settings override it
     if isinstance(settings.task, str):
-        budget = {} if settings.max_tool_calls is None else {"max_tool_calls": settings.max_tool_calls}
-        task = get_task(settings.task, **budget)
+        options = {} if settings.max_tool_calls is None else {"max_tool_calls": settings.max_tool_calls}
+        if settings.task == "arithmetic" and settings.model is not None:
+            options["instructions"] = True  # a chat model meets the task cold; the tiny policy learned its format
+        task = get_task(settings.task, **options)
     else:
         task = settings.task
     config = ParetoPOConfig.from_dict({**config.to_dict(), "max_tool_calls": task.max_tool_calls})
     model_path = settings.model or str(tiny_policy_path())
     is_tiny = settings.model is None
+    # LoRA saves memory on real models; on a ~170k-parameter model its adapters are as large as
+    # the weights and PEFT's per-layer Python dispatch was ~40% of the forward time.
+    lora = (not is_tiny) if settings.lora is None else settings.lora
+    settings = replace(settings, lora=lora,
+                       learning_rate=settings.learning_rate or (LORA_LR if lora else TINY_POLICY_LR))
     tools_in_prompt = (not is_tiny) if settings.tools_in_prompt is None else settings.tools_in_prompt
-    model, tokenizer = load_policy(model_path, lora=settings.lora, lora_rank=settings.lora_rank,
+    model, tokenizer = load_policy(model_path, lora=lora, lora_rank=settings.lora_rank,
                                    lora_alpha=settings.lora_alpha, load_in_4bit=settings.load_in_4bit,
                                    max_seq_length=settings.max_seq_length)
 
@@ -272,3 +286,52 @@ class CheckpointEvalCallback(TrainerCallback):
         self.run_log.log_eval([{"step": step, "split": "validation", "final": False, **result.as_dict()}])
         self.run_log.log_eval_rows(step, "validation", result.rows)
         return control
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One ``train_run`` call for :func:`train_runs_parallel`."""
+
+    method: str
+    settings: RunSettings
+    method_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _run_job(job: RunJob) -> RunResult:
+    # one thread per process: on 2 cores, 2 processes x 1 thread beat 1 process x 2 threads
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    result = train_run(job.method, job.settings, method_overrides=job.method_overrides)
+    return replace(result, trainer=None)  # the trainer does not cross a process boundary
+
+
+def train_runs_parallel(jobs: Sequence[RunJob], processes: int | None = None,
+                        on_done: Callable[[RunJob, RunResult], None] | None = None) -> list[RunResult]:
+    """Run several ``train_run`` calls in separate processes, one thread each; results in job order.
+
+    Args:
+        jobs: the runs (each with its own ``settings.run_dir``).
+        processes: worker processes (default: one per CPU core, at most ``len(jobs)``).
+        on_done: called in this process as each run finishes (e.g. to print a line).
+
+    A failing run raises here, after the runs already started have finished.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    if not jobs:
+        return []
+    run_dirs = [str(job.settings.run_dir) for job in jobs]
+    if len(set(run_dirs)) != len(run_dirs):
+        raise ValueError("every parallel run needs its own run_dir")
+    processes = max(1, min(len(jobs), processes or os.cpu_count() or 1))
+    results: list[RunResult | None] = [None] * len(jobs)
+    # spawn, not fork: a forked torch/tokenizers process can deadlock on inherited thread pools
+    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_run_job, job): index for index, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            index = futures[future]
+            results[index] = future.result()
+            if on_done is not None:
+                on_done(jobs[index], results[index])
+    return results  # type: ignore[return-value]

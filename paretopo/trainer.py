@@ -137,6 +137,7 @@ class ParetoPOMixin:
             reference=self.method.hv_reference, initial_meta_reward=self.method.initial_meta_reward,
         )
         self._batch: dict[str, Any] | None = None
+        self._outcome_ema: np.ndarray | None = None  # stage1_outcome="train_batch_ema"
         self.last_advantages: torch.Tensor | None = None  # all N rows of the last batch, as used
         if run_log is not None:
             self.add_callback(RunLogCallback(run_log))
@@ -208,8 +209,8 @@ class ParetoPOMixin:
             logged.pop()
         logged.extend(all_advantages.tolist())
 
-        if self.method.uses_meta_reward and stage == 1 and self.method.stage1_outcome == "train_batch":
-            update = self.scalarizer.update(objectives.mean(axis=0), step=self.state.global_step + 1)
+        if self.method.uses_meta_reward and stage == 1 and self.method.stage1_outcome != "validation":
+            update = self.scalarizer.update(self._train_batch_outcome(objectives), step=self.state.global_step + 1)
             self._record_stage1(update)
         self._log_batch_metrics(stage, estimator, meta, batch, result)
         if self.run_log is not None and self.accelerator.is_main_process:
@@ -217,6 +218,15 @@ class ParetoPOMixin:
         # our own work this step (objectives, advantages, metrics, run-log rows), not TRL's
         self._metrics["train"]["timing/paretopo_hook_s"].append(batch["hook_seconds"] + time.perf_counter() - started)
         return output
+
+    def _train_batch_outcome(self, objectives: np.ndarray) -> np.ndarray:
+        """Stage 1's outcome vector from the training batch: its mean, or an EMA of the means."""
+        mean = objectives.mean(axis=0)
+        if self.method.stage1_outcome == "train_batch":
+            return mean
+        decay = self.method.stage1_outcome_decay
+        self._outcome_ema = mean if self._outcome_ema is None else decay * self._outcome_ema + (1 - decay) * mean
+        return self._outcome_ema
 
     def _log_batch_metrics(self, stage: int, estimator: str, meta: float, batch: dict, result: Any) -> None:
         metrics = self._metrics["train"]
@@ -292,6 +302,7 @@ class ParetoPOMixin:
             "scalarizer": self.scalarizer.state_dict(),
             "method": self.method.to_dict(),
             "steps_per_epoch": self.steps_per_epoch,
+            "outcome_ema": None if self._outcome_ema is None else self._outcome_ema.tolist(),
         }
 
     def load_paretopo_state_dict(self, state: dict[str, Any]) -> None:
@@ -299,6 +310,8 @@ class ParetoPOMixin:
         self.validation_nstar.load_state_dict(state["validation_nstar"])
         self.scalarizer.load_state_dict(state["scalarizer"])
         self.steps_per_epoch = state.get("steps_per_epoch", self.steps_per_epoch)
+        ema = state.get("outcome_ema")
+        self._outcome_ema = None if ema is None else np.asarray(ema, dtype=np.float64)
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)

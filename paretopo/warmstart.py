@@ -1,23 +1,28 @@
-"""Warm start of the tiny CPU policy: supervised traces with mixed tool behaviour.
+"""Warm start of the tiny CPU policy: supervised traces with a real accuracy/efficiency conflict.
 
 RL from a random policy never sees a well-formed tool call, so the demo's policy is first
 taught the conversation format by supervised fine-tuning on synthetic arithmetic traces. The
-traces mix tool behaviour on purpose, so the initial policy is *diverse* and RL has something
-to choose between:
+traces are built so that RL has something to choose, and a reason to:
 
-* ``none``: answer directly, ``\\boxed{<answer>}``;
-* ``one``: one calculator call, then the answer;
-* ``two``: the same call twice (redundant), then the answer.
+* **behaviour is diverse**: each trace answers directly (``none``), calls the calculator once
+  (``one``) or twice with the same expression (``two``, the redundant habit accuracy-only
+  training keeps); shares depend a little on the tier (``BEHAVIOUR_SHARES``) and every
+  behaviour appears in every tier;
+* **direct answers are a gamble where they should be**: sums without a carry (tier 1) are
+  answered right; on sums with a carry (tier 2) a direct answer in the traces *forgets the
+  carry* with probability ``carry_slip`` (the answer is 10 too small), so the policy learns a
+  direct answer that is right only part of the time; products (tier 3) are beyond a model this
+  size, so direct answers there are wrong. After a calculator call the answer is the tool's.
 
-Shares depend on the question's tier (easy sums are answered directly more often, products
-more often with the calculator), but every behaviour appears in every tier. Each trace is
-token-for-token what ``paretopo.rollout`` produces: the prompt rendered by the chat template,
-the model's tool call, the environment's tool response (``ToolProtocol.response_ids``) and the
-answer; the loss covers the model's tokens only.
+So one call is safe but costs efficiency on tiers 1-2, no call is free and right on tier 1,
+and on tier 3 a call is needed: the optimum depends on the question. Each trace is
+token-for-token what ``paretopo.rollout`` produces (the prompt rendered by the chat template,
+the tool call, the environment's response from ``ToolProtocol.response_ids``, the answer); the
+loss covers the model's tokens only.
 
-Training is a plain PyTorch loop (AdamW, cosine schedule) on one CPU thread, a few minutes. The
-result is shipped in ``data/tiny_policy/`` so the demo and the tests start from it;
-``python -m paretopo.warmstart`` regenerates it.
+Training is a plain PyTorch loop (AdamW, warm-up + cosine) on one CPU thread. The result is
+shipped in ``data/tiny_policy/`` with ``warmstart.json`` (config, per-tier behaviour of the
+saved policy on the test split, sha256); ``paretopo warmstart`` regenerates it.
 """
 
 from __future__ import annotations
@@ -64,15 +69,17 @@ def default_policy_path() -> Path:
 @dataclass
 class WarmStartConfig:
     steps: int = 1500
-    batch_size: int = 32
+    batch_size: int = 128
     learning_rate: float = 3e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 50
+    warmup_steps: int = 100
     hidden_size: int = 64
-    num_layers: int = 2
+    num_layers: int = 3
+    carry_slip: float = 0.45  # share of tier-2 direct answers in the traces that forget the carry
     seed: int = 0
-    eval_every: int = 250
+    eval_every: int = 500
     eval_examples: int = 60
+    final_samples: int = 4  # sampled completions per test question for the recorded tier table
     init: str = ""  # continue from this saved policy instead of a random one
     shares: str = ""  # JSON {tier: [none, one, two]} overriding BEHAVIOUR_SHARES
 
@@ -82,32 +89,62 @@ def _call_text(expression: str) -> str:
     return f'<tool_call>\n{{"name": "{TOOL_NAME}", "arguments": {arguments}}}\n</tool_call>'
 
 
+def direct_answer(example: Example, rng: random.Random, carry_slip: float) -> str:
+    """The answer a trace gives without the calculator (see the module docstring).
+
+    Example:
+        >>> e = Example("x", "What is 47+8?", "55", {"tier": 2, "expression": "47+8"})
+        >>> direct_answer(e, random.Random(0), carry_slip=1.0)
+        '45'
+    """
+    if int(example.metadata.get("tier", 0)) == 2 and rng.random() < carry_slip:
+        return str(int(example.answer) - 10)
+    return str(example.answer)
+
+
+class TraceBuilder:
+    """Token ids and loss masks of supervised traces; the fixed pieces are encoded once."""
+
+    def __init__(self, task: Task, tokenizer, protocol: ToolProtocol):
+        self.task, self.tokenizer, self.protocol = task, tokenizer, protocol
+        self._prompts: dict[str, list[int]] = {}
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def prompt(self, example: Example) -> list[int]:
+        if example.id not in self._prompts:
+            text = self.tokenizer.apply_chat_template(self.task.messages(example), add_generation_prompt=True,
+                                                      tokenize=False)
+            self._prompts[example.id] = self._encode(text)
+        return self._prompts[example.id]
+
+    def __call__(self, example: Example, behaviour: str, answer: str) -> tuple[list[int], list[int]]:
+        """(ids, mask) of one trace; mask 1 on the model's tokens, 0 on prompt and tool output."""
+        expression = str(example.metadata.get("expression") or example.question.split()[-1].rstrip("?"))
+        ids = list(self.prompt(example))
+        mask = [0] * len(ids)
+        calls = {"none": 0, "one": 1, "two": 2}[behaviour]
+        for _ in range(calls):
+            call = self._encode(_call_text(expression))
+            response = self.protocol.response_ids(TOOL_NAME, str(example.answer))
+            ids += call + response
+            mask += [1] * len(call) + [0] * len(response)
+        final = self._encode(f"\\boxed{{{answer if calls == 0 else example.answer}}}") + [self.protocol.turn_end_id]
+        ids += final
+        mask += [1] * len(final)
+        return ids, mask
+
+
 def build_trace(
-    task: Task, example: Example, behaviour: str, tokenizer, protocol: ToolProtocol
+    task: Task, example: Example, behaviour: str, tokenizer, protocol: ToolProtocol, answer: str | None = None
 ) -> tuple[list[int], list[int]]:
-    """Token ids and loss mask (1 = model token) of one supervised trace."""
-    expression = str(example.metadata.get("expression") or example.question.split()[-1].rstrip("?"))
-    prompt = tokenizer.apply_chat_template(task.messages(example), add_generation_prompt=True, tokenize=False)
-    ids = tokenizer.encode(prompt, add_special_tokens=False)
-    mask = [0] * len(ids)
+    """Token ids and loss mask (1 = model token) of one supervised trace.
 
-    def model(text: str) -> None:
-        tokens = tokenizer.encode(text, add_special_tokens=False)
-        ids.extend(tokens)
-        mask.extend([1] * len(tokens))
-
-    def environment(tokens: list[int]) -> None:
-        ids.extend(tokens)
-        mask.extend([0] * len(tokens))
-
-    calls = {"none": 0, "one": 1, "two": 2}[behaviour]
-    for _ in range(calls):
-        model(_call_text(expression))
-        environment(protocol.response_ids(TOOL_NAME, str(example.answer)))
-    model(f"\\boxed{{{example.answer}}}")
-    ids.append(protocol.turn_end_id)
-    mask.append(1)
-    return ids, mask
+    ``answer`` is what a direct answer says (default: the right one); after a call the trace
+    always gives the tool's result.
+    """
+    return TraceBuilder(task, tokenizer, protocol)(example, behaviour, str(example.answer) if answer is None else answer)
 
 
 def _sample_behaviour(tier: int, rng: random.Random, table: dict[int, tuple[float, float, float]]) -> str:
@@ -127,11 +164,23 @@ def _batch(traces: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[
     return input_ids, labels, attention
 
 
+def _tier_table(model, tokenizer, task: Task, examples: Sequence[Example], samples: int, seed: int) -> list[dict]:
+    from paretopo.evaluate import behaviour_table, evaluate_policy
+
+    result = evaluate_policy(model, tokenizer, task, examples, num_samples=samples, greedy=False, temperature=1.0,
+                             max_new_tokens=160, tools_in_prompt=False, progress=False, seed=seed)
+    return behaviour_table(result.rows, "tier").to_dicts()
+
+
 def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartConfig | None = None,
                progress: bool = True) -> Path:
-    """Train the tiny policy on mixed-behaviour traces of ``task``'s train split and save it."""
-    from paretopo.evaluate import evaluate_policy
+    """Train the tiny policy on mixed-behaviour traces of ``task``'s train split and save it.
 
+    Progress (loss, and a sampled per-tier table on the validation split every ``eval_every``
+    steps) goes to the progress bar; the saved ``warmstart.json`` records the config, that
+    history, the per-tier table of the saved policy on the *test* split (``final_samples``
+    sampled completions per question: the numbers the README quotes) and the weights' sha256.
+    """
     config = config or WarmStartConfig()
     out = Path(out_dir) if out_dir is not None else default_policy_path()
     torch.manual_seed(config.seed)
@@ -147,6 +196,7 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
                                   seed=config.seed)
     shares = {int(k): tuple(v) for k, v in json.loads(config.shares).items()} if config.shares else BEHAVIOUR_SHARES
     protocol = ToolProtocol(tokenizer, model)
+    traces = TraceBuilder(task, tokenizer, protocol)
     examples = task.load("train")
     validation = task.load("validation")[: config.eval_examples]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -163,10 +213,11 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
     model.train()
     bar = tqdm(range(config.steps), desc="warm start", disable=not progress)
     for step in bar:
-        chosen = rng.sample(examples, config.batch_size)
-        traces = [build_trace(task, e, _sample_behaviour(int(e.metadata.get("tier", 2)), rng, shares), tokenizer, protocol)
-                  for e in chosen]
-        input_ids, labels, attention = _batch(traces, tokenizer.pad_token_id)
+        batch = []
+        for example in rng.choices(examples, k=config.batch_size):
+            behaviour = _sample_behaviour(int(example.metadata.get("tier", 2)), rng, shares)
+            batch.append(traces(example, behaviour, direct_answer(example, rng, config.carry_slip)))
+        input_ids, labels, attention = _batch(batch, tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -174,28 +225,24 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
         optimizer.step()
         scheduler.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            result = evaluate_policy(model, tokenizer, task, validation, greedy=False, temperature=1.0,
-                                     max_new_tokens=160, tools_in_prompt=False, progress=False, seed=step)
-            by_tier = result.rows.group_by("meta_tier").agg(
-                __import__("polars").col("correct").mean().alias("accuracy"),
-                __import__("polars").col("tool_calls").mean().alias("calls"),
-            ).sort("meta_tier")
-            history.append({"step": step + 1, "loss": loss.item(), "accuracy": result.accuracy,
-                            "mean_tool_calls": result.mean_tool_calls, "by_tier": by_tier.to_dicts(),
-                            "seconds": time.perf_counter() - started})
+        if (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
+            model.eval()
+            history.append({"step": step + 1, "loss": loss.item(), "seconds": time.perf_counter() - started,
+                            "validation_by_tier": _tier_table(model, tokenizer, task, validation, 2, step)})
             tqdm.write(json.dumps(history[-1]))
             model.train()
     model.eval()
+    train_seconds = time.perf_counter() - started
+    test_by_tier = _tier_table(model, tokenizer, task, task.load("test"), config.final_samples, config.seed)
     save_tiny_policy(model, tokenizer, out)
     previous = []
     if config.init and (Path(config.init) / "warmstart.json").exists():
         previous = [json.loads((Path(config.init) / "warmstart.json").read_text())]
-    (out / "warmstart.json").write_text(json.dumps({"config": config.__dict__, "history": history,
-                                                    "task": task.name, "behaviour_shares": shares,
-                                                    "continued_from": previous,
-                                                    "model_sha256": weights_sha256(out)},
-                                                   indent=2) + "\n")
+    record = {"config": config.__dict__, "task": task.name, "behaviour_shares": shares,
+              "train_seconds": round(train_seconds, 1), "final_loss": loss.item(), "history": history,
+              "test_by_tier": test_by_tier, "test_samples_per_question": config.final_samples,
+              "continued_from": previous, "model_sha256": weights_sha256(out)}
+    (out / "warmstart.json").write_text(json.dumps(record, indent=2) + "\n")
     return out
 
 

@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.chat_template_utils import add_response_schema, is_chat_template_prefix_preserving
 
 from paretopo.models import (
+    PROTOCOL_PIECES,
     SPECIAL_TOKENS,
     TOOL_TAG_TOKENS,
     build_tiny_policy,
@@ -65,16 +66,25 @@ def test_special_tokens_are_single_ids_and_text_round_trips(tokenizer):
     text = 'Hi!\t<tool_call>\n{"name": "calculator"}\n</tool_call><|im_end|>\\boxed{391} ~'
     ids = tokenizer.encode(text, add_special_tokens=False)
     assert tokenizer.decode(ids) == text
-    # One token per ASCII character outside the tags.
-    assert len(ids) == len(text) - sum(
-        len(t) - 1 for t in ("<tool_call>", "</tool_call>", "<|im_end|>")
-    )
+    # One token per ASCII character outside the tags and protocol pieces.
+    pieces = ("<tool_call>", "</tool_call>", "<|im_end|>", '{"name": "', "calculator", "\\boxed{")
+    assert len(ids) == len(text) - sum(len(t) - 1 for t in pieces)
     unicode_text = "π ≈ 3.14, café"
     assert (
         tokenizer.decode(tokenizer.encode(unicode_text, add_special_tokens=False)) == unicode_text
     )
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def test_protocol_pieces_are_one_token_each_and_matched_longest_first(tokenizer):
+    call = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "417*38"}}\n</tool_call>'
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer.encode(call, add_special_tokens=False))
+    assert tokens == ["<tool_call>", "Ċ", '{"name": "', "calculator", '", "arguments": {"', "expression", '": "',
+                      "4", "1", "7", "*", "3", "8", '"}}', "Ċ", "</tool_call>"]
+    for piece in PROTOCOL_PIECES:
+        assert len(tokenizer.encode(piece, add_special_tokens=False)) == 1
+        assert tokenizer.decode(tokenizer.encode(f"x{piece}y", add_special_tokens=False)) == f"x{piece}y"
 
 
 def test_tool_tags_survive_skip_special_tokens(tokenizer):

@@ -415,3 +415,50 @@ def test_rollout_func_drives_a_trl_grpo_step(tokenizer, tmp_path, monkeypatch):
     assert any(sum(mask) < len(mask) for mask in output["env_mask"])  # forced tokens present
     logged = trainer.state.log_history[0]
     assert math.isclose(logged["completions/mean_length"], sum(model_tokens) / len(model_tokens))
+
+
+def _naive_greedy(model, tokenizer, prompt, *, max_new_tokens, max_tool_calls):
+    """Reference: one row, no cache, a full forward per token; tool responses appended as text."""
+    protocol = ToolProtocol(tokenizer, model)
+    ids = tokenizer.encode(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False),
+                           add_special_tokens=False)
+    prompt_length, mask, turn_start, calls = len(ids), [], 0, 0
+    while len(ids) - prompt_length < max_new_tokens:
+        with torch.no_grad():
+            token = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+        ids.append(token)
+        mask.append(1)
+        if token in protocol.stop_ids:
+            break
+        if ids[-len(protocol.call_end_ids):] == protocol.call_end_ids:
+            if calls >= max_tool_calls:
+                ids.append(protocol.turn_end_id)
+                mask.append(0)
+                break
+            calls += 1
+            _, name, arguments = parse_tool_call(tokenizer.decode(ids[prompt_length + turn_start:]))
+            response = protocol.response_ids(name, str(TOOLS[name](**arguments)))
+            response = response[: max_new_tokens - (len(ids) - prompt_length)]
+            ids += response
+            mask += [0] * len(response)
+            turn_start = len(ids) - prompt_length
+    return ids[prompt_length:], mask
+
+
+def test_batched_greedy_decoding_equals_a_naive_per_row_loop():
+    """The chunked, cached, batched loop writes exactly what a cache-free one-row loop writes,
+    tool calls and responses included, on the shipped warm-started policy (which calls tools)."""
+    from paretopo.tasks.arithmetic import ArithmeticTask
+    from paretopo.warmstart import default_policy_path
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(default_policy_path()).eval()
+    tokenizer = AutoTokenizer.from_pretrained(default_policy_path())
+    task = ArithmeticTask()
+    prompts = [task.messages(e) for e in task.load("validation")[:9]]
+    rollouts = generate_rollouts(model, tokenizer, prompts, tools={"calculator": calculator}, greedy=True,
+                                 max_new_tokens=60, max_tool_calls=2, tools_in_prompt=False)
+    assert sum(r.num_tool_calls for r in rollouts) > 0
+    for prompt, rollout in zip(prompts, rollouts, strict=True):
+        ids, mask = _naive_greedy(model, tokenizer, prompt, max_new_tokens=60, max_tool_calls=2)
+        assert rollout.completion_ids == ids and rollout.loss_mask == mask

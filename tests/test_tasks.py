@@ -207,7 +207,7 @@ def test_hub_splits_convert_rows(monkeypatch):
 
 @pytest.mark.parametrize(("task_name", "budget"), [("arithmetic", 2), ("math", 3), ("hotpotqa", 4), ("nq_open", 4)])
 def test_prompts_and_tool_budgets(task_name, budget):
-    task = get_task(task_name)
+    task = get_task(task_name, **({"instructions": True} if task_name == "arithmetic" else {}))
     assert task.max_tool_calls == budget
     example = Example("q1", "What is 2+2?", "4")
     system, user = task.messages(example)
@@ -268,3 +268,16 @@ def test_math_tool_is_the_python_sandbox():
     (python,) = get_task("math").tools()
     assert python.__name__ == "python"
 
+
+
+def test_arithmetic_prompt_is_compact_by_default():
+    """The tiny policy learned the format in its warm start: an empty system turn (so the chat
+    template inserts no default one) and the question, nothing else."""
+    from paretopo.models import build_tiny_tokenizer
+
+    messages = get_task("arithmetic").messages(Example("q1", "What is 417*38?", "15846"))
+    assert messages == [{"role": "system", "content": ""}, {"role": "user", "content": "What is 417*38?"}]
+    tokenizer = build_tiny_tokenizer()
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert prompt == "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nWhat is 417*38?<|im_end|>\n<|im_start|>assistant\n"
+    assert len(tokenizer.encode(prompt, add_special_tokens=False)) == 25

@@ -148,3 +148,19 @@ def test_reward_functions_are_required(policy, tmp_path):
 
 def test_toy_task_is_what_the_fixtures_say():
     assert ToyTask().is_correct("a 7 b", None) and not ToyTask().is_correct("abc", None)
+
+
+def test_parallel_runs_match_their_settings_and_return_in_job_order(policy, tmp_path):
+    from paretopo.train import RunJob, train_runs_parallel
+
+    jobs = [RunJob(method, fast_settings(tmp_path / method, policy, checkpoint_eval=False, seed=seed))
+            for method, seed in (("torl_grpo", 0), ("paretopo", 1))]
+    finished = []
+    results = train_runs_parallel(jobs, processes=2, on_done=lambda job, result: finished.append(job.method))
+    assert [r.method for r in results] == ["torl_grpo", "paretopo"] and sorted(finished) == ["paretopo", "torl_grpo"]
+    for job, result in zip(jobs, results, strict=True):
+        assert result.steps == 2 and result.trainer is None
+        run = read_run(job.settings.run_dir)
+        assert run.config["settings"]["seed"] == job.settings.seed and run.steps.height == 2
+    with pytest.raises(ValueError, match="own run_dir"):
+        train_runs_parallel([jobs[0], jobs[0]])

@@ -156,7 +156,16 @@ def _as_number(text: str) -> float | None:
 
 
 class ArithmeticTask(BoxedAnswerTask):
-    """Synthetic arithmetic; final answer in ``\\boxed{}``; tool: the calculator (budget 2)."""
+    """Synthetic arithmetic; final answer in ``\\boxed{}``; tool: the calculator (budget 2).
+
+    Args:
+        max_tool_calls: tool-call budget per completion.
+        instructions: put ``SYSTEM_PROMPT`` (answer format, tool budget) in the prompt, for a
+            chat model meeting the task cold. Off by default: the task's policy is the
+            warm-started tiny one, which learned the format from its traces, and the
+            instructions would be ~2/3 of every sequence it trains on. Off, the prompt is an
+            empty system turn (so no template inserts a default one) and the question.
+    """
 
     system_prompt = SYSTEM_PROMPT
     name = "arithmetic"
@@ -164,8 +173,14 @@ class ArithmeticTask(BoxedAnswerTask):
         split: LocalSplit(f"arithmetic/{split}.jsonl", metadata_fields=("tier", "expression")) for split in SPLIT_SHARES
     }
 
-    def __init__(self, max_tool_calls: int = 2) -> None:
+    def __init__(self, max_tool_calls: int = 2, instructions: bool = False) -> None:
         super().__init__(max_tool_calls)
+        self.instructions = instructions
+
+    def messages(self, example: Example) -> list[dict[str, str]]:
+        if self.instructions:
+            return super().messages(example)
+        return [{"role": "system", "content": ""}, {"role": "user", "content": example.question}]
 
     def is_correct(self, completion_text: str, example: Example) -> bool:
         """Numeric equality of the last ``\\boxed{}`` with the answer (``1,080`` = ``1080.0``)."""
