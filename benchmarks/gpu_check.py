@@ -587,8 +587,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         if "error" in generation:
             lines.append(f"| (phase) | ERROR {generation['error'][:200]} | | |")
     tests = phases.get("gpu_tests")
-    if tests:
-        lines += ["", f"GPU tests: `{tests.get('command', '')}` -> {tests.get('summary') or short_status(tests)}"]
+    if tests and "command" in tests:
+        lines += ["", f"GPU tests: `{tests['command']}` -> {tests.get('summary') or short_status(tests)}"]
     other = [f"- {name}: {short_status(r)}" for name, r in phases.items() if "error" in r or "skipped" in r]
     if other:
         lines += ["", "Skipped or failed phases:", *other]

@@ -10,7 +10,8 @@ pinned wheels into ``WHEELS_DIR/all``. It
    device tool, 2026-11-17), marking the ones known to be optional;
 2. packs the wheels into ``WHEELS_DIR/set1``, ``set2``, ... (first-fit decreasing) so that each
    set plus what the repository sends to the machine stays under the carry limit;
-3. writes ``WHEELS_DIR/manifest.txt`` and prints it.
+3. writes ``WHEELS_DIR/setN/CARRY_SET`` ("N TOTAL", read by ``scripts/gpu_device.sh``) and
+   ``WHEELS_DIR/manifest.txt``, and prints the manifest.
 
 What the repository sends is measured, not assumed: tracked plus untracked-not-ignored files
 (``git ls-files --cached --others --exclude-standard``), which is what travels with every call.
@@ -149,9 +150,12 @@ def main() -> None:
     capacity = CARRY_LIMIT_BYTES - repo - SAFETY_MARGIN_BYTES
     lines = [f"repository sends {repo / 2**20:.1f} MiB per call; carry limit {CARRY_LIMIT_BYTES / 2**20:.0f} MiB; "
              f"room per set {capacity / 2**20:.1f} MiB (1 MiB margin)"]
-    for index, members in enumerate(pack(wheels, capacity), start=1):
+    sets = pack(wheels, capacity)
+    for index, members in enumerate(sets, start=1):
         folder = root / f"set{index}"
         folder.mkdir()
+        # read by scripts/gpu_device.sh: which set this is, and how many must be installed before --run
+        (folder / "CARRY_SET").write_text(f"{index} {len(sets)}\n")
         total = 0
         for wheel in members:
             shutil.move(str(wheel), folder / wheel.name)
