@@ -45,7 +45,7 @@ from pathlib import Path
 IN_COLAB = "google.colab" in sys.modules
 REPOSITORY = "https://github.com/paretopo-org/paretopo"  # placeholder organisation/repository
 CHECKOUT = Path("paretopo-checkout")
-UNSLOTH = ["unsloth==2026.10.7", "unsloth_zoo==2026.10.7", "trl==1.15.0"]
+UNSLOTH = ["unsloth==2026.10.9", "unsloth_zoo==2026.10.9", "trl==1.15.0"]
 if IN_COLAB or importlib.util.find_spec("paretopo") is None:
     if not CHECKOUT.exists():
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY, str(CHECKOUT)], check=True)

@@ -1,0 +1,87 @@
+"""Switchable rollout backends: who decodes the tool-using completions during training.
+
+A backend is a function with ``paretopo.rollout.generate_rollouts``' signature and contract
+(B prompts x G samples -> B*G ``Rollout``s, grouped by prompt, with ``completion_ids``,
+``loss_mask`` and ``logprobs`` aligned token by token). :func:`make_rollout_func` turns any
+registered backend into TRL's ``rollout_func``, exactly as ``paretopo.rollout.make_trl_rollout_func``
+does for the built-in one, so a second backend is added by registering one function and is
+measured against the first with ``benchmarks/gpu_check.py``.
+
+Registered:
+
+* ``"tool_loop"``: ``paretopo.rollout.generate_rollouts``, the batched KV-cached loop that runs
+  tools as soon as ``</tool_call>`` is sampled (the default, and the only one implemented).
+
+Not registered, and why: a vLLM backend (Unsloth's ``fast_inference=True``) cannot be carried to
+the GPU machine this project is lent (no network, 64 MiB per call); docs/gpu.md lists what it
+has to do (stop on ``</tool_call>``, run the tool, resume from the prefix, return sampling
+log-probabilities and the environment mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from paretopo.rollout import ToolFunction, generate_rollouts, to_trl_rollout_output
+
+__all__ = ["DEFAULT_ROLLOUT_BACKEND", "ROLLOUT_BACKENDS", "get_rollout_backend", "make_rollout_func",
+           "register_rollout_backend"]
+
+RolloutBackend = Callable[..., list]
+ROLLOUT_BACKENDS: dict[str, RolloutBackend] = {"tool_loop": generate_rollouts}
+DEFAULT_ROLLOUT_BACKEND = "tool_loop"
+
+
+def register_rollout_backend(name: str, backend: RolloutBackend) -> None:
+    """Add a backend under ``name`` (same signature and contract as ``generate_rollouts``)."""
+    if name in ROLLOUT_BACKENDS:
+        raise ValueError(f"a rollout backend named {name!r} is already registered")
+    ROLLOUT_BACKENDS[name] = backend
+
+
+def get_rollout_backend(name: str) -> RolloutBackend:
+    """The backend registered as ``name``; a ValueError lists the registered ones otherwise."""
+    try:
+        return ROLLOUT_BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown rollout backend {name!r}; registered: {sorted(ROLLOUT_BACKENDS)}") from None
+
+
+def make_rollout_func(
+    tools: Mapping[str, ToolFunction],
+    *,
+    backend: str = DEFAULT_ROLLOUT_BACKEND,
+    max_tool_calls: int = 3,
+    max_tool_output_tokens: int = 256,
+    answer_extractor: Callable[[str], str | None] | None = None,
+    tools_in_prompt: bool = True,
+) -> Callable[[list, Any], dict[str, list]]:
+    """TRL's ``rollout_func(prompts, trainer)`` decoding with the backend named ``backend``.
+
+    As ``paretopo.rollout.make_trl_rollout_func``: TRL hands each process its prompts already
+    repeated ``num_generations`` times, so one completion is sampled per prompt, with the
+    trainer's ``temperature``, ``top_p`` and ``max_completion_length``.
+    """
+    decode = get_rollout_backend(backend)
+
+    def rollout_func(prompts: list, trainer: Any) -> dict[str, list]:
+        args = trainer.args
+        rollouts = decode(
+            trainer.accelerator.unwrap_model(trainer.model),
+            trainer.processing_class,
+            prompts,
+            tools=tools,
+            num_samples=1,
+            max_new_tokens=args.max_completion_length,
+            max_tool_calls=max_tool_calls,
+            max_tool_output_tokens=max_tool_output_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            answer_extractor=answer_extractor,
+            tools_in_prompt=tools_in_prompt,
+        )
+        return to_trl_rollout_output(rollouts)
+
+    rollout_func.rollout_backend = backend  # type: ignore[attr-defined]
+    return rollout_func

@@ -1,0 +1,44 @@
+"""paretopo.rollout_backends: the registry, and its rollout_func matching the built-in one."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from paretopo.models import load_policy
+from paretopo.rollout import generate_rollouts, make_trl_rollout_func
+from paretopo.rollout_backends import (
+    DEFAULT_ROLLOUT_BACKEND,
+    get_rollout_backend,
+    make_rollout_func,
+    register_rollout_backend,
+)
+from paretopo.tasks import get_task
+from paretopo.train import tiny_policy_path
+
+
+def test_registry_names_the_tool_loop_and_rejects_unknown_or_duplicate_names():
+    assert DEFAULT_ROLLOUT_BACKEND == "tool_loop"
+    assert get_rollout_backend("tool_loop") is generate_rollouts
+    with pytest.raises(ValueError, match="registered: \\['tool_loop'"):
+        get_rollout_backend("vllm")
+    with pytest.raises(ValueError, match="already registered"):
+        register_rollout_backend("tool_loop", generate_rollouts)
+
+
+def test_tool_loop_rollout_func_matches_make_trl_rollout_func():
+    model, tokenizer = load_policy(tiny_policy_path(), lora=False)
+    task = get_task("arithmetic")
+    tools = {tool.__name__: tool for tool in task.tools()}
+    prompts = [task.messages(e) for e in task.load("test")[:2] for _ in range(2)]
+    trainer = SimpleNamespace(args=SimpleNamespace(max_completion_length=24, temperature=1.0, top_p=1.0),
+                              accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=model,
+                              processing_class=tokenizer)
+    options = {"max_tool_calls": task.max_tool_calls, "answer_extractor": task.extract_answer,
+               "tools_in_prompt": False}
+    torch.manual_seed(0)
+    expected = make_trl_rollout_func(tools, **options)(prompts, trainer)
+    torch.manual_seed(0)
+    rollout_func = make_rollout_func(tools, backend="tool_loop", **options)
+    assert rollout_func.rollout_backend == "tool_loop"
+    assert rollout_func(prompts, trainer) == expected
