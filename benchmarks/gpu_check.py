@@ -173,7 +173,7 @@ def hash_scored_arithmetic_task():
 def _block_unsloth() -> None:
     """Make ``unsloth`` unimportable in this process, so ``load_policy`` takes transformers + PEFT
     and TRL stays unpatched (``importlib.util.find_spec`` returns None for a None entry)."""
-    sys.modules["unsloth"] = None  # type: ignore[assignment]
+    sys.modules["unsloth"] = None  # type: ignore[assignment]  # belt and braces beside prefer_unsloth=False
     sys.modules["unsloth_zoo"] = None  # type: ignore[assignment]
 
 

@@ -89,9 +89,10 @@ class ParetoPOConfig:
     stage1_outcome: str = _help(
         "Where the stage-1 outcome vector comes from: 'validation' (held-out greedy evaluation every "
         "stage1_eval_every steps), 'train_batch' (the batch's mean objectives, no extra generation) or "
-        "'train_batch_ema' (an EMA of those, decay stage1_outcome_decay). See docs/method.md for the "
-        "measured choice.",
-        "validation",
+        "'train_batch_ema' (an EMA of those, decay stage1_outcome_decay). Default 'train_batch': under the "
+        "default group_std normalisation the meta reward cancels, so a validation outcome only costs time "
+        "(docs/method.md has the measurement).",
+        "train_batch",
     )
     stage1_outcome_decay: float = _help(
         "Decay of the 'train_batch_ema' outcome: ema <- decay * ema + (1 - decay) * batch mean, in [0, 1).",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -38,6 +38,7 @@ class DemoSettings:
     seed: int = 0
     test_examples: int | None = None
     parallel: bool = True  # both methods at once, one process and one thread each
+    paretopo_overrides: dict = field(default_factory=dict)  # ParetoPOConfig fields for the ParetoPO run
     progress: bool = True
 
 
@@ -105,7 +106,8 @@ def run_demo(settings: DemoSettings | None = None, console: Console | None = Non
                   f"{settings.prompts_per_step} prompts x {settings.num_generations} completions, seed {settings.seed}"
                   f"  |  runs in {root}")
     jobs = [RunJob(method, replace(base, run_dir=str(root / method)),
-                   {"stage1_steps": settings.stage1_steps} if method == "paretopo" else {}) for method in DEMO_METHODS]
+                   {"stage1_steps": settings.stage1_steps, **settings.paretopo_overrides} if method == "paretopo" else {})
+            for method in DEMO_METHODS]
     started = time.perf_counter()
     results: dict[str, dict] = {}
     if settings.parallel:

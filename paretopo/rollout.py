@@ -380,42 +380,6 @@ def to_trl_rollout_output(rollouts: Sequence[Rollout]) -> dict[str, list]:
     }
 
 
-def make_trl_rollout_func(
-    tools: Mapping[str, ToolFunction],
-    *,
-    max_tool_calls: int = 3,
-    max_tool_output_tokens: int = 256,
-    answer_extractor: Callable[[str], str | None] | None = None,
-    tools_in_prompt: bool = True,
-) -> Callable[[list, Any], dict[str, list]]:
-    """A `rollout_func(prompts, trainer)` for TRL's GRPOTrainer that decodes with this module.
-
-    TRL hands each process its prompts already repeated `num_generations` times, so one
-    completion is sampled per prompt, with the trainer's `temperature`, `top_p` and
-    `max_completion_length`, from torch's global RNG (seeded by the trainer).
-    """
-
-    def rollout_func(prompts: list, trainer: Any) -> dict[str, list]:
-        args = trainer.args
-        rollouts = generate_rollouts(
-            trainer.accelerator.unwrap_model(trainer.model),
-            trainer.processing_class,
-            prompts,
-            tools=tools,
-            num_samples=1,
-            max_new_tokens=args.max_completion_length,
-            max_tool_calls=max_tool_calls,
-            max_tool_output_tokens=max_tool_output_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            answer_extractor=answer_extractor,
-            tools_in_prompt=tools_in_prompt,
-        )
-        return to_trl_rollout_output(rollouts)
-
-    return rollout_func
-
-
 def _encode_prompt(
     tokenizer: PreTrainedTokenizerBase,
     prompt: Prompt,

@@ -3,8 +3,7 @@
 A backend is a function with ``paretopo.rollout.generate_rollouts``' signature and contract
 (B prompts x G samples -> B*G ``Rollout``s, grouped by prompt, with ``completion_ids``,
 ``loss_mask`` and ``logprobs`` aligned token by token). :func:`make_rollout_func` turns any
-registered backend into TRL's ``rollout_func``, exactly as ``paretopo.rollout.make_trl_rollout_func``
-does for the built-in one, so a second backend is added by registering one function and is
+registered backend into TRL's ``rollout_func`` (the only place a rollout meets TRL), so a second backend is added by registering one function and is
 measured against the first with ``benchmarks/gpu_check.py``.
 
 Registered:
@@ -59,7 +58,7 @@ def make_rollout_func(
 ) -> Callable[[list, Any], dict[str, list]]:
     """TRL's ``rollout_func(prompts, trainer)`` decoding with the backend named ``backend``.
 
-    As ``paretopo.rollout.make_trl_rollout_func``: TRL hands each process its prompts already
+    TRL hands each process its prompts already
     repeated ``num_generations`` times, so one completion is sampled per prompt, with the
     trainer's ``temperature``, ``top_p`` and ``max_completion_length``.
     """

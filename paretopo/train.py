@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
@@ -77,6 +77,8 @@ class RunSettings:
     lora: bool | None = None  # None: full fine-tuning for the tiny policy, LoRA for any other model
     lora_rank: int = 16
     lora_alpha: int = 32
+    prefer_unsloth: bool = True  # use Unsloth when CUDA and unsloth are there; False forces transformers + PEFT
+    rollout_backend: str = "tool_loop"  # a name in paretopo.rollout_backends.ROLLOUT_BACKENDS
     load_in_4bit: bool = False  # 4-bit base weights (QLoRA); needs the Unsloth backend (CUDA)
     max_seq_length: int = 2048  # longest prompt + completion Unsloth prepares its kernels for
     save_steps: int = 10
@@ -110,7 +112,7 @@ def _grpo_config(settings: RunSettings, output_dir: Path) -> Any:
 
     on_gpu = torch.cuda.is_available()
     batch = settings.prompts_per_step * settings.num_generations
-    return GRPOConfig(
+    arguments = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=batch,
         num_generations=settings.num_generations,
@@ -138,8 +140,8 @@ def _grpo_config(settings: RunSettings, output_dir: Path) -> Any:
         report_to="none",
         disable_tqdm=not settings.progress,
         log_completions=False,
-        **settings.extra,
     )
+    return GRPOConfig(**{**arguments, **settings.extra})  # `extra` may override any field above
 
 
 def _dataset(task: Any, examples: list[Any]) -> Any:
@@ -169,7 +171,7 @@ def train_run(
     """
     from paretopo.evaluate import evaluate_policy
     from paretopo.models import load_policy
-    from paretopo.rollout import make_trl_rollout_func
+    from paretopo.rollout_backends import make_rollout_func
     from paretopo.tasks import get_task
     from paretopo.trainer import make_reward_functions, paretopo_trainer_class
 
@@ -177,6 +179,10 @@ def train_run(
     config = method if isinstance(method, ParetoPOConfig) else ParetoPOConfig.from_preset(method, **dict(method_overrides or {}))
     if not torch.cuda.is_available():
         torch.set_num_threads(settings.threads)
+    if not settings.progress:  # also silences the weight loading / shard writing bars
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     run_dir = Path(settings.run_dir)
     checkpoint_dir = run_dir / "checkpoints"
     if run_dir.exists() and any(checkpoint_dir.glob("checkpoint-*")) and not resume:
@@ -201,7 +207,7 @@ def train_run(
     tools_in_prompt = (not is_tiny) if settings.tools_in_prompt is None else settings.tools_in_prompt
     model, tokenizer = load_policy(model_path, lora=lora, lora_rank=settings.lora_rank,
                                    lora_alpha=settings.lora_alpha, load_in_4bit=settings.load_in_4bit,
-                                   max_seq_length=settings.max_seq_length)
+                                   max_seq_length=settings.max_seq_length, prefer_unsloth=settings.prefer_unsloth)
 
     default_train, default_validation, default_test = DEFAULT_SPLITS.get(task.name, ("train", "validation", "test"))
     train_examples = task.load(settings.train_split or default_train)[: settings.train_examples]
@@ -234,15 +240,17 @@ def train_run(
         reward_funcs=make_reward_functions(task),
         args=_grpo_config(settings, checkpoint_dir),
         train_dataset=_dataset(task, train_examples),
-        rollout_func=make_trl_rollout_func(tools, max_tool_calls=task.max_tool_calls,
+        rollout_func=make_rollout_func(tools, backend=settings.rollout_backend, max_tool_calls=task.max_tool_calls,
                                            answer_extractor=task.extract_answer, tools_in_prompt=tools_in_prompt),
         method=config,
         run_log=run_log,
         validation_fn=validation_fn,
     )
     if not settings.print_logs:  # keep the progress bar, drop the per-step dict dumps (they are in steps.parquet)
+        trainer.remove_callback(PrinterCallback)  # what transformers prints with when tqdm is off
         trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(_QuietProgressCallback)
+        if settings.progress:
+            trainer.add_callback(_QuietProgressCallback)
     if settings.checkpoint_eval:
         trainer.add_callback(CheckpointEvalCallback(trainer, task, validation, tokenizer, run_log, settings,
                                                      efficiency, tools_in_prompt))

@@ -12,7 +12,10 @@ traces are built so that RL has something to choose, and a reason to:
   answered right; on sums with a carry (tier 2) a direct answer in the traces *forgets the
   carry* with probability ``carry_slip`` (the answer is 10 too small), so the policy learns a
   direct answer that is right only part of the time; products (tier 3) are beyond a model this
-  size, so direct answers there are wrong. After a calculator call the answer is the tool's.
+  size, so direct answers there are wrong: the traces teach their format but put no loss on
+  their digits (a product the model cannot compute, learned as a guess, made it "guess" after
+  a tool response too and copy the calculator's result wrongly). After a calculator call the
+  answer is the tool's.
 
 So one call is safe but costs efficiency on tiers 1-2, no call is free and right on tier 1,
 and on tier 3 a call is needed: the optimum depends on the question. Each trace is
@@ -54,6 +57,8 @@ BEHAVIOUR_SHARES: dict[int, tuple[float, float, float]] = {
     3: (0.25, 0.50, 0.25),
 }
 TOOL_NAME = "calculator"
+UNSUPERVISED_DIRECT_TIERS = (3,)
+"""Tiers whose direct answers' digits carry no loss (products: beyond a model this size)."""
 
 
 def weights_sha256(folder: str | Path) -> str:
@@ -75,7 +80,7 @@ class WarmStartConfig:
     warmup_steps: int = 100
     hidden_size: int = 64
     num_layers: int = 3
-    carry_slip: float = 0.45  # share of tier-2 direct answers in the traces that forget the carry
+    carry_slip: float = 0.6  # share of tier-2 direct answers in the traces that forget the carry
     seed: int = 0
     eval_every: int = 500
     eval_examples: int = 60
@@ -130,6 +135,13 @@ class TraceBuilder:
             response = self.protocol.response_ids(TOOL_NAME, str(example.answer))
             ids += call + response
             mask += [1] * len(call) + [0] * len(response)
+        if calls == 0 and int(example.metadata.get("tier", 0)) in UNSUPERVISED_DIRECT_TIERS:
+            # the format is taught, the digits are not: a guess this model cannot learn would only
+            # teach it to guess, and that habit leaked into copying the calculator's result
+            opening, digits, closing = self._encode("\\boxed{"), self._encode(answer), self._encode("}")
+            ids += opening + digits + closing + [self.protocol.turn_end_id]
+            mask += [1] * len(opening) + [0] * len(digits) + [1] * (len(closing) + 1)
+            return ids, mask
         final = self._encode(f"\\boxed{{{answer if calls == 0 else example.answer}}}") + [self.protocol.turn_end_id]
         ids += final
         mask += [1] * len(final)

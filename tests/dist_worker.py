@@ -16,7 +16,7 @@ from trainer_fixtures import ToyTask  # noqa: E402
 
 from paretopo.config import ParetoPOConfig  # noqa: E402
 from paretopo.models import load_policy  # noqa: E402
-from paretopo.rollout import make_trl_rollout_func  # noqa: E402
+from paretopo.rollout_backends import make_rollout_func  # noqa: E402
 from paretopo.trainer import make_reward_functions, paretopo_trainer_class  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main(out_dir: str, policy: str) -> None:
                       gradient_checkpointing=False)
     trainer = Recording(
         model=model, processing_class=tokenizer, reward_funcs=make_reward_functions(task), args=args,
-        train_dataset=dataset, rollout_func=make_trl_rollout_func({}, max_tool_calls=0, tools_in_prompt=False),
+        train_dataset=dataset, rollout_func=make_rollout_func({}, max_tool_calls=0, tools_in_prompt=False),
         method=ParetoPOConfig(stage1_steps=1, stage1_outcome="train_batch"),
     )
     trainer.train()

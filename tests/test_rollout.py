@@ -15,11 +15,11 @@ from paretopo.models import (
     build_tiny_tokenizer,
     qwen2_5_chat_template,
 )
+from paretopo.rollout_backends import make_rollout_func
 from paretopo.rollout import (
     ToolCallError,
     ToolProtocol,
     generate_rollouts,
-    make_trl_rollout_func,
     parse_tool_call,
     to_trl_rollout_output,
 )
@@ -375,7 +375,7 @@ def test_rollout_func_drives_a_trl_grpo_step(tokenizer, tmp_path, monkeypatch):
     from trl import GRPOConfig, GRPOTrainer
 
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL
-    rollout_func = make_trl_rollout_func({"calculator": calculator}, tools_in_prompt=False)
+    rollout_func = make_rollout_func({"calculator": calculator}, tools_in_prompt=False)
     outputs, rewarded = [], []
 
     def recording_rollout_func(prompts, trainer):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from paretopo.models import load_policy
-from paretopo.rollout import generate_rollouts, make_trl_rollout_func
+from paretopo.rollout import generate_rollouts, to_trl_rollout_output
 from paretopo.rollout_backends import (
     DEFAULT_ROLLOUT_BACKEND,
     get_rollout_backend,
@@ -26,7 +26,9 @@ def test_registry_names_the_tool_loop_and_rejects_unknown_or_duplicate_names():
         register_rollout_backend("tool_loop", generate_rollouts)
 
 
-def test_tool_loop_rollout_func_matches_make_trl_rollout_func():
+def test_tool_loop_rollout_func_returns_generate_rollouts_as_trl_expects_it():
+    """The rollout_func samples one completion per (already repeated) prompt with the trainer's
+    sampling settings and the global RNG, and returns ``to_trl_rollout_output`` of those rollouts."""
     model, tokenizer = load_policy(tiny_policy_path(), lora=False)
     task = get_task("arithmetic")
     tools = {tool.__name__: tool for tool in task.tools()}
@@ -37,7 +39,8 @@ def test_tool_loop_rollout_func_matches_make_trl_rollout_func():
     options = {"max_tool_calls": task.max_tool_calls, "answer_extractor": task.extract_answer,
                "tools_in_prompt": False}
     torch.manual_seed(0)
-    expected = make_trl_rollout_func(tools, **options)(prompts, trainer)
+    expected = to_trl_rollout_output(generate_rollouts(model, tokenizer, prompts, tools=tools, num_samples=1,
+                                                       max_new_tokens=24, temperature=1.0, top_p=1.0, **options))
     torch.manual_seed(0)
     rollout_func = make_rollout_func(tools, backend="tool_loop", **options)
     assert rollout_func.rollout_backend == "tool_loop"

@@ -164,3 +164,19 @@ def test_parallel_runs_match_their_settings_and_return_in_job_order(policy, tmp_
         assert run.config["settings"]["seed"] == job.settings.seed and run.steps.height == 2
     with pytest.raises(ValueError, match="own run_dir"):
         train_runs_parallel([jobs[0], jobs[0]])
+
+
+def test_train_batch_ema_outcome_smooths_batch_means_and_is_checkpointed():
+    from types import SimpleNamespace
+
+    from paretopo.trainer import ParetoPOMixin
+
+    method = ParetoPOConfig(stage1_outcome="train_batch_ema", stage1_outcome_decay=0.5)
+    holder = SimpleNamespace(method=method, _outcome_ema=None)
+    first = ParetoPOMixin._train_batch_outcome(holder, np.array([[1.0, 0.0], [0.0, 0.0]]))
+    second = ParetoPOMixin._train_batch_outcome(holder, np.array([[1.0, 1.0], [1.0, 1.0]]))
+    assert np.allclose(first, [0.5, 0.0]) and np.allclose(second, [0.75, 0.5])
+    plain = SimpleNamespace(method=ParetoPOConfig(stage1_outcome="train_batch"), _outcome_ema=None)
+    assert np.allclose(ParetoPOMixin._train_batch_outcome(plain, np.array([[1.0, 1.0], [0.0, 0.0]])), [0.5, 0.5])
+    with pytest.raises(ValueError, match="stage1_outcome_decay"):
+        ParetoPOConfig(stage1_outcome_decay=1.0)
