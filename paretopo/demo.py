@@ -91,10 +91,10 @@ def run_demo(settings: DemoSettings | None = None, console: Console | None = Non
     console = console or Console()
     if not (tiny_policy_path() / "config.json").exists():
         from paretopo.tasks import get_task
-        from paretopo.warmstart import warm_start
+        from paretopo.warmstart import build_tiny_policy_from_scratch
 
         console.print(f"[yellow]No warm-started tiny policy in {tiny_policy_path()}; training it now (minutes).[/yellow]")
-        warm_start(get_task("arithmetic"), progress=settings.progress)
+        build_tiny_policy_from_scratch(get_task("arithmetic"), progress=settings.progress)
     name = settings.name or "demo-" + datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     root = Path(settings.runs_root) / name
     base = RunSettings(max_steps=settings.max_steps, prompts_per_step=settings.prompts_per_step,

@@ -87,6 +87,8 @@ class WarmStartConfig:
     final_samples: int = 4  # sampled completions per test question for the recorded tier table
     init: str = ""  # continue from this saved policy instead of a random one
     shares: str = ""  # JSON {tier: [none, one, two]} overriding BEHAVIOUR_SHARES
+    polish_steps: int = 400  # then this many steps more from the result, as a fresh `--init` run ...
+    polish_learning_rate: float = 5e-4  # ... at this peak learning rate (0 steps: no polish)
 
 
 def _call_text(expression: str) -> str:
@@ -258,17 +260,41 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
     return out
 
 
+def build_tiny_policy_from_scratch(task: Task, out_dir: str | Path | None = None,
+                                   config: WarmStartConfig | None = None, progress: bool = True) -> Path:
+    """What ``paretopo warmstart`` runs: the warm start, then its polish as a continuation.
+
+    The polish is exactly ``warm_start(init=<first result>, steps=polish_steps,
+    learning_rate=polish_learning_rate, warmup_steps=20)``: a fresh optimiser and schedule over
+    the first result (measured: the first 1,500 steps leave easy sums at ~0.93 direct accuracy,
+    the polish lifts them over the 0.95 target).
+    """
+    import dataclasses
+    import tempfile
+
+    config = config or WarmStartConfig()
+    out = Path(out_dir) if out_dir is not None else default_policy_path()
+    if config.polish_steps <= 0:
+        return warm_start(task, out, config, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="paretopo-warmstart-") as first:
+        warm_start(task, first, dataclasses.replace(config, polish_steps=0), progress=progress)
+        polish = dataclasses.replace(config, init=first, steps=config.polish_steps,
+                                     learning_rate=config.polish_learning_rate, warmup_steps=20, polish_steps=0)
+        return warm_start(task, out, polish, progress=progress)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from paretopo.tasks import get_task
 
     parser = argparse.ArgumentParser(description="Warm-start the tiny CPU policy on the arithmetic task.")
     parser.add_argument("--out", default=None, help="output folder (default: data/tiny_policy)")
     for name, value in WarmStartConfig().__dict__.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value,
+                            help=f"(default {value!r})")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     config = WarmStartConfig(**{k: getattr(args, k) for k in WarmStartConfig().__dict__})
-    path = warm_start(get_task("arithmetic"), args.out, config)
+    path = build_tiny_policy_from_scratch(get_task("arithmetic"), args.out, config)
     print(f"saved the warm-started tiny policy to {path}")
 
 

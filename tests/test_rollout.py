@@ -15,7 +15,6 @@ from paretopo.models import (
     build_tiny_tokenizer,
     qwen2_5_chat_template,
 )
-from paretopo.rollout_backends import make_rollout_func
 from paretopo.rollout import (
     ToolCallError,
     ToolProtocol,
@@ -23,6 +22,7 @@ from paretopo.rollout import (
     parse_tool_call,
     to_trl_rollout_output,
 )
+from paretopo.rollout_backends import make_rollout_func
 
 torch.set_num_threads(1)
 
@@ -448,9 +448,10 @@ def _naive_greedy(model, tokenizer, prompt, *, max_new_tokens, max_tool_calls):
 def test_batched_greedy_decoding_equals_a_naive_per_row_loop():
     """The chunked, cached, batched loop writes exactly what a cache-free one-row loop writes,
     tool calls and responses included, on the shipped warm-started policy (which calls tools)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from paretopo.tasks.arithmetic import ArithmeticTask
     from paretopo.warmstart import default_policy_path
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(default_policy_path()).eval()
     tokenizer = AutoTokenizer.from_pretrained(default_policy_path())
