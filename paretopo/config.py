@@ -69,8 +69,9 @@ class ParetoPOConfig:
         "task only) or 'zero' (treat n* = 0, prefer no tools).", "one"
     )
     gate_tool_by_correctness: bool = _help(
-        "If True, r_tool <- r_task * r_tool (OTC-style; wrong answers get (0, 0)). The paper's reading "
-        "keeps the objectives independent (False).", False
+        "If True (default, chosen on validation: docs/method.md), r_tool <- r_task * r_tool (OTC-style; "
+        "wrong answers get (0, 0), so a cheap wrong answer never ties a correct one on the Pareto front). "
+        "False is the paper's reading: independent objectives.", True
     )
     # stage 1 (Eqs. 5-6)
     stage1_estimator: str = _help("Advantage estimator of stage 1 (a name in paretopo.advantages.ADVANTAGES).",
@@ -113,7 +114,9 @@ class ParetoPOConfig:
     )
     beta: float = _help("Within-rank refinement weight beta of Eq. 9, in (0, 1].", 0.5)
     stage2_center: str = _help(
-        "Centring of the Eq. 9 advantages: 'none' (raw, as the theory), 'group_mean' or 'group_zscore'.", "none"
+        "Centring of the Eq. 9 advantages: 'group_zscore' (default, chosen on validation: docs/method.md), "
+        "'group_mean', or 'none' (raw, the paper's reading: every completion gets a positive advantage).",
+        "group_zscore",
     )
     # baselines / shared
     scale_rewards: str = _help(
