@@ -168,10 +168,14 @@ class ArithmeticTask(BoxedAnswerTask):
         super().__init__(max_tool_calls)
 
     def is_correct(self, completion_text: str, example: Example) -> bool:
-        """Numeric equality of the last ``\\boxed{}`` with the answer (``1,080`` = ``1080.0``)."""
+        """Numeric equality of the last ``\\boxed{}`` with the answer (``1,080`` = ``1080.0``).
+
+        An example without a numeric answer (e.g. a typed question the task cannot score) is never correct.
+        """
         predicted = self.extract_answer(completion_text)
         value = _as_number(predicted) if predicted is not None else None
-        return value is not None and value == float(example.answer)
+        expected = _as_number(example.answer or "")
+        return value is not None and expected is not None and value == expected
 
     def tools(self) -> list[Callable[[str], str]]:
         return [calculator]
