@@ -311,6 +311,39 @@ def display_table(frame: pl.DataFrame, first: Sequence[str] = KEY_COLUMNS, decim
     return rounded_for_display(frame.select(*leading, *[c for c in frame.columns if c not in leading]), decimals)
 
 
+# --- notebooks -------------------------------------------------------------------------------
+
+
+def _offline_bundle(spec: dict, **_: Any) -> dict[str, Any]:
+    import base64
+
+    import vl_convert
+
+    png = vl_convert.vegalite_to_png(spec, scale=2)
+    major = alt.SCHEMA_VERSION.lstrip("v").split(".")[0]
+    return {"image/png": base64.b64encode(png).decode(), f"application/vnd.vegalite.v{major}+json": spec,
+            "text/plain": f"<altair chart: {spec.get('title', 'untitled')}>"}
+
+
+def use_offline_renderer() -> str:
+    """Make altair charts in a notebook show without a network: each chart is drawn to a PNG here
+    (vl-convert, no CDN), so it shows offline, in the saved ``.ipynb``, in nbconvert's HTML and on
+    GitHub, and it also carries its vega-lite spec, which JupyterLab draws interactively from its own
+    bundled vega. Without vl-convert, altair's ``mimetype`` renderer (JupyterLab only).
+
+    Returns:
+        The renderer's name (``"paretopo-offline"`` or ``"mimetype"``).
+    """
+    try:
+        import vl_convert  # noqa: F401
+    except ImportError:
+        alt.renderers.enable("mimetype")
+        return "mimetype"
+    alt.renderers.register("paretopo-offline", _offline_bundle)
+    alt.renderers.enable("paretopo-offline")
+    return "paretopo-offline"
+
+
 # --- transcripts -----------------------------------------------------------------------------
 
 
