@@ -52,7 +52,7 @@ def _(runs_root):
 
 
 @app.cell
-def _(run_picker, split_picker):
+def _(run_picker, runs_root, split_picker):
     mo.stop(not run_picker.value, mo.callout(mo.md(
         f"No evaluated runs selected (looked under `{runs_root}/`, which "
         + ("holds none" if runs_root.is_dir() else "does not exist")

@@ -211,6 +211,11 @@ def _(advantages, nstar, ranked, rollouts):
         pl.Series("finish", [r.finish_reason for r in rollouts]),
     ).join(advantages.drop("group").pivot(on="estimator", index="completion", values="advantage"), on="completion")
     _nstar = "unknown (no correct completion: efficiency 1 for all)" if np.isnan(nstar[0]) else f"{nstar[0]:.0f}"
+    _same = len(np.unique(ranked.select("task", "tool_efficiency").to_numpy(), axis=0)) == 1
+    _degenerate = (mo.callout(mo.md(
+        "Every completion has the same objective vector: a **degenerate group**, with no learning signal "
+        "(the scalarising estimators give 0 to all, `pareto_rank` the same value to all). Sample again with "
+        "another seed or a higher temperature, or pick a harder question."), kind="info") if _same else mo.md(""))
     mo.vstack([
         mo.md(f"n\\* of this group = **{_nstar}** · tool efficiency = exp(-{METHOD.alpha} |calls - n\\*|) · "
               f"weights w = {METHOD.weights}, β = {METHOD.beta}"),
@@ -218,8 +223,9 @@ def _(advantages, nstar, ranked, rollouts):
                                            width=260, height=240),
                    plots.advantage_bars(advantages, facet=None, title="advantages by estimator", width=380,
                                         height=240)], justify="start"),
-        mo.ui.table(plots.rounded_for_display(rollout_table), selection=None,
-                    show_column_summaries=False),
+        _degenerate,
+        mo.ui.table(plots.display_table(rollout_table), selection=None, show_column_summaries=False),
+        mo.md(plots.PARETO_RANK_NOTE),
     ])
     return (rollout_table,)
 

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,6 +124,7 @@ def demo_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server_urls(tmp_path_factory, demo_root):
+    """name -> (URL, log) of its server, started on first use (so ``-k`` starts only what it needs)."""
     from paretopo.launch import app_commands
 
     logs = tmp_path_factory.mktemp("marimo-logs")
@@ -131,8 +132,16 @@ def server_urls(tmp_path_factory, demo_root):
     assert sorted(commands) == sorted(APPS)
     empty = tmp_path_factory.mktemp("empty-runs")
     commands["frontier_compare_empty"] = f"marimo run {ROOT / 'apps' / 'frontier_compare.py'} -- --runs-dir {empty}"
-    with marimo_servers(commands, logs) as urls:
-        yield {name: (url, logs / f"{name}.log") for name, url in urls.items()}
+    with ExitStack() as stack:
+        started: dict[str, tuple[str, Path]] = {}
+
+        def url_of(name: str) -> tuple[str, Path]:
+            if name not in started:
+                (url,) = stack.enter_context(marimo_servers({name: commands[name]}, logs)).values()
+                started[name] = (url, logs / f"{name}.log")
+            return started[name]
+
+        yield url_of
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +240,14 @@ def count(page, selector: str, styled: bool = False) -> int:
     return page.evaluate(COUNT_JS, [selector, styled])
 
 
+def wait_for_count(page, selector: str, expected: int, what: str) -> None:
+    """Wait (charts draw one by one) until exactly ``expected`` elements match ``selector``."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (found := count(page, selector)) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    assert found == expected, f"{found} instead of {expected} charts ({what})"
+
+
 def body_text(page) -> str:
     return page.inner_text("body")
 
@@ -292,7 +309,7 @@ def drive_inspector(page) -> None:
     assert "text not kept" not in body_text(page)
     both = page.locator("select").filter(has_text="torl_grpo").first  # both demo runs are listed
     assert both.count() == 1
-    curves = count(page, ".vega-embed")
+    wait_for_count(page, ".vega-embed", 6, "paretopo: 4 curves with the stage-1 panels, the group's scatter and bars")
     page.get_by_role("slider").first.focus()
     page.keyboard.press("Home")  # step 1: stage 1
     shows(page, "match paretopo.advantages (hv_scalarized)")
@@ -300,8 +317,7 @@ def drive_inspector(page) -> None:
     type_into(page, "or type a run folder path", str(both.evaluate("s => s.options[1].value")))
     shows(page, "torl_grpo throughout so far")
     shows(page, "match paretopo.advantages (torl_grpo)")
-    page.wait_for_timeout(1500)
-    assert count(page, ".vega-embed") == curves - 2, "the two stage-1 panels are still drawn for torl_grpo"
+    wait_for_count(page, ".vega-embed", 4, "torl_grpo: 2 curves (no stage-1 panels), the group's scatter and bars")
     # a missing folder: a sentence, and no polling of it as a run "still writing"
     type_into(page, "or type a run folder path", "runs/no-such-run")
     shows_soon(page, "There is no folder", 15)
@@ -358,7 +374,7 @@ PAGES = {**APPS, "frontier_compare_empty": drive_frontier_compare_empty}
 
 @pytest.mark.parametrize("app", list(PAGES))
 def test_app_in_the_browser(app, browser, server_urls):
-    url, log = server_urls[app]
+    url, log = server_urls(app)
     console: list[str] = []
     page = browser.new_page(viewport={"width": WIDTHS[0], "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
