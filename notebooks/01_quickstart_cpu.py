@@ -132,6 +132,10 @@ torch.set_num_threads(1)  # on a small shared CPU more threads make these tiny m
 use_offline_renderer()  # charts drawn here as PNG (+ their spec): visible offline and in the saved notebook
 pl.Config(fmt_str_lengths=120, tbl_width_chars=160)
 from IPython.display import Markdown, display
+from IPython.utils.capture import capture_output
+from transformers.utils import logging as transformers_logging
+
+transformers_logging.disable_progress_bar()  # no "Loading weights" bars
 RUN_DIR = RUNS_ROOT / ("quickstart-" + datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S"))
 print("run folder:", RUN_DIR)
 
@@ -286,7 +290,8 @@ before = evaluate_policy(policy, tokenizer, task, test_examples, greedy=True, ma
 settings = RunSettings(run_dir=str(RUN_DIR), seed=SEED, max_steps=TRAIN_STEPS, prompts_per_step=PROMPTS_PER_STEP,
                        num_generations=GENERATIONS_PER_PROMPT, max_completion_length=MAX_NEW_TOKENS,
                        save_steps=TRAIN_STEPS // 4, progress=False)
-result = train_run(config, settings)
+with capture_output():  # TRL's own progress bar and per-step log lines: all of it is in steps.parquet
+    result = train_run(config, settings)
 print(f"trained {result.steps} steps in {result.run_dir}")
 run = read_run(result.run_dir)
 run.steps.select("step", "stage", "weights/meta_reward", "objectives/task", "objectives/tool_efficiency",

@@ -156,7 +156,7 @@ def test_quickstart_runs_end_to_end_on_cpu(tmp_path, monkeypatch):
     outputs = [output for cell in cells for output in cell.outputs]
     # charts: drawn here as PNG, so they show offline and in the saved file; no HTML fetching vega from a CDN
     charts = [cell for cell in cells if any("image/png" in o.get("data", {}) for o in cell.outputs)]
-    assert len(charts) >= 5, f"{len(charts)} cells with a chart image"
+    assert len(charts) >= 4, f"{len(charts)} cells with a chart image"  # scatter, bars, curves, frontier
     for output in outputs:
         html = output.get("data", {}).get("text/html", "")
         assert "cdn.jsdelivr" not in html and "<script" not in html, html[:300]
