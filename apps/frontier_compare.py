@@ -13,7 +13,7 @@ with app.setup:
 
     from paretopo import plots
     from paretopo.evaluate import checkpoint_points, compare_runs
-    from paretopo.runlog import read_run
+    from paretopo.runlog import list_runs, read_run
 
 
 @app.cell(hide_code=True)
@@ -40,21 +40,33 @@ def _():
 
 @app.cell
 def _(runs_root):
-    _evaluated = {p.name: str(p) for p in sorted(runs_root.glob("*")) if (p / "eval_rows").is_dir()}
+    # runs at any depth (a demo writes runs/demo-<ts>/<method>/), labelled by their path below the root
+    _found = list_runs(runs_root, evaluated=True)
+    _evaluated = {(p.relative_to(runs_root).as_posix() if p != runs_root and p.is_relative_to(runs_root)
+                   else p.name): str(p) for p in _found}
     run_picker = mo.ui.multiselect(options=_evaluated, value=list(_evaluated)[:6], label="runs")
     split_picker = mo.ui.dropdown(options=["validation", "test"], value="validation", label="frontier split")
     mo.vstack([mo.hstack([run_picker, split_picker], justify="start", gap=2),
-               mo.md(f"*Evaluated runs found under `{runs_root}/`.*")])
+               mo.md(f"*{len(_evaluated)} evaluated run(s) found under `{runs_root}/` (at any depth).*")])
     return run_picker, split_picker
 
 
 @app.cell
-def _(run_picker, split_picker):
+def _(run_picker, runs_root, split_picker):
     mo.stop(not run_picker.value, mo.callout(mo.md(
-        "No evaluated runs selected: train some (`paretopo demo` trains two) or pass `-- --runs-dir <folder>`."),
-        kind="info"))
-    points = checkpoint_points(run_picker.value)
-    summary, dominance = compare_runs(run_picker.value, split=split_picker.value)
+        f"No evaluated runs selected (looked under `{runs_root}/`, which "
+        + ("holds none" if runs_root.is_dir() else "does not exist")
+        + "): train some (`paretopo demo` trains two) or pass `-- --runs-dir <folder>`."), kind="info"))
+    try:
+        points = checkpoint_points(run_picker.value)
+        summary, dominance = compare_runs(run_picker.value, split=split_picker.value)
+    except Exception as error:  # a run whose evaluation tables are incomplete or of another version
+        mo.stop(True, mo.callout(mo.md(f"The selected runs could not be compared ({type(error).__name__}: {error}); "
+                                       "deselect the run that was last written, or re-run `paretopo eval` on it."),
+                                 kind="danger"))
+    mo.stop(points.height == 0, mo.callout(mo.md(
+        "The selected runs have no evaluated checkpoints yet (`eval_rows/` is empty): evaluate them with "
+        "`paretopo eval <run>`."), kind="info"))
     return dominance, points, summary
 
 
@@ -70,15 +82,16 @@ def _(points, split_picker):
 
 @app.cell
 def _(dominance, split_picker, summary):
-    def _short(run):
-        return Path(run).name
+    _names = plots.run_labels(summary["run"].to_list())
 
-    _table = summary.select(
-        pl.col("run").map_elements(_short, return_dtype=pl.String), "method",
-        pl.col("frontier_hv").round(4).alias(f"frontier HV ({split_picker.value})"),
-        pl.col("frontier_size").alias("cardinality"), pl.col("frontier_spread").round(4).alias("spread"),
-        "checkpoints", pl.col("test_accuracy").round(3), pl.col("test_mean_tool_calls").round(3),
-        pl.col("test_obj_task").round(3), pl.col("test_obj_tool_efficiency").round(3))
+    def _short(run):
+        return _names.get(run, Path(run).name)
+
+    _table = plots.rounded_for_display(summary.select(
+        "method", pl.col("frontier_hv").alias(f"frontier HV ({split_picker.value})"),
+        pl.col("frontier_size").alias("cardinality"), pl.col("frontier_spread").alias("spread"),
+        "checkpoints", "test_accuracy", "test_mean_tool_calls", "test_obj_task", "test_obj_tool_efficiency",
+        pl.col("run").map_elements(_short, return_dtype=pl.String)), 4)
     _dominance = dominance.select(
         pl.col("run").map_elements(_short, return_dtype=pl.String).alias("final test point of ↓ dominates →"),
         *[pl.col(run).alias(_short(run)) for run in dominance.columns[1:]])
@@ -93,8 +106,10 @@ def _(dominance, split_picker, summary):
 @app.cell
 def _(frontier_plot, points):
     # The clicked checkpoint, or the first run's final test point before any click.
-    _clicked = frontier_plot.value
-    _source = _clicked if _clicked is not None and len(_clicked) else points.filter(pl.col("final"))
+    # the chart layers several datasets, so marimo cannot hand back its rows: filter the points by the click
+    _clicked = frontier_plot.apply_selection(points) if frontier_plot.selections else None
+    _finals = points.filter(pl.col("final"))
+    _source = _clicked if _clicked is not None and len(_clicked) else (_finals if _finals.height else points)
     chosen_point = _source.row(0, named=True)
     _rows = read_run(chosen_point["run"]).eval_rows
     chosen_rows = _rows.filter((pl.col("step") == chosen_point["step"]) & (pl.col("split") == chosen_point["split"]))
@@ -103,17 +118,19 @@ def _(frontier_plot, points):
 
 @app.cell
 def _(chosen_point, chosen_rows):
-    _columns = [c for c in ("question", "answer", "final_answer", "correct", "tool_calls", "tool_errors",
-                            "finish_reason", "obj_task", "obj_tool_efficiency") if c in chosen_rows.columns]
-    _samples = [mo.vstack([mo.Html(f"<div><b>{html.escape(row['question'])}</b> (answer {html.escape(row['answer'])}) · "
-                                   f"{'correct' if row['correct'] else 'wrong'} · {row['tool_calls']} tool call(s)</div>"),
-                           mo.Html(plots.transcript_html([{"text": row["text"], "tool_output": False}]))])
+    _columns = [c for c in ("correct", "tool_calls", "question", "answer", "final_answer", "obj_task",
+                            "obj_tool_efficiency", "tool_errors", "finish_reason") if c in chosen_rows.columns]
+    _samples = [mo.vstack([mo.Html(f"<div><b>{html.escape(str(row['question']))}</b> (answer "
+                                   f"{html.escape(str(row['answer']))}) · {'correct' if row['correct'] else 'wrong'} · "
+                                   f"{row['tool_calls']} tool call(s)</div>"),
+                           mo.Html(plots.transcript_html([{"text": row["text"] or "", "tool_output": False}]))])
                 for row in chosen_rows.head(8).iter_rows(named=True)]
     mo.vstack([
         mo.md(f"### Samples of {Path(chosen_point['run']).name}, step {chosen_point['step']}, "
               f"{chosen_point['split']} (click a checkpoint above to change)"),
-        mo.ui.table(chosen_rows.select(_columns), selection=None, show_column_summaries=False),
-        *_samples,
+        mo.ui.table(plots.display_table(chosen_rows.select(_columns)), selection=None, show_column_summaries=False),
+        mo.Html(plots.transcript_legend_html()),
+        *(_samples or [mo.md("*No evaluated completions were logged for this checkpoint.*")]),
     ])
     return
 

@@ -18,9 +18,45 @@ with app.setup:
     from paretopo.models import build_tiny_policy, build_tiny_tokenizer, load_policy
     from paretopo.objectives import OptimalCallTracker, objective_matrix
     from paretopo.rollout import generate_rollouts, mask_segments
+    from paretopo.runlog import list_runs
     from paretopo.tasks import Example, get_task
     from paretopo.tools.calculator import calculator
     from paretopo.train import tiny_policy_path
+
+    def model_source_problem(path):
+        """Why ``path`` cannot be a policy, in a sentence (None when it may be): checked before loading, so a
+        mistyped path answers at once instead of after the hub client's offline retries."""
+        folder = Path(path).expanduser()
+        if folder.is_dir():
+            if (folder / "config.json").exists() or (folder / "adapter_config.json").exists():
+                return None
+            return (f"`{path}` is a folder but holds neither `config.json` (a model) nor `adapter_config.json` "
+                    "(an adapter): pick a run's `final/` or `checkpoints/checkpoint-*/` folder.")
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", str(path)):
+            return (f"There is no folder `{path}` (relative paths start at `{Path.cwd()}`), and it is not a hub id "
+                    "of the form `owner/name`: check the path.")
+        from huggingface_hub import try_to_load_from_cache
+        if isinstance(try_to_load_from_cache(str(path), "config.json"), str):
+            return None  # in the local hub cache
+        try:
+            from huggingface_hub import HfApi
+            HfApi().model_info(str(path), timeout=5)
+        except Exception as error:
+            return (f"There is no folder `{path}`, it is not in the local hub cache, and the hub did not answer for "
+                    f"it ({type(error).__name__}). Offline, download it first (`huggingface-cli download {path}`) "
+                    "or give a model folder.")
+        return None
+
+    def expected_answer(text):
+        """The expected answer of a typed question: the calculator on its last arithmetic expression ('' when the
+        question has none or it does not evaluate, e.g. a division by zero)."""
+        expressions = re.findall(r"\d+(?:\.\d+)?(?:\s*[-+*/]\s*\d+(?:\.\d+)?)+", text)
+        answer = calculator(expressions[-1]) if expressions else ""
+        try:
+            float(answer)
+        except ValueError:
+            return ""
+        return answer
 
     torch.set_num_threads(1)  # more threads on a shared 2-core CPU were slower, not faster
     METHOD = ParetoPOConfig()  # the objectives' and advantages' settings: ParetoPO's defaults
@@ -52,14 +88,19 @@ def _():
 @app.cell
 def _(cli_model, runs_root):
     _shipped = str(tiny_policy_path())
-    _found = sorted({str(p.parent) for pattern in ("*/final/*.json", "*/checkpoints/checkpoint-*/*.json")
-                     for p in runs_root.glob(pattern) if p.name in ("config.json", "adapter_config.json")})
+    # every run at any depth (a demo writes runs/demo-<ts>/<method>/): its final adapter and checkpoints
+    _found = sorted({str(p.parent) for run in list_runs(runs_root)
+                     for pattern in ("final/*.json", "checkpoints/checkpoint-*/*.json")
+                     for p in run.glob(pattern) if p.name in ("config.json", "adapter_config.json")})
     _options = {f"shipped tiny policy ({_shipped})": _shipped, **{f"checkpoint: {p}": p for p in _found}}
     if cli_model:
         _options = {f"from --model: {cli_model}": str(cli_model), **_options}
     model_choice = mo.ui.dropdown(options=_options, value=next(iter(_options)), label="policy")
     model_typed = mo.ui.text(placeholder="or a model folder / adapter folder / hub id", full_width=True)
-    mo.hstack([model_choice, model_typed], justify="start", align="end")
+    mo.vstack([mo.hstack([model_choice, model_typed], justify="start", align="end"),
+               mo.md(f"*{len(_found)} checkpoint or final folder(s) found in the runs under `{runs_root}/`"
+                     + ("" if _found else " (train one with `paretopo demo`, or pass `-- --runs-dir <folder>`)")
+                     + ".*")])
     return model_choice, model_typed
 
 
@@ -67,6 +108,7 @@ def _(cli_model, runs_root):
 def _(model_choice, model_typed):
     # Loaded once per choice: the sampling controls below do not re-run this cell.
     model_path = model_typed.value.strip() or model_choice.value
+    model, tokenizer, model_note = None, None, None
     if model_path == str(tiny_policy_path()) and not Path(model_path).exists():
         tokenizer = build_tiny_tokenizer()
         model = build_tiny_policy(tokenizer)
@@ -74,8 +116,19 @@ def _(model_choice, model_typed):
             f"`{model_path}` is missing, so this is a **randomly initialised** tiny policy: expect noise. "
             "Regenerate the warm-started one with `python -m paretopo.warmstart`."), kind="warn")
     else:
-        model, tokenizer = load_policy(model_path, lora=False)  # an adapter folder brings its base model
-        model_note = mo.md(f"Loaded `{model_path}` ({sum(p.numel() for p in model.parameters()):,} parameters).")
+        _problem = model_source_problem(model_path)
+        if _problem is None:
+            try:
+                model, tokenizer = load_policy(model_path, lora=False)  # an adapter folder brings its base model
+            except Exception as error:  # any loader failure becomes a sentence, not a failed cell
+                _problem = (f"`{model_path}` could not be loaded as a policy ({type(error).__name__}: "
+                            f"{html.escape(str(error).splitlines()[0] if str(error) else '')[:300]}). Pick a folder "
+                            "holding `config.json` (a model) or `adapter_config.json` (an adapter of a run).")
+        if _problem:
+            model_note = mo.callout(mo.md(_problem + " The policy picker above still works."), kind="danger")
+        else:
+            model_note = mo.md(f"Loaded `{model_path}` ({sum(p.numel() for p in model.parameters()):,} parameters).")
+    mo.stop(model is None, model_note)
     model.eval()
     model_note
     return model, tokenizer
@@ -108,16 +161,17 @@ def _(questions):
 
 @app.cell
 def _(question_choice, question_typed, questions):
-    def _typed_example(text):
-        # the expected answer of a typed question: the calculator applied to its arithmetic expression
-        expressions = re.findall(r"[\d.]+(?:\s*[-+*/]\s*[\d.]+)+", text)
-        answer = calculator(expressions[-1]) if expressions else ""
-        return Example(id="typed", question=text, answer=answer)
-
-    example = (_typed_example(question_typed.value.strip()) if question_typed.value.strip()
+    _typed = question_typed.value.strip()
+    example = (Example(id="typed", question=_typed, answer=expected_answer(_typed)) if _typed
                else next(e for e in questions if e.id == question_choice.value))
-    mo.Html(f"<div>Question: <b>{html.escape(example.question)}</b> · expected answer: "
-            f"<code>{html.escape(example.answer or 'unknown')}</code></div>")
+    _shown = mo.Html(f"<div>Question: <b>{html.escape(example.question)}</b> · expected answer: "
+                     f"<code>{html.escape(example.answer or 'unknown')}</code></div>")
+    _unscorable = mo.callout(mo.md(
+        "The arithmetic task can only score a question with an arithmetic expression that evaluates "
+        "(e.g. *What is 417\\*38?*): this one has no expected answer, so every completion counts as **wrong** "
+        "and the ranks below reflect tool calls only. Pick a test question or type a sum or product to score it."),
+        kind="warn")
+    mo.vstack([_shown, _unscorable]) if not example.answer else _shown
     return (example,)
 
 
@@ -157,6 +211,11 @@ def _(advantages, nstar, ranked, rollouts):
         pl.Series("finish", [r.finish_reason for r in rollouts]),
     ).join(advantages.drop("group").pivot(on="estimator", index="completion", values="advantage"), on="completion")
     _nstar = "unknown (no correct completion: efficiency 1 for all)" if np.isnan(nstar[0]) else f"{nstar[0]:.0f}"
+    _same = len(np.unique(ranked.select("task", "tool_efficiency").to_numpy(), axis=0)) == 1
+    _degenerate = (mo.callout(mo.md(
+        "Every completion has the same objective vector: a **degenerate group**, with no learning signal "
+        "(the scalarising estimators give 0 to all, `pareto_rank` the same value to all). Sample again with "
+        "another seed or a higher temperature, or pick a harder question."), kind="info") if _same else mo.md(""))
     mo.vstack([
         mo.md(f"n\\* of this group = **{_nstar}** · tool efficiency = exp(-{METHOD.alpha} |calls - n\\*|) · "
               f"weights w = {METHOD.weights}, β = {METHOD.beta}"),
@@ -164,8 +223,9 @@ def _(advantages, nstar, ranked, rollouts):
                                            width=260, height=240),
                    plots.advantage_bars(advantages, facet=None, title="advantages by estimator", width=380,
                                         height=240)], justify="start"),
-        mo.ui.table(plots.rounded_for_display(rollout_table), selection=None,
-                    show_column_summaries=False),
+        _degenerate,
+        mo.ui.table(plots.display_table(rollout_table), selection=None, show_column_summaries=False),
+        mo.md(plots.PARETO_RANK_NOTE),
     ])
     return (rollout_table,)
 

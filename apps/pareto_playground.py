@@ -137,10 +137,12 @@ def _(beta, group_editor, objective_names, weights):
 
 @app.cell
 def _(advantages, objective_names, ranked, weights):
+    # panels wrap two to a row, so 4 groups fit the page's column with their legends
     _scatter = plots.objective_scatter(ranked, x=objective_names[0], y=objective_names[1], facet="group",
                                        title="objective vectors, coloured by Pareto rank (dashed: each front)",
-                                       width=280, height=240)
-    _bars = plots.advantage_bars(advantages, title="advantage of each completion, by estimator", width=300)
+                                       width=260, height=220, columns=2)
+    _bars = plots.advantage_bars(advantages, title="advantage of each completion, by estimator", width=320,
+                                 height=200, columns=2)
     _projection = (mo.md(f"*M = {len(objective_names)}: the scatter shows the first two objectives; "
                          "ranks use all of them.*") if len(objective_names) > 2 else mo.md(""))
     weighted_sums = ranked.with_columns(
@@ -155,9 +157,11 @@ def _(advantages, weighted_sums):
     advantage_table = weighted_sums.join(
         advantages.pivot(on="estimator", index=["group", "completion"], values="advantage"),
         on=["group", "completion"])
-    mo.vstack([mo.md("**Objective vectors, weighted sum, Pareto rank and every estimator's advantage**"),
-               mo.ui.table(plots.rounded_for_display(advantage_table), selection=None,
-                           show_column_summaries=False, page_size=min(64, advantage_table.height))])
+    mo.vstack([mo.md("**Pareto rank, ParetoPO's advantage, the objective vectors, weighted sum and every other "
+                     "estimator's advantage**"),
+               mo.ui.table(plots.display_table(advantage_table), selection=None,
+                           show_column_summaries=False, page_size=min(64, advantage_table.height)),
+               mo.md(plots.PARETO_RANK_NOTE)])
     return (advantage_table,)
 
 

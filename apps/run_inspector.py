@@ -15,7 +15,8 @@ with app.setup:
     from paretopo import plots
     from paretopo.advantages import compute_advantages
     from paretopo.config import ParetoPOConfig
-    from paretopo.runlog import read_run
+    from paretopo.runlog import is_run_folder, list_runs, read_run
+    from paretopo.tasks import get_task
 
     CURVES = {
         "objectives (batch means)": ["objectives/task", "objectives/tool_efficiency"],
@@ -23,6 +24,27 @@ with app.setup:
         "stage-1 weighting": ["weights/meta_reward", "pareto/hv_gain", "pareto/ema_gain"],
         "tool calls and fronts": ["objectives/mean_tool_calls", "pareto/mean_fronts", "pareto/frac_nondominated"],
     }
+    STAGE1_CURVES = ("hypervolume of the stage-1 archive", "stage-1 weighting")
+    _EXAMPLES = {}
+
+    def find_example(prompt_id, task_name=None):
+        """The question and gold answer of a logged prompt id (``arithmetic-train-00044``), or None: the run
+        log stores ids only, so the question is looked up in the task's split (the id's prefix names both)."""
+        parts = str(prompt_id).rsplit("-", 2)
+        candidates = [(parts[0], parts[1])] if len(parts) == 3 else []
+        candidates += [(task_name, None)] if task_name else []
+        for name, split in candidates:
+            key = (name, split)
+            if key not in _EXAMPLES:
+                try:
+                    task = get_task(name)
+                    splits = [split] if split else task.splits()
+                    _EXAMPLES[key] = {e.id: e for part in splits for e in task.load(part)}
+                except Exception:  # not a task of this install, or its data is missing: no lookup
+                    _EXAMPLES[key] = {}
+            if prompt_id in _EXAMPLES[key]:
+                return _EXAMPLES[key][prompt_id]
+        return None
 
 
 @app.cell(hide_code=True)
@@ -46,12 +68,12 @@ def _():
 
 @app.cell
 def _(cli_run, runs_root):
-    _found = sorted(p for p in runs_root.glob("*") if (p / "steps.parquet").exists() or (p / "config.json").exists())
+    _found = list_runs(runs_root)  # at any depth: a demo writes runs/demo-<ts>/<method>/
     run_options = {str(p): str(p) for p in _found}
     if cli_run:
         run_options = {str(cli_run): str(cli_run), **run_options}
     run_choice = mo.ui.dropdown(options=run_options, value=next(iter(run_options), None),
-                                label=f"run (folders under {runs_root}/)")
+                                label=f"run ({len(_found)} found under {runs_root}/)")
     run_typed = mo.ui.text(placeholder="or type a run folder path", label="", full_width=True)
     return run_choice, run_typed
 
@@ -59,11 +81,17 @@ def _(cli_run, runs_root):
 @app.cell
 def _(run_choice, run_typed):
     run_dir = run_typed.value.strip() or run_choice.value
-    # A finished run has its final test evaluation logged; only a run still writing is re-read by default.
+    # A finished run has its final test evaluation logged; only an existing run still writing is re-read by
+    # default (a missing or mistyped folder is not polled).
     _evals = Path(run_dir or "") / "eval.parquet"
-    run_finished = _evals.exists() and pl.read_parquet(_evals, columns=["final"])["final"].any()
-    refresh = mo.ui.refresh(options=["2s", "5s", "10s", "30s"], default_interval=None if run_finished else "5s",
-                            label="re-read the run" + (" (finished)" if run_finished else " (still writing)"))
+    try:
+        run_finished = _evals.exists() and bool(pl.read_parquet(_evals, columns=["final"])["final"].any())
+    except Exception:  # an eval table without the column (older runs): treat it as finished
+        run_finished = _evals.exists()
+    run_writing = bool(run_dir) and is_run_folder(run_dir) and not run_finished
+    refresh = mo.ui.refresh(options=["2s", "5s", "10s", "30s"], default_interval="5s" if run_writing else None,
+                            label="re-read the run" + (" (still writing)" if run_writing else
+                                                       " (finished)" if run_finished else ""))
     mo.hstack([run_choice, run_typed, refresh], justify="start", align="end")
     return refresh, run_dir
 
@@ -72,11 +100,22 @@ def _(run_choice, run_typed):
 def _(refresh, run_dir):
     refresh  # re-read the folder on every tick
     mo.stop(not run_dir, mo.callout(mo.md(
-        "No run folder yet: train one (`paretopo demo`) or pass `-- --run runs/<name>`."), kind="info"))
-    mo.stop(not Path(run_dir).is_dir(), mo.callout(mo.md(f"`{run_dir}` is not a folder."), kind="warn"))
-    run = read_run(run_dir)
+        "No run folder yet: train one (`paretopo demo`) or pass `-- --run runs/<name>` "
+        "(or `-- --runs-dir <folder>` to list every run under a folder)."), kind="info"))
+    mo.stop(not Path(run_dir).is_dir(), mo.callout(mo.md(
+        f"There is no folder `{run_dir}` (relative paths start at `{Path.cwd()}`): check the path, or pick a run "
+        "from the list."), kind="warn"))
+    mo.stop(not is_run_folder(run_dir), mo.callout(mo.md(
+        f"`{run_dir}` is a folder but not a run log (no `config.json` or `steps.parquet`)"
+        + (f"; it holds {len(list_runs(run_dir))} run(s): pick one from the list after restarting with "
+           f"`-- --runs-dir {run_dir}`." if list_runs(run_dir) else ".")), kind="warn"))
+    try:
+        run = read_run(run_dir)
+        method = ParetoPOConfig.from_dict(run.config["method"]) if "method" in run.config else ParetoPOConfig()
+    except Exception as error:  # a table half-copied by hand, a config of another version: say so
+        mo.stop(True, mo.callout(mo.md(f"`{run_dir}` could not be read ({type(error).__name__}: {error})."),
+                                 kind="danger"))
     mo.stop(run.steps.height == 0, mo.callout(mo.md(f"`{run_dir}` has no logged steps yet."), kind="info"))
-    method = ParetoPOConfig.from_dict(run.config["method"]) if "method" in run.config else ParetoPOConfig()
     switch = plots.stage_switch_step(run.steps)
     return method, run, switch
 
@@ -96,9 +135,12 @@ def _(method, run, switch):
 
 
 @app.cell
-def _(run, switch):
-    mo.hstack([plots.metric_lines(run.steps, columns, title=title, switch=switch, width=380, height=170)
-               for title, columns in CURVES.items()], wrap=True, justify="start", gap=1.5)
+def _(method, run, switch):
+    # a run without stage 1's archive (every baseline, no_stage1) has nothing to draw in its panels
+    _curves = {title: columns for title, columns in CURVES.items()
+               if method.uses_meta_reward or title not in STAGE1_CURVES}
+    mo.hstack([plots.metric_lines(run.steps, columns, title=title, switch=switch, width=340, height=170)
+               for title, columns in _curves.items()], wrap=True, justify="start", gap=1.5)
     return
 
 
@@ -124,12 +166,18 @@ def _(get_picked_step, run, set_picked_step):
 @app.cell
 def _(get_picked_group, method, run, set_picked_group, step_picker):
     step_rows = run.groups.filter(pl.col("step") == step_picker.value).sort("group", "completion")
+    # default group: one whose completions' text was logged, then the most distinct objective vectors
+    _kept = (set(run.samples.filter(pl.col("step") == step_picker.value)["group"].to_list())
+             if run.samples.height else set())
     _variety = (step_rows.group_by("group").agg(pl.struct([f"obj_{n}" for n in method.objectives]).n_unique().alias("n"))
-                .sort(["n", "group"], descending=[True, False]))
+                .with_columns(pl.col("group").is_in(sorted(_kept)).alias("kept"))
+                .sort(["kept", "n", "group"], descending=[True, True, False]))
     _groups = [str(g) for g in sorted(_variety["group"].to_list())]
     _picked = get_picked_group()
-    group_picker = mo.ui.dropdown(options=_groups, value=_picked if _picked in _groups else str(_variety["group"][0]),
-                                  label="group", on_change=set_picked_group)
+    _labels = {g: g + ("" if int(g) in _kept else " (text not logged)") for g in _groups}
+    _default = _picked if _picked in _groups else str(_variety["group"][0])
+    group_picker = mo.ui.dropdown(options={label: g for g, label in _labels.items()}, value=_labels[_default],
+        label="group", on_change=set_picked_group)
     mo.hstack([step_picker, group_picker], justify="start", gap=2)
     return group_picker, step_rows
 
@@ -151,26 +199,40 @@ def _(method, run, step_picker, step_rows):
 
 
 @app.cell
-def _(group_picker, objective_columns, step_rows):
+def _(group_picker, objective_columns, run, step_rows):
     group_rows = step_rows.filter(pl.col("group") == int(group_picker.value))
+    _prompt = group_rows["prompt_id"][0] if "prompt_id" in group_rows.columns else None
+    group_example = find_example(_prompt, run.config.get("task")) if _prompt is not None else None
+    _nstar = group_rows["nstar"][0] if "nstar" in group_rows.columns else None
+    _nstar_text = ("unknown (no correct completion yet)" if _nstar is None or _nstar != _nstar else f"{_nstar:g}")
+    group_header = mo.md(
+        (f"**Question** ({_prompt}): {group_example.question} · **gold answer** `{group_example.answer}`"
+         if group_example is not None else
+         f"**Question**: prompt `{_prompt}` (its text is not in the run log, and the task "
+         f"`{run.config.get('task', '?')}` could not look it up)")
+        + f" · n\\* = {_nstar_text}")
     group_chart = mo.ui.altair_chart(
         plots.objective_scatter(group_rows, x=objective_columns[0], y=objective_columns[1],
                                 selection=alt.selection_point(fields=[objective_columns[0], objective_columns[1]]),
                                 title="the group's objective vectors (click a point to filter the completions)",
                                 width=320, height=260),
         chart_selection=False, legend_selection=False)
-    return group_chart, group_rows
+    return group_chart, group_header, group_rows
 
 
 @app.cell
-def _(consistent, group_chart, group_rows, step_estimator, step_stage):
-    _bars = plots.advantage_bars(group_rows.with_columns(pl.lit(f"{step_estimator} (stage {step_stage})").alias("estimator")),
-                                 facet=None, title="advantages used in training", width=260, height=260)
+def _(consistent, group_chart, group_header, group_rows, method, step_estimator, step_stage):
+    _label = f"{step_estimator} (stage {step_stage})" if method.two_stage else step_estimator
+    _bars = plots.advantage_bars(group_rows.with_columns(pl.lit(_label).alias("estimator")),
+                                 facet=None, title="advantages used in training", width=240, height=260)
     _check = (mo.callout(mo.md(f"Logged ranks and advantages of this step match `paretopo.advantages` "
                                f"(`{step_estimator}`)."), kind="success") if consistent else
               mo.callout(mo.md(f"Logged ranks or advantages differ from `paretopo.advantages` (`{step_estimator}`) "
                                "recomputed on the logged objective vectors."), kind="danger"))
-    mo.vstack([mo.hstack([group_chart, _bars], justify="start"), _check])
+    _note = mo.md(plots.PARETO_RANK_NOTE) if step_estimator == "pareto_rank" else mo.md("")
+    _table = mo.ui.table(plots.display_table(group_rows.drop("step", "stage", "group", strict=False)),
+                         selection=None, show_column_summaries=False)
+    mo.vstack([group_header, mo.hstack([group_chart, _bars], justify="start", wrap=True), _check, _note, _table])
     return
 
 
@@ -199,10 +261,7 @@ def _(objective_columns, shown_completions):
                 mo.md("*text not kept: the run log stores the text of the first completions of each step only*"))
         return mo.vstack([mo.md(head), body])
 
-    _legend = mo.Html(
-        f'<div>Marked: <span style="{plots.TOOL_CALL_STYLE};padding:0 4px;display:inline-block">tool call</span> '
-        f'<span style="{plots.TOOL_OUTPUT_STYLE};padding:0 4px;display:inline-block">tool output (written by the '
-        "environment, masked from the loss)</span></div>")
+    _legend = mo.Html(plots.transcript_legend_html())
     mo.vstack([mo.md("### Completions"), _legend, *[_card(r) for r in shown_completions.iter_rows(named=True)]])
     return
 
@@ -211,9 +270,10 @@ def _(objective_columns, shown_completions):
 def _(run):
     mo.accordion({
         "run configuration (config.json)": mo.md(f"```json\n{json.dumps(run.config, indent=2)}\n```"),
-        "stage-1 archive (archive.parquet)": mo.ui.table(run.archive, selection=None) if run.archive.height
-        else mo.md("*empty*"),
-        "evaluations (eval.parquet)": mo.ui.table(run.evals, selection=None) if run.evals.height else mo.md("*none yet*"),
+        "stage-1 archive (archive.parquet)": mo.ui.table(plots.display_table(run.archive, decimals=4), selection=None)
+        if run.archive.height else mo.md("*empty*"),
+        "evaluations (eval.parquet)": mo.ui.table(plots.display_table(run.evals), selection=None)
+        if run.evals.height else mo.md("*none yet*"),
     })
     return
 

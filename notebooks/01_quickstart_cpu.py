@@ -7,8 +7,7 @@
 # ---
 
 # %% [markdown]
-# <!-- "paretopo-org/paretopo" stands for the project's GitHub organisation and repository. -->
-# <a href="https://colab.research.google.com/github/paretopo-org/paretopo/blob/main/notebooks/01_quickstart_cpu.ipynb" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# *Colab: this project has no published repository yet, so there is no "Open in Colab" link. Upload this notebook to Colab (File → Upload notebook) and, in the Files pane, a zip of the repository (`paretopo.zip`), its folder, or a wheel (`pip wheel . --no-deps -w dist`); the install cell finds it and says what it installed.*
 #
 # # ParetoPO in a few minutes on a CPU
 #
@@ -27,8 +26,12 @@
 
 # %% [markdown]
 # ## Install
-# On Colab this clones the repository (code, data and the warm-started tiny policy) and installs
-# it with its pinned dependencies. Locally nothing is installed when `paretopo` already imports
+# On Colab (or wherever `paretopo` does not import) this installs the project with its pinned
+# dependencies. The project has no published repository yet (`REPOSITORY = None`, from
+# `paretopo.home`), so instead of cloning it installs what you upload next to the notebook: a zip
+# of the repository, its folder, or a wheel plus the `data/` folder; the cell prints which it used,
+# or says what to upload. Once the project is published, `REPOSITORY` is its URL and the cell clones it.
+# Locally nothing is installed when `paretopo` already imports
 # (`make setup` in the repository creates `.venv/` with everything).
 
 # %%
@@ -40,22 +43,55 @@ import sys
 from pathlib import Path
 
 IN_COLAB = "google.colab" in sys.modules
-REPOSITORY = "https://github.com/paretopo-org/paretopo"  # placeholder organisation/repository
+REPOSITORY = None  # paretopo.home.PUBLISHED_REPOSITORY: no published home yet
 CHECKOUT = Path("paretopo-checkout")
+
+
+def find_upload():
+    """A repository folder, a zip of one, or a wheel put next to this notebook (on Colab: /content)."""
+    for folder in (CHECKOUT, Path("paretopo"), Path("paretopo-main")):
+        if (folder / "pyproject.toml").exists():
+            return folder
+    for archive in sorted(Path.cwd().glob("paretopo*.zip")):
+        import zipfile
+
+        with zipfile.ZipFile(archive) as opened:
+            opened.extractall("paretopo-unzipped")
+        return next(p.parent for p in sorted(Path("paretopo-unzipped").rglob("pyproject.toml")))
+    wheels = sorted(Path.cwd().glob("paretopo-*.whl"))
+    return wheels[-1] if wheels else None
+
+
 if IN_COLAB or importlib.util.find_spec("paretopo") is None:
-    if not CHECKOUT.exists():
+    if REPOSITORY and not CHECKOUT.exists():
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY, str(CHECKOUT)], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"{CHECKOUT.resolve()}[apps]"], check=True)
-    os.environ["PARETOPO_DATA_DIR"] = str(CHECKOUT.resolve() / "data")  # data/ is not part of the wheel
+    source = CHECKOUT if REPOSITORY else find_upload()
+    if source is None:
+        raise SystemExit(
+            "paretopo is not installed, and the project has no published repository to clone yet. Upload a zip "
+            "of the repository (paretopo.zip), its folder, or a wheel (`pip wheel . --no-deps -w dist`) next to "
+            f"this notebook ({Path.cwd()}; on Colab: the Files pane), then run this cell again.")
+    print("installing paretopo from", f"the repository {REPOSITORY}" if REPOSITORY else f"your upload {source}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"{source.resolve()}[apps]"], check=True)
+    data = source / "data" if source.is_dir() else Path("data")  # data/ is not part of the wheel
+    if data.is_dir():
+        os.environ["PARETOPO_DATA_DIR"] = str(data.resolve())
+    else:
+        print("No data/ folder came with the wheel: upload the repository's data/ folder next to this notebook "
+              "(the shipped tiny policy and datasets).")
     importlib.invalidate_caches()
 
 # %% [markdown]
 # ## Settings
-# The training budget and where the run goes: under `runs/` (git-ignored); `PARETOPO_RUNS_DIR`
-# moves it.
+# The training budget and where the run goes: the repository's `runs/` folder (git-ignored, where
+# `paretopo train` and the apps look) when the notebook is opened inside a checkout, else `./runs`;
+# `PARETOPO_RUNS_DIR` moves it. The next cell prints the run folder.
 
 # %% tags=["parameters"]
-RUNS_ROOT = Path(os.environ.get("PARETOPO_RUNS_DIR", "runs"))
+# the repository's runs/ (git-ignored) when the notebook runs inside a checkout, else ./runs
+REPO_ROOT = next((p for p in (Path.cwd(), *Path.cwd().parents)
+                  if (p / "pyproject.toml").exists() and (p / "paretopo").is_dir()), Path.cwd())
+RUNS_ROOT = Path(os.environ.get("PARETOPO_RUNS_DIR", REPO_ROOT / "runs"))
 SEED = 0
 TRAIN_STEPS = 24  # optimiser steps in all
 STAGE1_STEPS = 8  # the first steps use stage 1, the rest stage 2
@@ -77,6 +113,7 @@ from paretopo.export import export_adapter
 from paretopo.models import load_policy
 from paretopo.objectives import OptimalCallTracker, objective_matrix, tool_efficiency
 from paretopo.plots import (
+    PARETO_RANK_NOTE,
     advantage_bars,
     estimator_advantages,
     frontier_chart,
@@ -84,6 +121,7 @@ from paretopo.plots import (
     objective_scatter,
     ranked_group_frame,
     stage_switch_step,
+    use_offline_renderer,
 )
 from paretopo.rollout import generate_rollouts
 from paretopo.runlog import read_run
@@ -91,6 +129,13 @@ from paretopo.tasks import get_task
 from paretopo.train import RunSettings, tiny_policy_path, train_run
 
 torch.set_num_threads(1)  # on a small shared CPU more threads make these tiny matrix products slower
+use_offline_renderer()  # charts drawn here as PNG (+ their spec): visible offline and in the saved notebook
+pl.Config(fmt_str_lengths=120, tbl_width_chars=160)
+from IPython.display import Markdown, display
+from IPython.utils.capture import capture_output
+from transformers.utils import logging as transformers_logging
+
+transformers_logging.disable_progress_bar()  # no "Loading weights" bars
 RUN_DIR = RUNS_ROOT / ("quickstart-" + datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S"))
 print("run folder:", RUN_DIR)
 
@@ -99,6 +144,7 @@ print("run folder:", RUN_DIR)
 # A two-layer Qwen2 with a byte-level tokenizer, warm-started on synthetic traces that mix three
 # behaviours (answer directly, call the calculator once, call it twice), so RL has choices to
 # make. It ships in `data/tiny_policy`; if it is missing, the warm start runs here (minutes).
+# The cell prints its size: parameters and the byte-level vocabulary.
 
 # %%
 task = get_task("arithmetic")
@@ -114,7 +160,9 @@ print(f"{sum(p.numel() for p in policy.parameters()):,} parameters, vocabulary o
 # ## 2. The task and its tool
 # Questions come in three tiers: easy sums the policy can answer directly, and harder ones where
 # answering directly is only sometimes right and the calculator helps. The answer goes in
-# `\boxed{}`; the tool budget is 2 calls.
+# `\boxed{}`; the tool budget is 2 calls. The cell prints the chat messages of the first test
+# question (the system prompt, then the question), one calculator call (417 × 38 = 15846), and the
+# first six test questions with their tier and answer.
 
 # %%
 test_examples = task.load("test")
@@ -129,6 +177,14 @@ pl.DataFrame([{"tier": e.metadata["tier"], "question": e.question, "answer": e.a
 # * `tool_efficiency`: `exp(-alpha |m - n*|)` with `m` the calls of this completion and `n*` the
 #   fewest calls of any *correct* completion of the same question seen so far (tracked during
 #   training, never increasing). Until a question has a correct completion, efficiency is 1.
+#
+# What the cell prints: `True` / `False` for a right and a wrong boxed answer; the efficiency of
+# 0, 1, 2, 3 calls when `n* = 1` with `alpha = 0.5`: `exp(-0.5) = 0.607`, `1`, `0.607`,
+# `exp(-1) = 0.368`. Then a toy group of four completions with calls `[2, 1, 0, 1]` of which the
+# first two are correct: `n* = 1` (the fewest calls of a correct one), and the objective vectors
+# `(1, 0.607)`, `(1, 1)`, `(0, 0.607)`, `(0, 1)`. Efficiency does not look at correctness (the
+# default `gate_tool_by_correctness=False`): the wrong completion with one call is as efficient as
+# the right one, and only the task objective tells them apart.
 
 # %%
 example = test_examples[0]
@@ -152,6 +208,11 @@ print("objective vectors (task, tool_efficiency):\n", objective_matrix(toy_corre
 # `meta_reward * (w . r)`: the batch-wide meta reward cancels in the z-score, so within a group it
 # equals the fixed-weight baseline (`stage1_adv_norm="mean_only"` keeps its effect). Every
 # baseline's advantage is shown alongside.
+#
+# The cell prints the question with its answer, then one row per completion: its index, the two
+# objectives, its Pareto `rank`, the answer it boxed, its tool calls, and the advantage each
+# estimator gives it (rounded to 2 decimals). The printed note below the table explains why
+# `pareto_rank` gives wrong answers positive values.
 
 # %%
 config = ParetoPOConfig.from_preset("paretopo", stage1_steps=STAGE1_STEPS, stage1_eval_every=2)
@@ -175,7 +236,9 @@ group_table = ranked_group_frame(rewards, len(group)).drop("group").with_columns
     pl.Series("answer", [r.final_answer for r in group], dtype=pl.String), pl.Series("tool_calls", calls))
 advantages = estimator_advantages(rewards, len(group), weights=config.weights, beta=config.beta)
 print(f"{question.question} (answer {question.answer})")
-group_table.join(advantages.pivot("estimator", index="completion", values="advantage"), on="completion").with_columns(
+display(Markdown(PARETO_RANK_NOTE))
+group_table.select("completion", "rank", "task", "tool_efficiency", "answer", "tool_calls").join(
+    advantages.pivot("estimator", index="completion", values="advantage"), on="completion").with_columns(
     pl.col(pl.Float64).round(2))
 
 # %% [markdown]
@@ -191,21 +254,23 @@ advantage_bars(advantages, title="Advantage of each completion under each estima
 # %% [markdown]
 # ## 5. The method's settings
 # Every method is a preset of one config; here ParetoPO with a short stage 1. Each field carries
-# its help text (`ParetoPOConfig.help()`); `docs/method.md` gives the equations.
+# its help text (`ParetoPOConfig.help()`, shown in full); `docs/method.md` gives the equations.
 
 # %%
 help_text = ParetoPOConfig.help()
 shown = ("weights", "alpha", "stage1_steps", "stage1_eval_every", "gamma", "stage2_estimator", "beta")
-pl.DataFrame({"field": shown, "value": [str(getattr(config, f)) for f in shown], "help": [help_text[f] for f in shown]})
+Markdown("| field | value | help |\n|---|---|---|\n" + "\n".join(
+    f"| `{f}` | `{getattr(config, f)}` | {' '.join(help_text[f].split()).replace('|', '/')} |" for f in shown))
 
 # %% [markdown]
 # ## 6. Before training
-# Greedy decoding on the held-out test split: accuracy, tool calls per answer, and correct answers
-# per tool call.
+# Greedy decoding on the held-out test split. The cell prints three numbers: `accuracy` (share of
+# right boxed answers), `mean_tool_calls` (calculator calls per answer) and `tool_productivity`
+# (right answers per tool call; `inf` when no call was made).
 
 # %%
 before = evaluate_policy(policy, tokenizer, task, test_examples, greedy=True, max_new_tokens=MAX_NEW_TOKENS,
-                         tools_in_prompt=False, description="test (initial policy)")
+                         tools_in_prompt=False, progress=False)
 {name: before.as_dict()[name] for name in ("accuracy", "mean_tool_calls", "tool_productivity")}
 
 # %% [markdown]
@@ -215,12 +280,19 @@ before = evaluate_policy(policy, tokenizer, task, test_examples, greedy=True, ma
 # `stage1_eval_every` steps; the outcome feeds the hypervolume archive and the meta reward.
 # Checkpoints are evaluated too: they become the points of the run's frontier. Everything lands
 # in the run folder (`steps.parquet`, `groups/`, `eval.parquet`, `checkpoints/`, `final/`).
+# Progress bars are off here (`progress=False`: a notebook would keep every bar's redraws); the cell
+# takes about a minute and prints one line when done, then one row per optimiser step: its stage,
+# the stage-1 meta reward (1 before the first archive gain, constant in stage 2), the batch's mean
+# task and tool-efficiency objectives and tool calls per completion, the share of completions on
+# their group's first Pareto front, and the step's seconds.
 
 # %%
 settings = RunSettings(run_dir=str(RUN_DIR), seed=SEED, max_steps=TRAIN_STEPS, prompts_per_step=PROMPTS_PER_STEP,
                        num_generations=GENERATIONS_PER_PROMPT, max_completion_length=MAX_NEW_TOKENS,
-                       save_steps=TRAIN_STEPS // 4)
-result = train_run(config, settings)
+                       save_steps=TRAIN_STEPS // 4, progress=False)
+with capture_output():  # TRL's own progress bar and per-step log lines: all of it is in steps.parquet
+    result = train_run(config, settings)
+print(f"trained {result.steps} steps in {result.run_dir}")
 run = read_run(result.run_dir)
 run.steps.select("step", "stage", "weights/meta_reward", "objectives/task", "objectives/tool_efficiency",
                  "objectives/mean_tool_calls", "pareto/frac_nondominated", "step_time")
@@ -240,18 +312,57 @@ alt.hconcat(
 
 # %% [markdown]
 # ## 8. Before and after
-# The trained policy's test numbers come from `train_run` (greedy decoding, same test split).
+# The trained policy's test numbers come from `train_run` (greedy decoding, same test split): the
+# same three numbers as in section 6, plus the number of test answers. Then the same per tier.
 
 # %%
 pl.DataFrame([{"policy": "initial", **before.as_dict()}, {"policy": f"after {result.steps} steps", **result.test}]).select(
-    "policy", "accuracy", "mean_tool_calls", "tool_productivity", "n_completions")
+    "policy", "accuracy", "mean_tool_calls", "tool_productivity", "n_completions").with_columns(pl.col(pl.Float64).round(3))
+
+# %% [markdown]
+# **Reading the numbers.** "Frugal" in ParetoPO does not mean "fewer calls at any price": tool
+# efficiency is measured against `n*`, the fewest calls of a *correct* answer to the same question.
+# On the easy tier the policy can answer without the calculator, so `n* = 0` there and every call
+# costs efficiency; on the harder tiers a direct answer is mostly wrong, `n*` becomes 1 or 2, and a
+# correct call sits on the first Pareto front above a wrong direct answer. So tool calls can go *up*
+# after training (the warm-started policy answers many hard questions directly and wrongly): that
+# is the policy buying accuracy with calls, not a failure of the frugality objective. What it should
+# not do is call where no call is needed: the per-tier table shows where the calls went. The cell
+# after it states, from the numbers of this run, which of the two happened.
+
+# %%
+tier = "meta_tier"
+test_step = run.eval_rows.filter(pl.col("split") == "test")["step"].max()
+trained_rows = run.eval_rows.filter((pl.col("split") == "test") & (pl.col("step") == test_step))
+by_tier = (pl.concat([before.rows.with_columns(pl.lit("initial").alias("policy")),
+                      trained_rows.with_columns(pl.lit("trained").alias("policy"))], how="diagonal_relaxed")
+           .group_by(tier, "policy").agg(pl.col("correct").cast(pl.Float64).mean().round(3).alias("accuracy"),
+                                         pl.col("tool_calls").cast(pl.Float64).mean().round(2).alias("mean_tool_calls"),
+                                         pl.len().alias("answers"))
+           .sort(tier, "policy"))
+by_tier
+
+# %%
+accuracy_change = result.test["accuracy"] - before.accuracy
+calls_change = result.test["mean_tool_calls"] - before.mean_tool_calls
+print(f"accuracy {before.accuracy:.3f} -> {result.test['accuracy']:.3f} ({accuracy_change:+.3f}); "
+      f"tool calls per answer {before.mean_tool_calls:.2f} -> {result.test['mean_tool_calls']:.2f} ({calls_change:+.2f})")
+if calls_change > 0 and accuracy_change > 0:
+    print("More calls bought accuracy: the policy now uses the calculator where a direct answer was wrong.")
+elif calls_change <= 0 and accuracy_change >= 0:
+    print("Fewer or as many calls at equal or better accuracy: the frugal direction.")
+elif calls_change > 0:
+    print("More calls without more accuracy: this short run did not find the frontier; train longer or change the seed.")
+else:
+    print("Fewer calls but lower accuracy: a trade-off on the frontier; raise the task weight to prefer accuracy.")
 
 # %% [markdown]
 # ## 9. The frontier of the run's checkpoints
 # Each evaluated checkpoint is one point `(task, tool_efficiency)` on the validation subset, scored
 # with one shared `n*` (the final adapter on the test split is drawn hollow). The non-dominated
-# checkpoints form the run's frontier; its hypervolume is the number `paretopo compare` and
-# notebook 04 rank runs by.
+# checkpoints form the run's frontier (the line; shaded: the region it dominates; checkpoints at
+# the same position are drawn around it and counted, `×k`); its hypervolume is the number
+# `paretopo compare` and notebook 04 rank runs by.
 
 # %%
 frontier_chart(checkpoint_points([str(result.run_dir)]))
@@ -260,7 +371,8 @@ frontier_chart(checkpoint_points([str(result.run_dir)]))
 # ## 10. Export the adapter and reload it
 # `export_adapter` copies the LoRA adapter with its tokenizer and a `paretopo.json` (method,
 # weights, test point) and verifies it: finite, its LoRA `B` matrices not all zero (an untrained
-# adapter is a no-op), it reloads onto the base model, and it changes greedy output.
+# adapter is a no-op), it reloads onto the base model, and it changes greedy output. The cell
+# prints the export folder and its files, then the verification record (each check and its result).
 
 # %%
 export = export_adapter(result.run_dir, RUN_DIR / "export")
@@ -270,7 +382,7 @@ export.verify
 
 # %% [markdown]
 # Reload the exported adapter on the base policy, as a user of the export would, and check that
-# it reproduces the trained policy's test accuracy.
+# it reproduces the trained policy's test accuracy: the cell prints both accuracies, which must be equal.
 
 # %%
 from peft import PeftModel
@@ -279,7 +391,7 @@ from transformers import AutoModelForCausalLM
 base = AutoModelForCausalLM.from_pretrained(tiny_policy_path())
 reloaded = PeftModel.from_pretrained(base, export.path).eval()
 after_reload = evaluate_policy(reloaded, tokenizer, task, test_examples, greedy=True, max_new_tokens=MAX_NEW_TOKENS,
-                               tools_in_prompt=False, description="test (reloaded adapter)")
+                               tools_in_prompt=False, progress=False)
 print(f"test accuracy: trained {result.test['accuracy']:.3f}, reloaded {after_reload.accuracy:.3f}")
 assert abs(after_reload.accuracy - result.test["accuracy"]) < 1e-9
 

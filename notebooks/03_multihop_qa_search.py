@@ -11,8 +11,7 @@
 # ---
 
 # %% [markdown]
-# <!-- "paretopo-org/paretopo" stands for the project's GitHub organisation and repository. -->
-# <a href="https://colab.research.google.com/github/paretopo-org/paretopo/blob/main/notebooks/03_multihop_qa_search.ipynb" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# *Colab: this project has no published repository yet, so there is no "Open in Colab" link. Upload this notebook to Colab (File → Upload notebook) and, in the Files pane, a zip of the repository (`paretopo.zip`), its folder, or a wheel (`pip wheel . --no-deps -w dist`); the install cell finds it and says what it installed.*
 #
 # # Multi-hop QA with a search tool: ParetoPO on HotpotQA
 #
@@ -28,8 +27,12 @@
 
 # %% [markdown]
 # ## Install
-# On Colab: the repository (code and data) with its pinned dependencies, then the pinned Unsloth
-# set on a GPU. Unsloth needs `trl<=1.15.0`; paretopo runs on TRL 1.15 and 1.16, so pip's note
+# On Colab (or wherever `paretopo` does not import) this installs the project with its pinned
+# dependencies. The project has no published repository yet (`REPOSITORY = None`, from
+# `paretopo.home`), so instead of cloning it installs what you upload next to the notebook: a zip
+# of the repository, its folder, or a wheel plus the `data/` folder; the cell prints which it used,
+# or says what to upload. Once the project is published, `REPOSITORY` is its URL and the cell clones it.
+# Then, on a GPU, the pinned Unsloth set. Unsloth needs `trl<=1.15.0`; paretopo runs on TRL 1.15 and 1.16, so pip's note
 # about the `trl` pin can be ignored. Locally nothing is installed when `paretopo` already
 # imports (GPU machines: see the README, "GPU with Unsloth").
 
@@ -43,16 +46,45 @@ import sys
 from pathlib import Path
 
 IN_COLAB = "google.colab" in sys.modules
-REPOSITORY = "https://github.com/paretopo-org/paretopo"  # placeholder organisation/repository
+REPOSITORY = None  # paretopo.home.PUBLISHED_REPOSITORY: no published home yet
 CHECKOUT = Path("paretopo-checkout")
 UNSLOTH = ["unsloth==2026.10.9", "unsloth_zoo==2026.10.9", "trl==1.15.0"]
+
+
+def find_upload():
+    """A repository folder, a zip of one, or a wheel put next to this notebook (on Colab: /content)."""
+    for folder in (CHECKOUT, Path("paretopo"), Path("paretopo-main")):
+        if (folder / "pyproject.toml").exists():
+            return folder
+    for archive in sorted(Path.cwd().glob("paretopo*.zip")):
+        import zipfile
+
+        with zipfile.ZipFile(archive) as opened:
+            opened.extractall("paretopo-unzipped")
+        return next(p.parent for p in sorted(Path("paretopo-unzipped").rglob("pyproject.toml")))
+    wheels = sorted(Path.cwd().glob("paretopo-*.whl"))
+    return wheels[-1] if wheels else None
+
+
 if IN_COLAB or importlib.util.find_spec("paretopo") is None:
-    if not CHECKOUT.exists():
+    if REPOSITORY and not CHECKOUT.exists():
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY, str(CHECKOUT)], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"{CHECKOUT.resolve()}[apps]"], check=True)
+    source = CHECKOUT if REPOSITORY else find_upload()
+    if source is None:
+        raise SystemExit(
+            "paretopo is not installed, and the project has no published repository to clone yet. Upload a zip "
+            "of the repository (paretopo.zip), its folder, or a wheel (`pip wheel . --no-deps -w dist`) next to "
+            f"this notebook ({Path.cwd()}; on Colab: the Files pane), then run this cell again.")
+    print("installing paretopo from", f"the repository {REPOSITORY}" if REPOSITORY else f"your upload {source}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"{source.resolve()}[apps]"], check=True)
     if shutil.which("nvidia-smi"):  # a GPU runtime; torch is not imported before the installs
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *UNSLOTH], check=True)
-    os.environ["PARETOPO_DATA_DIR"] = str(CHECKOUT.resolve() / "data")  # data/ is not part of the wheel
+    data = source / "data" if source.is_dir() else Path("data")  # data/ is not part of the wheel
+    if data.is_dir():
+        os.environ["PARETOPO_DATA_DIR"] = str(data.resolve())
+    else:
+        print("No data/ folder came with the wheel: upload the repository's data/ folder next to this notebook "
+              "(the shipped tiny policy and datasets).")
     importlib.invalidate_caches()
 
 # %% [markdown]
@@ -64,7 +96,10 @@ if IN_COLAB or importlib.util.find_spec("paretopo") is None:
 PROFILE = os.environ.get("PARETOPO_NOTEBOOK_PROFILE", "auto")  # auto | gpu-16gb | gpu-80gb | cpu-test
 MODEL = "Qwen/Qwen2.5-3B"  # any hub id or local path of a causal LM
 METHOD = "paretopo"  # or a baseline preset: torl_grpo (Search-R1's GRPO), otc_grpo, fixed_weight, ...
-RUNS_ROOT = Path(os.environ.get("PARETOPO_RUNS_DIR", "runs"))
+# the repository's runs/ (git-ignored) when the notebook runs inside a checkout, else ./runs
+REPO_ROOT = next((p for p in (Path.cwd(), *Path.cwd().parents)
+                  if (p / "pyproject.toml").exists() and (p / "paretopo").is_dir()), Path.cwd())
+RUNS_ROOT = Path(os.environ.get("PARETOPO_RUNS_DIR", REPO_ROOT / "runs"))
 SEED = 0
 
 # %% [markdown]

@@ -112,8 +112,14 @@ def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
 
 def _compare(args: argparse.Namespace) -> int:
     from paretopo.evaluate import compare_runs
+    from paretopo.runlog import is_run_folder, list_runs
 
-    summary, dominance = compare_runs(args.runs, split=args.split)
+    # a folder of runs (e.g. a demo's runs/demo-<ts>) stands for every evaluated run under it
+    runs = [str(p) for given in args.runs for p in ([given] if is_run_folder(given) else list_runs(given, evaluated=True))]
+    if not runs:
+        print(f"no evaluated runs in {' '.join(args.runs)}", file=sys.stderr)
+        return 1
+    summary, dominance = compare_runs(runs, split=args.split)
     console = Console()
     table = Table(title="Runs (efficiency on one shared n*)", title_justify="left")
     columns = ("method", "test_accuracy", "test_mean_tool_calls", "frontier_hv", "frontier_size", "checkpoints", "run")

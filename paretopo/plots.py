@@ -54,7 +54,9 @@ __all__ = [
     "ESTIMATOR_ORDER",
     "TOOL_CALL_STYLE",
     "TOOL_OUTPUT_STYLE",
+    "PARETO_RANK_NOTE",
     "advantage_bars",
+    "display_table",
     "equal_sum_group",
     "estimator_advantages",
     "frontier_chart",
@@ -63,6 +65,7 @@ __all__ = [
     "objective_names",
     "objective_scatter",
     "random_groups",
+    "run_labels",
     "ranked_group_frame",
     "rounded_for_display",
     "same_sums_two_groups",
@@ -70,6 +73,8 @@ __all__ = [
     "stage1_history",
     "stage_switch_step",
     "transcript_html",
+    "transcript_legend_html",
+    "use_offline_renderer",
 ]
 
 DEFAULT_OBJECTIVES = ("task", "tool_efficiency")
@@ -215,12 +220,17 @@ def llm_like_groups(n_groups: int, group_size: int, n_objectives: int, seed: int
 
 
 def _iso_direction(weights: Sequence[float]) -> np.ndarray:
-    """A direction along which ``w . r`` stays constant: (w2, -w1, 0, ...), unit length (or 0)."""
+    """A direction along which ``w . r`` stays constant: (w2, -w1, 0, ...), not normalised, so that
+    steps that are multiples of 0.01 keep weights of two decimals at short decimal values."""
     w = np.asarray(weights, dtype=np.float64)
     direction = np.zeros_like(w)
     direction[:2] = (w[1], -w[0])
-    norm = np.linalg.norm(direction)
-    return direction / norm if norm > 0 else direction
+    return direction
+
+
+def _short_steps(values: np.ndarray) -> np.ndarray:
+    """Steps along the iso-line truncated towards 0 to multiples of 0.01 (readable values, still feasible)."""
+    return np.trunc(np.round(np.asarray(values) * 100, 9)) / 100
 
 
 def _feasible_reach(point: np.ndarray, direction: np.ndarray) -> float:
@@ -241,7 +251,7 @@ def equal_sum_group(weights: Sequence[float], group_size: int) -> np.ndarray:
     """
     centre = np.full(len(weights), 0.5)
     direction = _iso_direction(weights)
-    offsets = np.linspace(-1.0, 1.0, group_size) * 0.9 * _feasible_reach(centre, direction)
+    offsets = _short_steps(np.linspace(-1.0, 1.0, group_size) * 0.9 * _feasible_reach(centre, direction))
     # 12 decimals drop float noise (0.19999999999999998 -> 0.2) but keep the sums equal to ~1e-12,
     # far inside the estimators' tie tolerance and eps
     return (centre[None, :] + offsets[:, None] * direction[None, :]).round(12)
@@ -256,11 +266,11 @@ def same_sums_two_groups(weights: Sequence[float], group_size: int) -> np.ndarra
     Scalarising estimators cannot tell the groups apart; Pareto ranks and per-objective
     z-scores can.
     """
-    levels = np.linspace(0.85, 0.25, group_size)
+    levels = np.linspace(0.85, 0.25, group_size).round(2)
     chain = np.repeat(levels[:, None], len(weights), axis=1)
     direction = _iso_direction(weights)
     signs = np.where(np.arange(group_size) % 2 == 0, 1.0, -1.0)
-    moved = np.stack([point + sign * 0.9 * _feasible_reach(point, direction) * direction
+    moved = np.stack([point + sign * _short_steps(0.9 * _feasible_reach(point, direction)) * direction
                       for point, sign in zip(chain, signs, strict=True)])
     return np.concatenate([chain, moved]).round(12)
 
@@ -278,6 +288,62 @@ def rounded_for_display(frame: pl.DataFrame, decimals: int = 3) -> pl.DataFrame:
     )
 
 
+PARETO_RANK_NOTE = (
+    "`pareto_rank` is ParetoPO's stage-2 advantage as in the paper's Eq. 9, `N_rank - rank + 1 + β (r̂ - 0.5)`: "
+    "it is **not centred**, so every completion, a wrong one too, gets a positive value. What trains the policy "
+    "is the order: each better rank gets more than every worse rank (a wrong answer on a worse front gets less "
+    "than any right one beside it). `stage2_center=\"group_mean\"` subtracts the group's mean instead."
+)
+
+KEY_COLUMNS = ("group", "completion", "rank", "pareto_rank", "advantage", "correct", "task", "tool_efficiency",
+               "obj_task", "obj_tool_efficiency", "tool_calls", "w·r")
+
+
+def display_table(frame: pl.DataFrame, first: Sequence[str] = KEY_COLUMNS, decimals: int = 3) -> pl.DataFrame:
+    """A frame for a table on screen: the key columns first (those of ``first`` present, in that order), then
+    the rest, floats rounded (:func:`rounded_for_display`).
+
+    Example:
+        >>> display_table(pl.DataFrame({"x": [0.123456], "rank": [1], "advantage": [2.0004]})).columns
+        ['rank', 'advantage', 'x']
+    """
+    leading = [c for c in first if c in frame.columns]
+    return rounded_for_display(frame.select(*leading, *[c for c in frame.columns if c not in leading]), decimals)
+
+
+# --- notebooks -------------------------------------------------------------------------------
+
+
+def _offline_bundle(spec: dict, **_: Any) -> dict[str, Any]:
+    import base64
+
+    import vl_convert
+
+    png = vl_convert.vegalite_to_png(spec, scale=2)
+    major = alt.SCHEMA_VERSION.lstrip("v").split(".")[0]
+    return {"image/png": base64.b64encode(png).decode(), f"application/vnd.vegalite.v{major}+json": spec,
+            "text/plain": f"<altair chart: {spec.get('title', 'untitled')}>"}
+
+
+def use_offline_renderer() -> str:
+    """Make altair charts in a notebook show without a network: each chart is drawn to a PNG here
+    (vl-convert, no CDN), so it shows offline, in the saved ``.ipynb``, in nbconvert's HTML and on
+    GitHub, and it also carries its vega-lite spec, which JupyterLab draws interactively from its own
+    bundled vega. Without vl-convert, altair's ``mimetype`` renderer (JupyterLab only).
+
+    Returns:
+        The renderer's name (``"paretopo-offline"`` or ``"mimetype"``).
+    """
+    try:
+        import vl_convert  # noqa: F401
+    except ImportError:
+        alt.renderers.enable("mimetype")
+        return "mimetype"
+    alt.renderers.register("paretopo-offline", _offline_bundle)
+    alt.renderers.enable("paretopo-offline")
+    return "paretopo-offline"
+
+
 # --- transcripts -----------------------------------------------------------------------------
 
 
@@ -287,7 +353,12 @@ def _visible(text: str) -> str:
     return html.escape(shown)
 
 
-_TAGGED_SPANS = re.compile(r"(<tool_call>.*?(?:</tool_call>|$))|(<tool_response>.*?(?:</tool_response>|$))", re.DOTALL)
+# a tool turn in a chat template (Qwen's: end of the model turn, a user turn with the response, the next
+# assistant header) is written by the environment, as the training mask has it
+_TAGGED_SPANS = re.compile(
+    r"(<tool_call>.*?(?:</tool_call>|$))"
+    r"|((?:<\|im_end\|>\s*<\|im_start\|>\w+\n)?<tool_response>.*?(?:</tool_response>(?:<\|im_end\|>\s*"
+    r"<\|im_start\|>assistant\n?)?|$))", re.DOTALL)
 
 
 def _model_text_html(text: str) -> str:
@@ -301,6 +372,14 @@ def _model_text_html(text: str) -> str:
         position = match.end()
     parts.append(_visible(text[position:]))
     return "".join(parts)
+
+
+def transcript_legend_html() -> str:
+    """One line of HTML naming the transcript colours (tool calls, tool output)."""
+    chip = "padding:0 4px;display:inline-block"
+    return (f'<div>Marked: <span style="{TOOL_CALL_STYLE};{chip}">tool call</span> '
+            f'<span style="{TOOL_OUTPUT_STYLE};{chip}">tool output (written by the environment, masked from '
+            "the loss)</span></div>")
 
 
 def transcript_html(segments: str | Sequence[Mapping[str, Any]]) -> str:
@@ -339,7 +418,8 @@ def _points_with_labels(frame: pl.DataFrame, x: str, y: str, rank: str, completi
 
 def objective_scatter(frame: pl.DataFrame, *, x: str, y: str, rank: str = "rank", completion: str = "completion",
                       facet: str | None = None, selection: alt.Parameter | None = None,
-                      title: str | None = None, width: int = 300, height: int = 260) -> alt.TopLevelMixin:
+                      title: str | None = None, width: int = 300, height: int = 260,
+                      columns: int = 2) -> alt.TopLevelMixin:
     """Completions in objective space, coloured by Pareto rank, each front drawn as a staircase.
 
     Completions with identical vectors share one point (bigger, labelled ``#i #j``). Fronts are
@@ -348,7 +428,7 @@ def objective_scatter(frame: pl.DataFrame, *, x: str, y: str, rank: str = "rank"
     Args:
         frame: one row per completion with columns ``x``, ``y``, ``rank``, ``completion``
             (and ``facet`` when given).
-        facet: a column to split into side-by-side panels (e.g. ``group``).
+        facet: a column to split into panels (e.g. ``group``), ``columns`` to a row.
         selection: an altair selection parameter added to the points (for ``mo.ui.altair_chart``);
             the chart's data rows are then the merged points with a ``completions`` list.
     """
@@ -371,19 +451,19 @@ def objective_scatter(frame: pl.DataFrame, *, x: str, y: str, rank: str = "rank"
     labels = base.mark_text(dy=-13, fontSize=10, color="#374151").encode(text="label:N")
     chart = alt.layer(fronts, dots, labels).properties(width=width, height=height)
     if facet:
-        chart = chart.facet(column=alt.Column(f"{facet}:N", title=_title(facet)))
+        chart = chart.facet(facet=alt.Facet(f"{facet}:N", title=_title(facet)), columns=columns)
     return chart.properties(title=title) if title else chart
 
 
 def advantage_bars(advantages: pl.DataFrame, *, estimator: str = "estimator", value: str = "advantage",
                    completion: str = "completion", facet: str | None = "group", title: str | None = None,
-                   width: int = 360, height: int = 220) -> alt.TopLevelMixin:
+                   width: int = 360, height: int = 220, columns: int = 2) -> alt.TopLevelMixin:
     """Grouped bars: for each completion, one bar per estimator.
 
     Args:
         advantages: long frame (e.g. :func:`estimator_advantages`): completion, estimator,
             advantage, and ``facet`` if given and present.
-        facet: column splitting panels (``group``); ignored when absent or single-valued.
+        facet: column splitting panels (``group``), ``columns`` to a row; ignored when absent or single-valued.
     """
     present = [name for name in ESTIMATOR_ORDER if name in set(advantages[estimator].to_list())]
     order = present + sorted(set(advantages[estimator].to_list()) - set(present))
@@ -392,13 +472,13 @@ def advantage_bars(advantages: pl.DataFrame, *, estimator: str = "estimator", va
         xOffset=alt.XOffset(f"{estimator}:N", sort=order),
         y=alt.Y(f"{value}:Q", title=_title(value)),
         color=alt.Color(f"{estimator}:N", sort=order, title=_title(estimator),
-                        scale=alt.Scale(scheme="tableau10")),
+                        scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(orient="bottom", columns=4)),
         tooltip=[completion, estimator, alt.Tooltip(f"{value}:Q", format="+.3f")],
     ).properties(width=width, height=height)
     zero = alt.Chart(advantages).mark_rule(color="#6b7280").encode(y=alt.datum(0))
     chart = alt.layer(chart, zero)
     if facet and facet in advantages.columns and advantages[facet].n_unique() > 1:
-        chart = chart.facet(column=alt.Column(f"{facet}:N", title=_title(facet)))
+        chart = chart.facet(facet=alt.Facet(f"{facet}:N", title=_title(facet)), columns=columns)
     return chart.properties(title=title) if title else chart
 
 
@@ -425,9 +505,15 @@ def metric_lines(steps: pl.DataFrame, columns: Sequence[str], *, title: str, ste
                 .unpivot(index=step, variable_name="metric").drop_nulls("value"))
     else:
         long = pl.DataFrame(schema={step: pl.Int64, "metric": pl.String, "value": pl.Float64})
+    values = long["value"].to_numpy()
+    if values.size and np.ptp(values) < 1e-12:  # one constant value: centre it, not one long tick "1.000000"
+        centre = float(values[0])
+        y_scale = alt.Scale(domain=[centre - 0.5, centre + 0.5])
+    else:
+        y_scale = alt.Scale(zero=False)
     lines = alt.Chart(long).mark_line(point=True).encode(
         x=alt.X(f"{step}:Q", title=step, axis=alt.Axis(tickMinStep=1)),
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        y=alt.Y("value:Q", title=None, scale=y_scale, axis=alt.Axis(format="~g")),
         color=alt.Color("metric:N", title=None, sort=present, legend=alt.Legend(orient="bottom", columns=1, labelLimit=260)),
         tooltip=[step, "metric", alt.Tooltip("value:Q", format=".4f")],
     )
@@ -487,6 +573,47 @@ def stage1_chart(history: pl.DataFrame, *, width: int = 250, height: int = 220) 
     return alt.hconcat(outcomes, gains, meta).resolve_scale(color="independent")
 
 
+def run_labels(runs: Sequence[str]) -> dict[str, str]:
+    """Short unique names of run folders: the folder name, with as many parent folders as tell them apart
+    (two demos' ``runs/demo-1/paretopo`` and ``runs/demo-2/paretopo`` -> ``demo-1/paretopo``, ``demo-2/paretopo``).
+
+    Example:
+        >>> run_labels(["runs/a/paretopo", "runs/b/paretopo", "runs/x"])
+        {'runs/a/paretopo': 'a/paretopo', 'runs/b/paretopo': 'b/paretopo', 'runs/x': 'x'}
+    """
+    unique = list(dict.fromkeys(str(r) for r in runs))
+    parts = {run: run.rstrip("/").split("/") for run in unique}
+    labels = {}
+    for run in unique:
+        depth = 1
+        while True:
+            label = "/".join(parts[run][-depth:])
+            clash = [o for o in unique if o != run and "/".join(parts[o][-depth:]) == label]
+            if not clash or depth >= len(parts[run]):
+                break
+            depth += 1
+        labels[run] = label
+    return labels
+
+
+def _spread_coincident(data: pl.DataFrame, x: str, y: str, radius: tuple[float, float]) -> pl.DataFrame:
+    """``x_shown``, ``y_shown``: points sharing a position moved onto a small circle around it, so each
+    stays visible and clickable; ``together``: how many share it."""
+    keys = [tuple(np.round(v, 9)) for v in data.select(x, y).rows()]
+    members: dict[tuple, list[int]] = {}
+    for index, key in enumerate(keys):
+        members.setdefault(key, []).append(index)
+    shown_x, shown_y, together = data[x].to_numpy().astype(float), data[y].to_numpy().astype(float), np.ones(data.height)
+    for indices in members.values():
+        if len(indices) > 1:
+            angles = 2 * np.pi * np.arange(len(indices)) / len(indices) + np.pi / 4
+            shown_x[indices] += radius[0] * np.cos(angles)
+            shown_y[indices] += radius[1] * np.sin(angles)
+            together[indices] = len(indices)
+    return data.with_columns(pl.Series("x_shown", shown_x), pl.Series("y_shown", shown_y),
+                             pl.Series("together", together.astype(np.int64)))
+
+
 def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection: alt.Parameter | None = None,
                    width: int = 420, height: int = 320) -> alt.LayerChart:
     """Evaluated checkpoints of several runs in objective space, with each run's frontier.
@@ -494,12 +621,15 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
     Args:
         points: :func:`paretopo.evaluate.checkpoint_points`'s frame (run, method, step, split,
             final, accuracy, mean_tool_calls, obj_task, obj_tool_efficiency, n).
-        split: the split whose checkpoints make each run's frontier (a staircase); the other
+        split: the split whose checkpoints make each run's frontier: a staircase line bounding the
+            shaded region it dominates (a frontier of one point is its dominated box); the other
             split's points are drawn hollow.
         selection: an altair selection parameter for the points (e.g. ``alt.selection_point(
             fields=["run", "step", "split"])``), for ``mo.ui.altair_chart``.
 
-    The frame drawn gains ``label`` (method and run folder) and ``on_front``.
+    Checkpoints at the same position (e.g. four at (1, 1)) are drawn on a small circle around it,
+    each clickable, with the count in the tooltip (``together``). The frame drawn gains ``label``
+    (method and run folder), ``on_front``, ``x_shown``, ``y_shown`` and ``together``.
     """
     on_front = np.zeros(points.height, dtype=bool)
     if points.height:
@@ -508,25 +638,63 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
         for run, part in {(r, s) for r, s in keys}:
             mask = (keys[:, 0] == run) & (keys[:, 1] == part)
             on_front[mask] = np.asarray(nondominated_mask(vectors[mask]))
+    names = run_labels(points["run"].to_list()) if points.height else {}
     data = points.with_columns(
         pl.Series("on_front", on_front),
-        pl.format("{} ({})", "method", pl.col("run").str.split("/").list.last()).alias("label"),
+        pl.format("{} ({})", "method", pl.col("run").replace_strict(names, default=pl.col("run"))).alias("label"),
     ).sort("run", "split", "obj_task")
     # checkpoints of comparable runs sit close together: zoom to them rather than show the whole unit square
-    base = alt.Chart(data).encode(
-        x=alt.X("obj_task:Q", title="task (mean)", scale=alt.Scale(zero=False, padding=12)),
-        y=alt.Y("obj_tool_efficiency:Q", title="tool efficiency (mean)", scale=alt.Scale(zero=False, padding=12)),
-        color=alt.Color("label:N", title="run"))
-    fronts = base.transform_filter(
-        alt.datum.on_front & (alt.datum.split == split)).mark_line(interpolate="step-before").encode(
-        detail="run:N", order="obj_task:Q")
-    dots = base.mark_point(filled=True, size=90).encode(
-        shape=alt.Shape("split:N", title="split"),
-        fillOpacity=alt.condition(alt.datum.split == split, alt.value(0.9), alt.value(0.15)),
+    domains = []
+    for column in ("obj_task", "obj_tool_efficiency"):
+        values = data[column].to_numpy().astype(float) if data.height else np.array([0.0, 1.0])
+        low, high = float(values.min()), float(values.max())
+        pad = max(0.08 * (high - low), 0.03)
+        domains.append([low - pad, high + pad])
+    radius = tuple(0.25 * (d[1] - d[0]) / 10 for d in domains)
+    data = _spread_coincident(data, "obj_task", "obj_tool_efficiency", radius)
+    x_scale = alt.Scale(domain=domains[0], nice=False)
+    y_scale = alt.Scale(domain=domains[1], nice=False)
+    color = alt.Color("label:N", title="run", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
+
+    regions = []
+    for label, part in data.filter(pl.col("on_front") & (pl.col("split") == split)).group_by("label", maintain_order=True):
+        corner = _dominated_region(part, "obj_task", "obj_tool_efficiency")
+        xs = corner["obj_task"].to_list()
+        ys = corner["obj_tool_efficiency"].to_list()
+        xs[0], ys[-1] = domains[0][0], domains[1][0]  # from the chart's edges, not from the origin
+        regions.append(pl.DataFrame({"label": [label[0]] * len(xs), "obj_task": xs, "obj_tool_efficiency": ys,
+                                     "order": list(range(len(xs)))}))
+    region = pl.concat(regions) if regions else pl.DataFrame(
+        schema={"label": pl.String, "obj_task": pl.Float64, "obj_tool_efficiency": pl.Float64, "order": pl.Int64})
+    region_base = alt.Chart(region).encode(
+        x=alt.X("obj_task:Q", title="task (mean)", scale=x_scale),
+        y=alt.Y("obj_tool_efficiency:Q", title="tool efficiency (mean)", scale=y_scale), color=color,
+        order="order:Q")
+    shade = region_base.mark_area(interpolate="step-after", opacity=0.08, clip=True).encode(
+        y2=alt.datum(domains[1][0]))
+    fronts = region_base.mark_line(interpolate="step-after", clip=True, strokeWidth=2).encode(detail="label:N")
+
+    inside = alt.datum.split == split
+    dots = alt.Chart(data).mark_point(filled=False, size=90, strokeWidth=2, clip=True).encode(
+        x=alt.X("x_shown:Q", scale=x_scale, title="task (mean)"),
+        y=alt.Y("y_shown:Q", scale=y_scale, title="tool efficiency (mean)"),
+        stroke=alt.Stroke("label:N", legend=None),
+        fill=alt.condition(inside, alt.Fill("label:N", legend=None), alt.value("white")),
+        fillOpacity=alt.condition(inside, alt.value(0.9), alt.value(1.0)),
+        shape=alt.Shape("split:N", title="split (hollow: not the frontier's split)",
+                        legend=alt.Legend(orient="bottom")),
         tooltip=["label", "step", "split", "final", alt.Tooltip("accuracy:Q", format=".3f"),
                  alt.Tooltip("mean_tool_calls:Q", format=".2f"), alt.Tooltip("obj_task:Q", format=".3f"),
-                 alt.Tooltip("obj_tool_efficiency:Q", format=".3f"), "n"])
+                 alt.Tooltip("obj_tool_efficiency:Q", format=".3f"),
+                 alt.Tooltip("together:Q", title="checkpoints at this position"), "n"])
     if selection is not None:
         dots = dots.add_params(selection).encode(size=alt.condition(selection, alt.value(160), alt.value(70)))
-    return alt.layer(fronts, dots).properties(width=width, height=height,
-                                              title=f"checkpoints; lines: each run's frontier on {split}")
+    shared = data.filter(pl.col("together") > 1).group_by("obj_task", "obj_tool_efficiency").agg(
+        pl.len().alias("together"))
+    counts = alt.Chart(shared).mark_text(dy=-16, fontSize=11, color="#374151", clip=True).encode(
+        x=alt.X("obj_task:Q", scale=x_scale), y=alt.Y("obj_tool_efficiency:Q", scale=y_scale),
+        text=alt.Text("together:Q", format="d"))
+    counts = counts.transform_calculate(note="'×' + datum.together").encode(text="note:N")
+    return alt.layer(shade, fronts, dots, counts).resolve_scale(color="shared").properties(
+        width=width, height=height,
+        title=f"checkpoints; lines: each run's frontier on {split}, shaded: what it dominates")

@@ -33,10 +33,13 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["RunData", "RunLog", "atomic_write_bytes", "atomic_write_json", "read_run"]
+__all__ = ["RunData", "RunLog", "atomic_write_bytes", "atomic_write_json", "is_run_folder", "list_runs", "read_run"]
 
 _PART = re.compile(r"step-(\d+)(?:-[\w.]+)?\.parquet$")
 _TABLES_BY_STEP = ("groups", "samples", "eval_rows")
+_RUN_MARKERS = ("config.json", "steps.parquet")
+# folders a run writes inside itself: never searched for further runs
+_RUN_SUBFOLDERS = frozenset({"groups", "samples", "eval_rows", "checkpoints", "final", "export"})
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -224,3 +227,53 @@ def read_run(path: str | os.PathLike[str]) -> RunData:
         evals=table("eval"),
         eval_rows=_read_parts(folder / "eval_rows"),
     )
+
+
+def is_run_folder(path: str | os.PathLike[str]) -> bool:
+    """True for a folder holding a run log (``config.json`` or ``steps.parquet``)."""
+    folder = Path(path)
+    return folder.is_dir() and any((folder / marker).is_file() for marker in _RUN_MARKERS)
+
+
+def list_runs(root: str | os.PathLike[str], *, evaluated: bool = False, max_depth: int = 6) -> list[Path]:
+    """Every run folder at any depth under ``root`` (``root`` itself when it is a run), sorted.
+
+    ``paretopo demo`` writes ``runs/demo-<ts>/<method>/`` and ``paretopo train`` ``runs/<name>/``:
+    both are found from ``runs``. A run's own subfolders (checkpoints, exports, ...) and hidden
+    folders are not searched. A missing ``root`` gives ``[]``.
+
+    Args:
+        root: the folder to search.
+        evaluated: keep only runs with evaluated checkpoints (``eval_rows/`` or ``eval.parquet``).
+        max_depth: how many folder levels below ``root`` to search.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> RunLog(root / "demo-1" / "paretopo").write_config({"task": "arithmetic"})
+        >>> RunLog(root / "solo").write_config({})
+        >>> [p.relative_to(root).as_posix() for p in list_runs(root)]
+        ['demo-1/paretopo', 'solo']
+    """
+    start = Path(root)
+    found: list[Path] = []
+
+    def visit(folder: Path, depth: int) -> None:
+        if is_run_folder(folder):
+            found.append(folder)
+            return
+        if depth >= max_depth:
+            return
+        try:
+            children = sorted(child for child in folder.iterdir() if child.is_dir())
+        except OSError:  # vanished or unreadable while listing
+            return
+        for child in children:
+            if not child.name.startswith(".") and child.name not in _RUN_SUBFOLDERS:
+                visit(child, depth + 1)
+
+    if start.is_dir():
+        visit(start, 0)
+    if evaluated:
+        found = [p for p in found if (p / "eval_rows").is_dir() or (p / "eval.parquet").is_file()]
+    return sorted(found)

@@ -215,3 +215,155 @@ def test_app_runs_as_a_script(name):
     result = subprocess.run([sys.executable, str(APPS / f"{name}.py"), *arguments.get(name, [])], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# --- after `make demo`: runs at any depth, the demo's app commands, every input answered -------------
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory) -> Path:
+    """runs/ as ``paretopo demo`` leaves it: runs/demo-<ts>/<method>/ (the fixture runs), plus a final/ policy."""
+    import shutil
+
+    runs = tmp_path_factory.mktemp("runs")
+    demo = runs / "demo-20261130-120000"
+    for method in ("paretopo", "torl_grpo"):
+        shutil.copytree(FIXTURE_RUNS / method, demo / method)
+    shutil.copytree(ROOT / "data" / "tiny_policy", demo / "paretopo" / "final")
+    (runs / "nested" / "deeper" / "empty-dir").mkdir(parents=True)  # folders without runs are skipped
+    return runs
+
+
+def test_list_runs_finds_runs_at_any_depth_and_not_inside_runs(demo_runs, tmp_path):
+    from paretopo.runlog import RunLog, is_run_folder, list_runs
+
+    RunLog(demo_runs / "nested" / "deeper" / "solo").write_config({"task": "arithmetic"})
+    found = [p.relative_to(demo_runs).as_posix() for p in list_runs(demo_runs)]
+    assert found == ["demo-20261130-120000/paretopo", "demo-20261130-120000/torl_grpo", "nested/deeper/solo"]
+    assert [p.name for p in list_runs(demo_runs, evaluated=True)] == ["paretopo", "torl_grpo"]
+    assert list_runs(demo_runs / "demo-20261130-120000" / "paretopo") == [demo_runs / "demo-20261130-120000" / "paretopo"]
+    assert list_runs(tmp_path / "missing") == [] and list_runs(tmp_path) == []
+    assert is_run_folder(PARETOPO_RUN) and not is_run_folder(demo_runs)
+
+
+def test_app_commands_name_the_four_apps_on_the_demo_folder(demo_runs):
+    import shlex
+
+    from paretopo.launch import app_commands
+
+    demo = demo_runs / "demo-20261130-120000"
+    commands = app_commands(demo, apps_dir="apps")
+    assert [shlex.split(c)[2] for c in commands] == [f"apps/{name}.py" for name in APP_NAMES]
+    assert commands[0] == "marimo run apps/pareto_playground.py"
+    for command in commands[1:]:
+        assert shlex.split(command)[3:] == ["--", "--runs-dir", str(demo)]
+    # every app file named exists, and from another folder the commands use absolute paths
+    assert all((ROOT / shlex.split(c)[2]).exists() for c in commands)
+
+
+def test_the_cli_compare_takes_a_folder_of_runs(demo_runs, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    from paretopo.cli import main
+
+    assert main(["compare", str(demo_runs)]) in (0, None)
+    out = capsys.readouterr().out
+    assert "paretopo" in out and "torl_grpo" in out
+
+
+def test_apps_find_the_demos_runs_one_and_two_levels_down(demo_runs):
+    demo = demo_runs / "demo-20261130-120000"
+    for root in (demo, demo_runs):  # the demo's own folder (its hint), and runs/ (the README's command)
+        _, defs = load_app("frontier_compare").run(defs={"runs_root": root})
+        assert sorted(Path(r).name for r in defs["run_picker"].value) == ["paretopo", "torl_grpo"]
+        _, defs = load_app("run_inspector").run(defs={"cli_run": None, "runs_root": root})
+        assert defs["run"].path == demo / "paretopo" and len(defs["run_options"]) == 2
+
+
+def test_inspector_opens_on_a_group_with_text_and_shows_its_question(inspector):
+    _, defs = inspector.run(defs=inspector_defs())
+    shown = defs["shown_completions"]
+    assert shown["segments"].null_count() == 0  # the default group's text was logged
+    example = defs["group_example"]
+    assert example is not None and example.id == shown["prompt_id"][0]
+    assert "gold answer" in defs["group_header"].text and example.question in defs["group_header"].text
+
+
+def test_inspector_hides_stage1_panels_and_labels_for_a_single_stage_run(inspector):
+    outputs, defs = inspector.run(defs=inspector_defs(cli_run=str(BASELINE_RUN)))
+    assert defs["method"].method == "torl_grpo" and defs["step_estimator"] == "torl_grpo"
+    text = "".join(o.text for o in outputs if o is not None)
+    assert "stage-1 weighting" not in text and "hypervolume of the stage-1 archive" not in text
+    assert "(stage 1)" not in text and "torl_grpo throughout so far" in text
+    outputs, _ = inspector.run(defs=inspector_defs())
+    assert "stage-1 weighting" in "".join(o.text for o in outputs if o is not None)  # ParetoPO keeps them
+
+
+def test_inspector_on_a_missing_folder_says_so_and_does_not_poll(inspector, tmp_path):
+    outputs, defs = inspector.run(defs={"cli_run": str(tmp_path / "no-such-run"), "runs_root": tmp_path})
+    assert "run" not in defs and defs["run_writing"] is False
+    assert any("There is no folder" in o.text for o in outputs if o is not None)
+    outputs, defs = inspector.run(defs={"cli_run": str(tmp_path), "runs_root": tmp_path})  # a folder, not a run
+    assert any("not a run log" in o.text for o in outputs if o is not None)
+
+
+def test_arithmetic_is_correct_with_no_numeric_gold_answer_is_false():
+    from paretopo.tasks import Example
+
+    task = get_task("arithmetic")
+    for answer in ("", "Error: division by zero", "eight"):
+        assert task.is_correct("\\boxed{8}", Example(id="typed", question="How many legs?", answer=answer)) is False
+    assert task.is_correct("\\boxed{1,080}", Example(id="q", question="?", answer="1080")) is True
+
+
+def test_live_rollouts_scores_a_question_the_task_cannot_score_as_all_wrong():
+    from paretopo.tasks import Example
+
+    app = load_app("live_rollouts")
+    outputs, defs = app.run(defs={"example": Example(id="typed", question="How many legs does a spider have?",
+                                                     answer="")})
+    assert len(defs["rollouts"]) == 8 and defs["objectives"][:, 0].tolist() == [0.0] * 8
+    assert defs["expected_answer"]("How many legs does a spider have?") == ""
+    assert defs["expected_answer"]("What is 1/0?") == ""  # the calculator's error is not an answer
+    assert defs["expected_answer"]("What is 417*38?") == "15846"
+
+
+def test_live_rollouts_answers_a_wrong_model_path_at_once(tmp_path):
+    import time
+
+    app = load_app("live_rollouts")
+    for typed, sentence in ((str(tmp_path / "no-such-model"), "There is no folder"),
+                            (str(tmp_path), "holds neither"), ("not a hub id!", "There is no folder")):
+        started = time.perf_counter()
+        outputs, defs = app.run(defs={"model_choice": mo.ui.dropdown(options=["x"], value="x"),
+                                      "model_typed": mo.ui.text(value=typed)})
+        assert time.perf_counter() - started < 30
+        assert "rollouts" not in defs
+        assert any(sentence in o.text for o in outputs if o is not None), typed
+
+
+def test_live_rollouts_lists_the_demos_policies(demo_runs):
+    _, defs = load_app("live_rollouts").run(defs={"cli_model": None, "runs_root": demo_runs})
+    assert any(key.endswith("demo-20261130-120000/paretopo/final") for key in defs["model_choice"].options)
+
+
+def test_playground_table_puts_rank_and_advantage_first_and_presets_read_short():
+    from paretopo import plots
+
+    _, defs = load_app("pareto_playground").run(defs={"source": {"kind": "same_sums", "weights": (0.6, 0.4)}})
+    shown = plots.display_table(defs["advantage_table"])
+    assert shown.columns[:4] == ["group", "completion", "rank", "pareto_rank"]
+    values = defs["rewards"]
+    np.testing.assert_allclose(values, values.round(4), atol=1e-12)  # 0.8214285714 no more
+    for weights in [(0.6, 0.4), (0.35, 0.65), (1.0, 0.05)]:
+        for group in (plots.equal_sum_group(weights, 8), plots.same_sums_two_groups(weights, 8)):
+            np.testing.assert_allclose(group, group.round(4), atol=1e-12)
+        sums = plots.equal_sum_group(weights, 16) @ np.array(weights)
+        np.testing.assert_allclose(sums, sums[0], atol=1e-12)
+
+
+def test_playground_meta_reward_axis_without_dynamic_weighting_is_centred():
+    from paretopo import plots
+
+    history = plots.stage1_history([[0.3, 0.6], [0.4, 0.5]], dynamic=False)
+    spec = plots.metric_lines(history, ["meta_reward"], title="m").to_dict()
+    assert spec["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0.5, 1.5]

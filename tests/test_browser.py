@@ -1,25 +1,34 @@
 """Each app served by ``marimo run`` and driven in Debian's chromium with Playwright.
 
-Per app: ``marimo run --headless`` on a free local port (all four started together), open the page, wait for its last
-section, move one control and wait for the page to show the consequence, then check that no cell
-failed, and save a full-page screenshot to ``docs/screenshots/<app>.png``. ``marimo run`` does
-not draw a failed cell's output (the page only logs "An internal error occurred" to the browser
-console, and the server logs the traceback with an ``error_id``), so those two channels are
-checked as well as the page. Needs ``/usr/bin/chromium`` (``apt-get install -y chromium``; never a Playwright browser
-download); skipped without it.
+The servers are started with the exact commands :func:`paretopo.launch.app_commands` gives for a
+demo-like folder (``runs/demo-<ts>/<method>/``, copied from the fixture runs, with the tiny policy
+as the paretopo run's ``final/``), so the commands ``paretopo demo`` prints are the ones tested;
+one more frontier comparison runs on an empty folder. Per app: open the page, wait for its last
+section, feed it the inputs a user can type or pick that used to fail (a question the task cannot
+score, a wrong model or run path, a baseline run, four groups, an empty folder) and wait for the
+sentence that answers each. Then at 1280 and at 1920 px: no chart or table sticks out of its
+column unless it scrolls, the key columns are in view, and no cell failed; a full-page screenshot
+of each width goes to ``docs/screenshots/<app>.png`` and ``<app>-1920.png``.
+
+``marimo run`` does not draw a failed cell's output (the page only logs "An internal error
+occurred" to the browser console, and the server logs the traceback with an ``error_id``), so
+those two channels are checked as well as the page. Needs ``/usr/bin/chromium`` (``apt-get
+install -y chromium``; never a Playwright browser download); skipped without it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +43,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_RUNS = ROOT / "tests" / "fixtures" / "runs"
+TINY_POLICY = ROOT / "data" / "tiny_policy"
+WIDTHS = (1280, 1920)
 # The README's screenshots are refreshed only on request, so a plain test run never dirties the
 # checkout: PARETOPO_UPDATE_SCREENSHOTS=1 pytest tests/test_browser.py
 SCREENSHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("PARETOPO_UPDATE_SCREENSHOTS")
@@ -42,7 +53,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 PAGE_FAILURE_TEXT = ("An internal error occurred", "Ancestor prevented from running", "This cell raised an exception")
 CONSOLE_FAILURE = "An internal error occurred"  # how marimo run reports a failed cell to the page
-TIMEOUT_MS = 60_000
+# a wait for a page's answer; raise it on a machine busy with other work
+TIMEOUT_MS = int(float(os.environ.get("PARETOPO_BROWSER_TIMEOUT_S", "60")) * 1000)
 
 
 def server_errors(log: str) -> list[str]:
@@ -60,31 +72,36 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def marimo_command(command: str, port: int) -> list[str]:
+    """A ``marimo run <app> [-- args]`` line as printed for users -> the headless server on ``port``."""
+    words = shlex.split(command)
+    assert words[:2] == ["marimo", "run"], command
+    return [sys.executable, "-m", "marimo", "run", "--headless", "--host", "127.0.0.1", "--port", str(port), *words[2:]]
+
+
 @contextmanager
-def marimo_servers(apps: dict[str, list[str]], logs: Path) -> Iterator[dict[str, str]]:
-    """``marimo run`` of each ``apps/<app>.py`` (with its arguments) on 127.0.0.1, all started at once
-    (their start-up overlaps); yields app -> URL and stops them afterwards."""
+def marimo_servers(commands: dict[str, str], logs: Path) -> Iterator[dict[str, str]]:
+    """Each ``marimo run ...`` command (name -> command line) served on 127.0.0.1, all started at once
+    (their start-up overlaps); yields name -> URL and stops them afterwards."""
     servers: dict[str, tuple[subprocess.Popen, int]] = {}
     try:
-        for app, arguments in apps.items():
+        for name, command in commands.items():
             port = free_port()
-            with open(logs / f"{app}.log", "w") as output:
-                servers[app] = (subprocess.Popen(
-                    [sys.executable, "-m", "marimo", "run", "--headless", "--host", "127.0.0.1", "--port", str(port),
-                     str(ROOT / "apps" / f"{app}.py"), "--", *arguments],
-                    cwd=ROOT, stdout=output, stderr=subprocess.STDOUT), port)
-        deadline = time.monotonic() + 90
-        for app, (server, port) in servers.items():
+            with open(logs / f"{name}.log", "w") as output:
+                servers[name] = (subprocess.Popen(marimo_command(command, port), cwd=ROOT, stdout=output,
+                                                  stderr=subprocess.STDOUT), port)
+        deadline = time.monotonic() + max(90.0, 2 * TIMEOUT_MS / 1000)
+        for name, (server, port) in servers.items():
             while True:
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
-                        log = (logs / f"{app}.log").read_text()[-3000:]
-                        raise RuntimeError(f"marimo run {app} did not start:\n{log}") from None
+                        log = (logs / f"{name}.log").read_text()[-3000:]
+                        raise RuntimeError(f"marimo run {name} did not start:\n{log}") from None
                     time.sleep(0.3)
-        yield {app: f"http://127.0.0.1:{port}" for app, (_, port) in servers.items()}
+        yield {name: f"http://127.0.0.1:{port}" for name, (_, port) in servers.items()}
     finally:
         for server, _ in servers.values():
             server.terminate()
@@ -96,10 +113,35 @@ def marimo_servers(apps: dict[str, list[str]], logs: Path) -> Iterator[dict[str,
 
 
 @pytest.fixture(scope="module")
-def server_urls(tmp_path_factory):
+def demo_root(tmp_path_factory) -> Path:
+    """A folder as ``paretopo demo`` writes it, runs/demo-<ts>/<method>/, the paretopo run with a final/ policy."""
+    root = tmp_path_factory.mktemp("runs") / "demo-20261130-120000"
+    for method in ("paretopo", "torl_grpo"):
+        shutil.copytree(FIXTURE_RUNS / method, root / method)
+    shutil.copytree(TINY_POLICY, root / "paretopo" / "final")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server_urls(tmp_path_factory, demo_root):
+    """name -> (URL, log) of its server, started on first use (so ``-k`` starts only what it needs)."""
+    from paretopo.launch import app_commands
+
     logs = tmp_path_factory.mktemp("marimo-logs")
-    with marimo_servers({app: arguments for app, (arguments, _) in APPS.items()}, logs) as urls:
-        yield {app: (url, logs / f"{app}.log") for app, url in urls.items()}
+    commands = {Path(shlex.split(c)[2]).stem: c for c in app_commands(demo_root, apps_dir=ROOT / "apps")}
+    assert sorted(commands) == sorted(APPS)
+    empty = tmp_path_factory.mktemp("empty-runs")
+    commands["frontier_compare_empty"] = f"marimo run {ROOT / 'apps' / 'frontier_compare.py'} -- --runs-dir {empty}"
+    with ExitStack() as stack:
+        started: dict[str, tuple[str, Path]] = {}
+
+        def url_of(name: str) -> tuple[str, Path]:
+            if name not in started:
+                (url,) = stack.enter_context(marimo_servers({name: commands[name]}, logs)).values()
+                started[name] = (url, logs / f"{name}.log")
+            return started[name]
+
+        yield url_of
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +152,118 @@ def browser():
         chromium.close()
 
 
-def save_full_page(page, path: Path) -> None:
+# marimo draws outputs inside shadow roots: these scripts walk through them
+_ALL_ELEMENTS_JS = """
+function allElements(root, found = []) {
+    for (const element of root.querySelectorAll('*')) {
+        found.push(element);
+        if (element.shadowRoot) allElements(element.shadowRoot, found);
+    }
+    return found;
+}
+function parentOf(element) { return element.parentElement || element.getRootNode().host || null; }
+function scrollsSideways(element) { return element.nodeType === 1 && /auto|scroll/.test(getComputedStyle(element).overflowX); }
+"""
+
+# charts and tables that stick out of their cell's output column (a table or chart inside a
+# sideways-scrolling frame counts by its frame), and a page that scrolls sideways
+LAYOUT_JS = "() => {" + _ALL_ELEMENTS_JS + """
+    const problems = [];
+    for (const element of allElements(document)) {
+        const isChart = element.classList?.contains('vega-embed');
+        const isTable = element.tagName === 'TABLE' && element.getBoundingClientRect().width > 0;
+        if (!isChart && !isTable) continue;
+        let column = null, frame = null;
+        for (let up = parentOf(element); up; up = parentOf(up)) {
+            if (!frame && scrollsSideways(up)) frame = up;
+            if (up.classList?.contains('output-area')) { column = up; break; }
+        }
+        if (!column) continue;
+        let right = element.getBoundingClientRect().right;
+        if (isChart) for (const drawn of element.querySelectorAll('canvas, svg.marks'))
+            right = Math.max(right, drawn.getBoundingClientRect().right);
+        if (frame) right = frame.getBoundingClientRect().right;
+        const limit = column.getBoundingClientRect().right + 1;
+        if (right > limit) problems.push(`${isChart ? 'chart' : 'table'} ends at ${Math.round(right)} px, its column `
+            + `at ${Math.round(limit)} px: ${(element.textContent || '').trim().slice(0, 60)}`);
+    }
+    const page = document.documentElement;
+    if (page.scrollWidth > page.clientWidth + 1) problems.push(`the page scrolls sideways (${page.scrollWidth} px)`);
+    return problems;
+}"""
+
+# every table's header cells in order, each with whether it is in view before any scrolling
+HEADERS_JS = "() => {" + _ALL_ELEMENTS_JS + """
+    return allElements(document).filter(e => e.tagName === 'TABLE' && e.getBoundingClientRect().width > 0).map(table => {
+        let frame = table.getBoundingClientRect();
+        for (let up = parentOf(table); up; up = parentOf(up))
+            if (scrollsSideways(up)) { frame = up.getBoundingClientRect(); break; }
+        return Array.from(table.querySelectorAll('th')).map(th => {
+            const box = th.getBoundingClientRect();
+            return [th.textContent.trim(), box.left >= frame.left - 1 && box.right <= frame.right + 1];
+        });
+    });
+}"""
+
+COUNT_JS = "([selector, styled]) => {" + _ALL_ELEMENTS_JS + """
+    return allElements(document).filter(e => styled ? (e.getAttribute('style') || '').includes(selector)
+                                                    : e.matches(selector)).length;
+}"""
+
+
+def layout_problems(page) -> list[str]:
+    return page.evaluate(LAYOUT_JS)
+
+
+def table_headers(page) -> list[list[tuple[str, bool]]]:
+    """Each table's header cells as (text, in view before scrolling sideways); marimo's dtype tag
+    (``ranki64``) is dropped."""
+    dtype = re.compile(r"(?:[iuf](?:8|16|32|64)|str|bool|date|datetime.*)$")
+    return [[(dtype.sub("", text), visible) for text, visible in table if text] for table in page.evaluate(HEADERS_JS)]
+
+
+def assert_key_columns_first(page, key: str, first: list[str]) -> None:
+    """The table with column ``key`` starts with ``first``, all of them in view."""
+    for _ in range(60):  # the table draws after the text around it
+        tables = [t for t in table_headers(page) if key in [text for text, _ in t]]
+        if tables:
+            break
+        page.wait_for_timeout(500)
+    assert tables, f"no table with a {key} column"
+    table = tables[0]
+    assert [text for text, _ in table[:len(first)]] == first, table
+    assert all(visible for _, visible in table[:len(first)]), table
+
+
+def count(page, selector: str, styled: bool = False) -> int:
+    """Elements matching a CSS selector (or, with ``styled``, whose style attribute holds ``selector``)."""
+    return page.evaluate(COUNT_JS, [selector, styled])
+
+
+def wait_for_count(page, selector: str, expected: int, what: str) -> None:
+    """Wait (charts draw one by one) until exactly ``expected`` elements match ``selector``."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (found := count(page, selector)) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    assert found == expected, f"{found} instead of {expected} charts ({what})"
+
+
+def body_text(page) -> str:
+    return page.inner_text("body")
+
+
+def shows_soon(page, text: str, seconds: float) -> None:
+    """``text`` appears within ``seconds`` (an answer, not a long wait ending in a toast)."""
+    page.get_by_text(text).first.wait_for(timeout=seconds * 1000)
+
+
+def type_into(page, placeholder: str, text: str) -> None:
+    field = page.get_by_placeholder(placeholder).first
+    field.fill(text)
+    field.press("Enter")
+
+
+def save_full_page(page, path: Path, width: int) -> None:
     """marimo scrolls inside an element, not the window: grow the viewport to the content, then shoot."""
     height = page.evaluate("""() => {
         document.activeElement?.blur();  // no focus rings or slider tooltips in the picture
@@ -119,7 +272,7 @@ def save_full_page(page, path: Path) -> None:
         scrollers.forEach(e => e.scrollTo(0, 0));
         return Math.max(document.body.scrollHeight, ...scrollers.map(e => e.scrollHeight));
     }""")
-    page.set_viewport_size({"width": 1280, "height": min(int(height) + 40, 6000)})
+    page.set_viewport_size({"width": width, "height": min(int(height) + 40, 6000)})
     page.wait_for_timeout(800)  # let vega re-lay out its charts
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path))
@@ -136,54 +289,109 @@ def drive_playground(page) -> None:
     page.get_by_role("button", name="preset: equal weighted sums").click()
     shows(page, "1 × 8 completions")
     shows(page, "every completion has w·r = 0.500")
+    # four random groups: the faceted charts wrap two to a row and must fit with their legends
+    page.get_by_role("button", name="LLM-like group").click()
+    groups = page.get_by_role("slider").nth(2)
+    groups.focus()
+    page.keyboard.press("End")
+    shows(page, "4 × 8 completions")
+    shows(page, "group 3")
+    # the key columns come first, so the rank and ParetoPO's advantage are in view without scrolling
+    assert_key_columns_first(page, "pareto_rank", ["group", "completion", "rank", "pareto_rank"])
+    shows(page, "not centred")  # and the uncentred Eq. 9 is explained under the table
 
 
 def drive_inspector(page) -> None:
     shows(page, "Completions", exact=True)
     shows(page, "match paretopo.advantages (pareto_rank)")
+    # it opens on a group whose text was logged, with the question and the gold answer
+    shows(page, "gold answer")
+    assert "text not kept" not in body_text(page)
+    both = page.locator("select").filter(has_text="torl_grpo").first  # both demo runs are listed
+    assert both.count() == 1
+    wait_for_count(page, ".vega-embed", 6, "paretopo: 4 curves with the stage-1 panels, the group's scatter and bars")
     page.get_by_role("slider").first.focus()
     page.keyboard.press("Home")  # step 1: stage 1
     shows(page, "match paretopo.advantages (hv_scalarized)")
+    # a single-stage baseline: no stage-1 panels, no "(stage N)" labels
+    type_into(page, "or type a run folder path", str(both.evaluate("s => s.options[1].value")))
+    shows(page, "torl_grpo throughout so far")
+    shows(page, "match paretopo.advantages (torl_grpo)")
+    wait_for_count(page, ".vega-embed", 4, "torl_grpo: 2 curves (no stage-1 panels), the group's scatter and bars")
+    # a missing folder: a sentence, and no polling of it as a run "still writing"
+    type_into(page, "or type a run folder path", "runs/no-such-run")
+    shows_soon(page, "There is no folder", 15)
+    assert "still writing" not in body_text(page)
+    type_into(page, "or type a run folder path", "")  # back to the listed run for the screenshots
+    shows(page, "gold answer")
 
 
 def drive_live_rollouts(page) -> None:
     shows(page, "to generate")
+    # the demo's own policy is offered
+    assert page.locator("select").filter(has_text="paretopo/final").count() == 1
+    # a question the arithmetic task cannot score: a sentence, then sampling still works
+    type_into(page, "or type one, e.g. What is 417*38?", "How many legs does a spider have?")
+    shows(page, "has no expected answer")
     page.get_by_role("button", name="sample G rollouts").click()
     shows(page, "Transcripts", exact=True)
     shows(page, "n* of this group")
+    shows(page, "not centred")
+    # a wrong model path answers at once, not after ~70 s of hub retries
+    type_into(page, "or a model folder / adapter folder / hub id", "/no/such/model")
+    shows_soon(page, "There is no folder", 15)
+    type_into(page, "or a model folder / adapter folder / hub id", "")
+    type_into(page, "or type one, e.g. What is 417*38?", "")
+    page.get_by_role("button", name="sample G rollouts").click()
+    shows(page, "Transcripts", exact=True)
 
 
 def drive_frontier_compare(page) -> None:
     shows(page, "Dominance between the runs' final test points")
+    shows(page, "2 evaluated run(s) found")  # both demo runs, one folder down
     shows(page, "frontier HV (validation)")
     split = page.locator("select").filter(has_text="validation").first
     split.select_option("test")
     shows(page, "frontier HV (test)")
     split.select_option("validation")  # back, for the screenshot: the frontiers over several checkpoints
     shows(page, "frontier HV (validation)")
+    assert count(page, "#fde68a", styled=True) >= 1  # tool output marked as in the other apps (legend at least)
 
 
-APPS: dict[str, tuple[list[str], Callable]] = {
-    "pareto_playground": ([], drive_playground),
-    "run_inspector": (["--run", str(FIXTURE_RUNS / "paretopo")], drive_inspector),
-    "live_rollouts": ([], drive_live_rollouts),
-    "frontier_compare": (["--runs-dir", str(FIXTURE_RUNS)], drive_frontier_compare),
+def drive_frontier_compare_empty(page) -> None:
+    shows(page, "No evaluated runs selected")
+    shows(page, "holds none")
+
+
+APPS: dict[str, Callable] = {
+    "pareto_playground": drive_playground,
+    "run_inspector": drive_inspector,
+    "live_rollouts": drive_live_rollouts,
+    "frontier_compare": drive_frontier_compare,
 }
+PAGES = {**APPS, "frontier_compare_empty": drive_frontier_compare_empty}
 
 
-@pytest.mark.parametrize("app", list(APPS))
+@pytest.mark.parametrize("app", list(PAGES))
 def test_app_in_the_browser(app, browser, server_urls):
-    url, log = server_urls[app]
+    url, log = server_urls(app)
     console: list[str] = []
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": WIDTHS[0], "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
     page.on("console", lambda message: console.append(message.text))
-    page.goto(url)
-    APPS[app][1](page)
+    page.goto(url, timeout=TIMEOUT_MS)
+    PAGES[app](page)
     page.wait_for_timeout(500)
-    body = page.inner_text("body")
-    save_full_page(page, SCREENSHOTS / f"{app}.png")
+    problems = []
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(1200)  # let vega re-lay out
+        problems += [f"{width} px: {problem}" for problem in layout_problems(page)]
+        if app in APPS:
+            save_full_page(page, SCREENSHOTS / (f"{app}.png" if width == WIDTHS[0] else f"{app}-{width}.png"), width)
+    body = body_text(page)
     page.close()
+    assert not problems, problems
     assert not [text for text in PAGE_FAILURE_TEXT if text in body], body[-2000:]
     assert not [message for message in console if CONSOLE_FAILURE in message], console
     assert not server_errors(log.read_text())

@@ -1,8 +1,12 @@
 """The notebooks: structure, and execution on a CPU with nbclient (about 2.5 minutes for all four,
 so it stays in the default run and CI executes every notebook).
 
-Fast checks, per notebook: it opens with its "Open in Colab" badge, has exactly one install
-cell, is stored without outputs, and its jupytext pair (``notebooks/<name>.py``, percent format,
+Fast checks, per notebook: it opens with what ``paretopo.home`` decides (the "Open in Colab" badge
+of the published repository, or, while there is none, a note on how to open it in Colab), has
+exactly one install cell, whose ``REPOSITORY`` is ``paretopo.home.PUBLISHED_REPOSITORY`` and
+which, on Colab without a repository, installs an uploaded folder, zip or wheel or says what to
+upload (run here with a fake ``google.colab`` and a recording ``subprocess.run``), is stored
+without outputs, and its jupytext pair (``notebooks/<name>.py``, percent format,
 see ``notebooks/jupytext.toml``) holds the same cells.
 
 Slow checks run every code cell in a fresh kernel, with runs written under a temporary folder
@@ -14,7 +18,12 @@ a few steps (under a minute each).
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import types
+import zipfile
 from pathlib import Path
 
 import jupytext
@@ -22,11 +31,12 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from paretopo.home import PUBLISHED_REPOSITORY, colab_badge
+
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 QUICKSTART = "01_quickstart_cpu"
 PROFILED = ("02_math_python_tool_unsloth", "03_multihop_qa_search", "04_frontiers_and_baselines")
 NOTEBOOKS = (QUICKSTART, *PROFILED)
-COLAB_BADGE = "https://colab.research.google.com/github/paretopo-org/paretopo/blob/main/notebooks/{name}.ipynb"
 INSTALL_COMMAND = re.compile(r"\bpip\b.*\binstall\b|\binstall\b.*\bpip\b", re.DOTALL)
 CELL_TIMEOUT_S = 600
 
@@ -54,11 +64,52 @@ def test_every_notebook_has_a_percent_script_pair():
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_opens_with_its_colab_badge(name):
-    first = read_notebook(name).cells[0]
+def test_notebook_opens_with_the_colab_badge_or_note_of_paretopo_home(name):
+    notebook = read_notebook(name)
+    first = notebook.cells[0]
     assert first.cell_type == "markdown"
-    assert f'href="{COLAB_BADGE.format(name=name)}"' in first.source
-    assert "colab-badge.svg" in first.source
+    assert first.source.startswith(colab_badge(name))
+    text = "\n".join(cell.source for cell in notebook.cells)
+    assert "paretopo-org" not in text  # the placeholder organisation is gone
+    if PUBLISHED_REPOSITORY is None:
+        assert "colab.research.google.com/github" not in text  # no badge pointing at nothing
+    install = code_cells(notebook)[0].source
+    assert f"REPOSITORY = {PUBLISHED_REPOSITORY!r}" in install
+
+
+def run_install_cell(name: str, folder: Path, monkeypatch) -> list[list[str]]:
+    """Run the notebook's install cell as on Colab (a fake ``google.colab``) in ``folder``, with
+    ``subprocess.run`` recording instead of installing; returns the recorded commands."""
+    calls: list[list[str]] = []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", lambda command, **_: calls.append([str(c) for c in command]))
+    monkeypatch.setenv("PARETOPO_DATA_DIR", os.environ.get("PARETOPO_DATA_DIR", ""))  # restored afterwards
+    monkeypatch.chdir(folder)
+    exec(compile(code_cells(read_notebook(name))[0].source, f"{name}-install", "exec"), {"__name__": "__main__"})
+    return calls
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_install_cell_on_colab_without_an_upload_says_what_to_upload(name, tmp_path, monkeypatch, capsys):
+    if PUBLISHED_REPOSITORY is not None:
+        pytest.skip("the project is published: the install cell clones it")
+    with pytest.raises(SystemExit, match="no published repository.*Upload a zip of the repository"):
+        run_install_cell(name, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_install_cell_on_colab_installs_an_uploaded_zip_and_its_data(name, tmp_path, monkeypatch, capsys):
+    if PUBLISHED_REPOSITORY is not None:
+        pytest.skip("the project is published: the install cell clones it")
+    with zipfile.ZipFile(tmp_path / "paretopo.zip", "w") as archive:  # as GitHub's "Download ZIP" nests it
+        archive.writestr("paretopo-main/pyproject.toml", "[project]\nname = 'paretopo'\n")
+        archive.writestr("paretopo-main/data/README.md", "data")
+    calls = run_install_cell(name, tmp_path, monkeypatch)
+    checkout = (tmp_path / "paretopo-unzipped" / "paretopo-main").resolve()
+    assert calls[0][1:] == ["-m", "pip", "install", "--quiet", f"{checkout}[apps]"]
+    assert not [c for c in calls if "git" in c]  # nothing to clone
+    assert os.environ["PARETOPO_DATA_DIR"] == str(checkout / "data")
+    assert f"installing paretopo from your upload {Path('paretopo-unzipped') / 'paretopo-main'}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -94,10 +145,31 @@ def test_gpu_notebooks_read_their_profile_in_a_parameters_cell(name):
 def test_quickstart_runs_end_to_end_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("PARETOPO_RUNS_DIR", str(tmp_path / "runs"))
     notebook = execute(QUICKSTART, tmp_path)
-    assert all(cell.execution_count for cell in code_cells(notebook))
+    if os.environ.get("PARETOPO_SAVE_EXECUTED"):  # keep the executed notebook, e.g. to render it
+        nbformat.write(notebook, os.environ["PARETOPO_SAVE_EXECUTED"])
+    cells = code_cells(notebook)
+    assert all(cell.execution_count for cell in cells)
     (run,) = (tmp_path / "runs").iterdir()
     assert (run / "export" / "verification.json").exists()
     assert (run / "final" / "adapter_model.safetensors").exists()
+
+    outputs = [output for cell in cells for output in cell.outputs]
+    # charts: drawn here as PNG, so they show offline and in the saved file; no HTML fetching vega from a CDN
+    charts = [cell for cell in cells if any("image/png" in o.get("data", {}) for o in cell.outputs)]
+    assert len(charts) >= 4, f"{len(charts)} cells with a chart image"  # scatter, bars, curves, frontier
+    for output in outputs:
+        html = output.get("data", {}).get("text/html", "")
+        assert "cdn.jsdelivr" not in html and "<script" not in html, html[:300]
+    # no progress-bar floods or TRL log tables: a few short printed lines
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "\r" not in printed and "it/s" not in printed, printed[-2000:]
+    assert len(printed.splitlines()) < 60, printed[-2000:]
+    # the settings table carries every help text in full
+    from paretopo.config import ParetoPOConfig
+
+    settings = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    for field in ("weights", "beta", "stage1_eval_every"):
+        assert " ".join(ParetoPOConfig.help()[field].split()) in settings, field
 
 
 @pytest.mark.parametrize("name", PROFILED)

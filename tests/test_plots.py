@@ -153,9 +153,9 @@ def test_objective_scatter_and_advantage_bars_facet_by_group():
     vectors = plots.same_sums_two_groups(WEIGHTS, 4)
     scatter = plots.objective_scatter(plots.ranked_group_frame(vectors, 4), x="task", y="tool_efficiency",
                                       facet="group").to_dict()
-    assert scatter["facet"]["column"]["field"] == "group"
+    assert scatter["facet"]["field"] == "group" and scatter["columns"] == 2  # panels wrap, two to a row
     bars = plots.advantage_bars(plots.estimator_advantages(vectors, 4, weights=WEIGHTS)).to_dict()
-    assert bars["facet"]["column"]["field"] == "group"
+    assert bars["facet"]["field"] == "group"
     bar_layer = bars["spec"]["layer"][0]
     assert bar_layer["mark"]["type"] == "bar"
     assert bar_layer["encoding"]["xOffset"]["field"] == "estimator"
@@ -200,15 +200,34 @@ def test_frontier_chart_marks_each_runs_front_and_carries_the_selection():
     })
     selection = alt.selection_point(fields=["run", "step", "split"], name="checkpoint")
     spec = plots.frontier_chart(points, split="validation", selection=selection).to_dict()
-    rows = _dataset(spec)
+    (rows,) = [rows for rows in spec["datasets"].values() if rows and "on_front" in rows[0]]
     front = {(r["run"], r["step"], r["split"]) for r in rows if r["on_front"]}
     assert front == {("runs/a", 2, "validation"), ("runs/a", 4, "validation"), ("runs/a", 4, "test"),
                      ("runs/b", 2, "validation"), ("runs/b", 4, "validation")}
     assert {r["label"] for r in rows} == {"paretopo (a)", "torl_grpo (b)"}
-    fronts, dots = spec["layer"]
-    assert fronts["mark"]["interpolate"] == "step-before"
+    shade, fronts, dots, _counts = spec["layer"]
+    assert fronts["mark"]["interpolate"] == shade["mark"]["interpolate"] == "step-after"
     assert dots["encoding"]["shape"]["field"] == "split"
     assert [p["name"] for p in spec["params"]] == ["checkpoint"]
+    # a run's frontier of one point is still drawn: the box it dominates, from the chart's edges
+    (region,) = [rows for rows in spec["datasets"].values() if rows and "order" in rows[0]]
+    single = [(r["obj_task"], r["obj_tool_efficiency"]) for r in region if r["label"] == "torl_grpo (b)"]
+    assert len(single) == 3 and single[1][0] == 0.4  # b's validation frontier: (0.4, 0.5) and (0.7, 0.4)
+
+
+def test_frontier_chart_spreads_coincident_checkpoints_so_each_can_be_clicked():
+    points = pl.DataFrame({
+        "run": ["runs/a", "runs/a", "runs/b", "runs/b"], "method": ["paretopo", "paretopo", "torl_grpo", "torl_grpo"],
+        "step": [2, 4, 2, 4], "split": ["validation"] * 4, "final": [False, True, False, True],
+        "accuracy": [1.0] * 4, "mean_tool_calls": [1.0] * 4, "obj_task": [1.0] * 4,
+        "obj_tool_efficiency": [1.0] * 4, "n": [8] * 4,
+    })
+    spec = plots.frontier_chart(points).to_dict()
+    (rows,) = [rows for rows in spec["datasets"].values() if rows and "x_shown" in rows[0]]
+    assert len({(r["x_shown"], r["y_shown"]) for r in rows}) == 4  # four at (1, 1): four distinct dots
+    assert {r["together"] for r in rows} == {4} and {r["obj_task"] for r in rows} == {1.0}
+    region = [rows for rows in spec["datasets"].values() if rows and "order" in rows[0]][0]
+    assert {r["label"] for r in region} == {"paretopo (a)", "torl_grpo (b)"}  # one-point frontiers drawn
 
 
 def test_charts_build_for_more_than_two_objectives():

@@ -183,10 +183,14 @@ class ArithmeticTask(BoxedAnswerTask):
         return [{"role": "system", "content": ""}, {"role": "user", "content": example.question}]
 
     def is_correct(self, completion_text: str, example: Example) -> bool:
-        """Numeric equality of the last ``\\boxed{}`` with the answer (``1,080`` = ``1080.0``)."""
+        """Numeric equality of the last ``\\boxed{}`` with the answer (``1,080`` = ``1080.0``).
+
+        An example without a numeric answer (e.g. a typed question the task cannot score) is never correct.
+        """
         predicted = self.extract_answer(completion_text)
         value = _as_number(predicted) if predicted is not None else None
-        return value is not None and value == float(example.answer)
+        expected = _as_number(example.answer or "")
+        return value is not None and expected is not None and value == expected
 
     def tools(self) -> list[Callable[[str], str]]:
         return [calculator]
