@@ -142,14 +142,18 @@ def run_demo(settings: DemoSettings | None = None, console: Console | None = Non
     _, text = verdict(results["paretopo"], results["torl_grpo"])
     console.print(f"ParetoPO vs accuracy-only baseline: {text}.")
     console.print(f"Wall time: {minutes:.1f} min for both runs (training, checkpoint and test evaluation).")
-    console.print(f"\nRun logs: {root}/<method>/ (steps.parquet, groups/, samples/, eval.parquet, checkpoints/)")
-    console.print(f"Compare:  paretopo compare {root}/paretopo {root}/torl_grpo")
+    # soft_wrap: commands stay on one line, so they can be copied whatever the terminal width
+    console.print(f"\nRun logs: {root}/<method>/ (steps.parquet, groups/, samples/, eval.parquet, checkpoints/)",
+                  soft_wrap=True)
+    console.print(f"Compare:  paretopo compare {root}/paretopo {root}/torl_grpo", soft_wrap=True)
     for line in _app_hints(root):
-        console.print(line)
+        console.print(line, soft_wrap=True, markup=False)
     return results
 
 
 def _app_hints(root: Path) -> list[str]:
-    if not (Path("apps").is_dir() and any(Path("apps").glob("*.py"))):
+    from paretopo.launch import app_commands, apps_folder
+
+    if not apps_folder().is_dir():  # an installed wheel has no apps
         return []
-    return [f"Apps:     marimo run apps/run_inspector.py -- --run {root}/paretopo"]
+    return ["Apps (each opens in the browser):", *(f"  {command}" for command in app_commands(root))]
