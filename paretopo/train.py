@@ -18,7 +18,6 @@ evaluated again before training continues.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import shutil
@@ -33,7 +32,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
-from paretopo.runlog import RunLog
+from paretopo.runlog import RunLog, last_complete_checkpoint
 
 __all__ = ["DEFAULT_SPLITS", "RunResult", "RunSettings", "tiny_policy_path", "train_run"]
 
@@ -179,7 +178,7 @@ def train_run(
     checkpoint_dir = run_dir / "checkpoints"
     if run_dir.exists() and any(checkpoint_dir.glob("checkpoint-*")) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run folder")
-    resume_from = _resumable_checkpoint(run_dir, config.method) if resume else None
+    resume_from = last_complete_checkpoint(run_dir, config.method) if resume else None
 
     # the task's tool budget is the method's C (and OTC's c) unless the settings override it
     if isinstance(settings.task, str):
@@ -240,6 +239,8 @@ def train_run(
     if settings.checkpoint_eval:
         trainer.add_callback(CheckpointEvalCallback(trainer, task, validation, tokenizer, run_log, settings,
                                                      efficiency, tools_in_prompt))
+    if resume_from is not None:
+        _remove_incomplete_checkpoints_after(resume_from)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     final = evaluate_policy(trainer.accelerator.unwrap_model(trainer.model), tokenizer, task, test, greedy=True,
@@ -253,33 +254,13 @@ def train_run(
     return RunResult(run_dir=run_dir, method=config.method, test=final.as_dict(), steps=step, trainer=trainer)
 
 
-def _resumable_checkpoint(run_dir: Path, method: str) -> Path:
-    """The last complete checkpoint of a run of `method` in `run_dir`; removes incomplete later ones.
-
-    Raises FileNotFoundError / ValueError with what to change when the folder cannot be resumed.
-    """
-    from paretopo.trainer import STATE_FILE
-
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} is missing, so {run_dir} cannot be resumed; start a new run in "
-                                "another run folder")
-    try:
-        trained = json.loads(config_path.read_text())["method"]["method"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{config_path} is unreadable ({error}); start a new run in another run folder") from None
-    if trained != method:
-        raise ValueError(f"{run_dir} holds a {trained!r} run, not {method!r}; resume it with method {trained!r} "
-                         "(--method) or start a new run in another run folder")
-    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    complete = [c for c in checkpoints if (c / STATE_FILE).exists()]
-    if not complete:
-        raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no complete checkpoint to resume; drop resume "
-                                "(--resume) to start again")
-    for partial in checkpoints[checkpoints.index(complete[-1]) + 1:]:
-        logger.warning("removing %s: a crash cut it short (no %s)", partial, STATE_FILE)
-        shutil.rmtree(partial)
-    return complete[-1]
+def _remove_incomplete_checkpoints_after(checkpoint: Path) -> None:
+    """Delete checkpoints newer than `checkpoint`: a crash cut them short, resuming rewrites them."""
+    for later in checkpoint.parent.glob("checkpoint-*"):
+        number = later.name.rsplit("-", 1)[1]
+        if number.isdigit() and int(number) > int(checkpoint.name.rsplit("-", 1)[1]):
+            logger.warning("removing %s: a crash cut it short", later)
+            shutil.rmtree(later)
 
 
 class _QuietProgressCallback(ProgressCallback):

@@ -146,6 +146,12 @@ def test_reward_functions_are_required(policy, tmp_path):
         )
 
 
+def test_run_log_knows_the_checkpoint_state_file():
+    from paretopo.runlog import CHECKPOINT_STATE_FILE
+
+    assert CHECKPOINT_STATE_FILE == STATE_FILE  # how resume tells a complete checkpoint
+
+
 def test_toy_task_is_what_the_fixtures_say():
     assert ToyTask().is_correct("a 7 b", None) and not ToyTask().is_correct("abc", None)
 
