@@ -22,7 +22,8 @@ def test_cli_commands_and_help(capsys):
 
 
 def test_expected_failures_print_a_message_not_a_traceback(tmp_path, capsys):
-    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty"), str(tmp_path / "out")]) == 2
     assert "no LoRA adapter" in capsys.readouterr().err
 
 
