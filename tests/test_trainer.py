@@ -146,6 +146,18 @@ def test_reward_functions_are_required(policy, tmp_path):
         )
 
 
+def test_config_records_which_sandbox_level_the_python_tool_had(policy, tmp_path):
+    from paretopo.tools.sandbox import PythonSandbox, make_python_tool
+
+    class PythonToyTask(ToyTask):
+        def tools(self):
+            return [make_python_tool(PythonSandbox(mode="rlimits-only"))]
+
+    train_run("torl_grpo", fast_settings(tmp_path / "run", policy, task=PythonToyTask(), max_steps=1,
+                                         checkpoint_eval=False))
+    assert read_run(tmp_path / "run").config["tool_isolation"] == {"python": "rlimits-only"}
+
+
 def test_run_log_knows_the_checkpoint_state_file():
     from paretopo.runlog import CHECKPOINT_STATE_FILE
 
