@@ -653,7 +653,7 @@ def _interpreter_paths() -> tuple[str, ...]:
     The base installation's, not a venv's: the sandbox runs the real binary with -S, so it
     never reads pyvenv.cfg; LIBDIR holds libpython (and, for conda, libssl, libffi, ...).
     """
-    paths = sysconfig.get_paths()
+    paths = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
     wanted = (sys.executable, paths["stdlib"], paths["platstdlib"], sysconfig.get_config_var("LIBDIR"))
     return tuple(os.path.realpath(p) for p in wanted if p and os.path.exists(p))
 
