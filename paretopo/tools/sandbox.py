@@ -577,8 +577,9 @@ class _BoundedBuffer:
 def _kill_session(proc: subprocess.Popen) -> None:
     """SIGKILL the process group of the (unreaped) leader `proc` and wait for its children.
 
-    In "namespaces" mode the child is PID 1 of the namespace, which finishes exiting only
-    after every process inside has gone, so no sandboxed process outlives this call.
+    In the isolated levels the child (of `unshare`, or of `bwrap --as-pid-1`) is PID 1 of the
+    namespace, which finishes exiting only after every process inside has gone, so no
+    sandboxed process outlives this call.
     """
     pidfds = []
     try:
