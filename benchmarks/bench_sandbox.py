@@ -7,7 +7,7 @@ Prints the median and p90 per isolation level, and for a numpy import (site-pack
 import argparse
 import statistics
 
-from paretopo.tools.sandbox import PythonSandbox, detect_isolation
+from paretopo.tools.sandbox import ISOLATED_LEVELS, PythonSandbox, _level_problem
 
 
 def latency(box: PythonSandbox, code: str, runs: int) -> tuple[float, float]:
@@ -21,9 +21,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    levels = (
-        ["namespaces", "rlimits-only"] if detect_isolation() == "namespaces" else ["rlimits-only"]
-    )
+    levels = [level for level in ISOLATED_LEVELS if _level_problem(level) is None]
+    levels.append("rlimits-only")
     for level in levels:
         for label, code in (("print(1+1)", "print(1+1)"), ("import numpy", "import numpy")):
             median, p90 = latency(PythonSandbox(mode=level), code, args.runs)

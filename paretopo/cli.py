@@ -2,13 +2,19 @@
 
 Every sub-command has ``--help``. Long work shows progress bars (TRL's for training, tqdm for
 evaluation); results print as tables and are written as JSON where a script would want them.
+
+Bad input (a missing path, a count out of range, an unknown name or field) is checked before
+any work starts: the command prints one line saying what to change, writes nothing and exits
+with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import typing
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +32,13 @@ def _showcase(_: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    _at_least("--steps", args.steps, 1)
+    _at_least("--stage1-steps", args.stage1_steps, 0)
+    _at_least("--test-examples", args.test_examples, 1)
+    if Path(args.runs).exists() and not Path(args.runs).is_dir():
+        raise BadInput(f"--runs {args.runs} is a file; pass a folder for the run logs")
+    if args.name is not None and (Path(args.runs) / args.name).exists():
+        raise BadInput(f"{Path(args.runs) / args.name} already exists; choose another --name")
     from paretopo.demo import DemoSettings, run_demo
 
     run_demo(DemoSettings(runs_root=args.runs, name=args.name, max_steps=args.steps, stage1_steps=args.stage1_steps,
@@ -33,43 +46,185 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class BadInput(ValueError):
+    """A command-line value the user has to change; printed as one line, exit status 2."""
+
+
+# Model weights a local model or adapter folder may hold (transformers / PEFT file names).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def _at_least(flag: str, value: int | float | None, minimum: int | float) -> None:
+    if value is not None and value < minimum:
+        raise BadInput(f"{flag} must be at least {minimum}, got {value}")
+
+
+def _looks_local(name: str) -> bool:
+    """Whether a --model / policy value is a local path rather than a hub id ("org/name")."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def _check_model_source(flag: str, name: str) -> None:
+    """A local model folder must exist and hold weights; it is never retried as a hub id."""
+    path = Path(name).expanduser()
+    if not path.exists():
+        if _looks_local(name):
+            raise BadInput(f"{flag} {name}: no such folder; pass an existing model folder or a hub id (org/name)")
+        return  # a hub id
+    if not path.is_dir():
+        raise BadInput(f"{flag} {name} is a file; pass a model folder (config.json and weights) or a hub id")
+    if not any((path / weights).exists() for weights in WEIGHT_FILES):
+        raise BadInput(f"{flag} {name} holds no model weights ({' or '.join(WEIGHT_FILES[::2])}); "
+                       "pass a folder written by save_pretrained")
+
+
+def _check_output_file(flag: str, name: str | None) -> None:
+    if name is None:
+        return
+    path = Path(name)
+    if path.is_dir():
+        raise BadInput(f"{flag} {name} is a folder; pass a file name such as {path / 'summary.json'}")
+    if not path.parent.is_dir():
+        raise BadInput(f"{flag} {name}: folder {path.parent} does not exist; create it or choose another path")
+
+
+def _check_task(name: str, *splits: str | None) -> None:
+    from paretopo.tasks import available_tasks, get_task
+
+    if name not in available_tasks():
+        raise BadInput(f"--task {name!r} is unknown; choose one of {', '.join(available_tasks())}")
+    known = get_task(name).splits
+    for split in splits:
+        if split is not None and split not in known:
+            raise BadInput(f"--split {split!r} is not a split of task {name!r}; choose one of {', '.join(known)}")
+
+
+def _check_run_folder(name: str) -> None:
+    """A run folder written by `paretopo train`, with a readable config and tables."""
+    from paretopo.runlog import read_run
+
+    path = Path(name)
+    if not path.is_dir():
+        raise BadInput(f"{name}: no such run folder; pass runs/<name> as written by paretopo train")
+    if not (path / "config.json").exists():
+        raise BadInput(f"{name} has no config.json, so it is not a complete run folder; pass one written by "
+                       "paretopo train")
+    read_run(path)  # raises a one-line ValueError naming an unreadable (e.g. truncated) file
+
+
+def _config_field_types() -> dict[str, typing.Any]:
+    from paretopo.config import ParetoPOConfig
+
+    return typing.get_type_hints(ParetoPOConfig)
+
+
+def _fits(value: typing.Any, hint: typing.Any) -> bool:
+    """Whether a JSON-decoded --set value fits a ParetoPOConfig field type."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # "X | None"
+        return value is None or any(_fits(value, a) for a in args if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
 def _parse_overrides(pairs: list[str]) -> dict:
+    """FIELD=VALUE pairs as ParetoPOConfig overrides (JSON values, else strings), type-checked."""
+    types = _config_field_types()
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"--set expects FIELD=VALUE (a ParetoPOConfig field), got {pair!r}")
-        key, value = pair.split("=", 1)
+            raise BadInput(f"--set expects FIELD=VALUE (a ParetoPOConfig field), got {pair!r}")
+        key, text = pair.split("=", 1)
+        if key not in types:
+            raise BadInput(f"--set {key}: unknown ParetoPOConfig field; known fields: {', '.join(sorted(types))}")
         try:
-            overrides[key] = json.loads(value)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            overrides[key] = value
-        if isinstance(overrides[key], list):
-            overrides[key] = tuple(overrides[key])
+            value = text
+        if not _fits(value, types[key]):
+            from paretopo.config import ParetoPOConfig
+
+            hint = types[key]
+            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            example = json.dumps(getattr(ParetoPOConfig(), key), separators=(",", ":"))
+            raise BadInput(f"--set {key}={text}: {key} takes {kind}, e.g. --set {key}={example}")
+        overrides[key] = tuple(value) if isinstance(value, list) else value
+    return overrides
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).replace("\n  - ", "; ").split())
+
+
+def _check_train(args: argparse.Namespace) -> dict:
+    """Everything `train` can check before loading a model; returns the --set overrides."""
+    from paretopo.config import ParetoPOConfig
+
+    for flag, value, minimum in (("--steps", args.steps, 1), ("--prompts", args.prompts, 1),
+                                 ("--generations", args.generations, 2), ("--save-steps", args.save_steps, 1),
+                                 ("--max-completion-length", args.max_completion_length, 1),
+                                 ("--max-tool-calls", args.max_tool_calls, 0)):
+        _at_least(flag, value, minimum)
+    if args.lr is not None and not args.lr > 0:
+        raise BadInput(f"--lr must be positive, got {args.lr}; try 3e-4 (full fine-tuning) or 2e-3 (LoRA)")
+    _check_task(args.task)
+    if args.model is not None:
+        _check_model_source("--model", args.model)
+    overrides = _parse_overrides(args.set)
+    ParetoPOConfig.from_preset(args.method, **overrides)  # a ValueError names every bad field
+    run_dir = Path(args.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"--run-dir {args.run_dir} is a file; pass a folder")
+    if args.resume:
+        from paretopo.runlog import last_complete_checkpoint
+
+        last_complete_checkpoint(run_dir, args.method)
     return overrides
 
 
 def _train(args: argparse.Namespace) -> int:
+    overrides = _check_train(args)
     from paretopo.train import RunSettings, train_run
 
     settings = RunSettings(run_dir=args.run_dir, task=args.task, model=args.model, seed=args.seed,
                            max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
                            learning_rate=args.lr, max_completion_length=args.max_completion_length,
                            save_steps=args.save_steps, lora=False if args.no_lora else (True if args.lora else None), max_tool_calls=args.max_tool_calls)
-    result = train_run(args.method, settings, method_overrides=_parse_overrides(args.set), resume=args.resume)
+    result = train_run(args.method, settings, method_overrides=overrides, resume=args.resume)
     Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
                                      "test": result.test}, default=str))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _at_least("--limit", args.limit, 1)
+    _at_least("--samples", args.samples, 1)
+    _at_least("--max-new-tokens", args.max_new_tokens, 1)
+    _check_task(args.task, None if args.data else args.split)
+    if args.data and not Path(args.data).is_file():
+        raise BadInput(f"--data {args.data}: no such file; pass a JSONL file with id, question, answer")
+    _check_output_file("--out", args.out)
+    source = Path(args.policy)
+    if source.is_dir() and (source / "config.json").exists() and (source / "steps.parquet").exists() \
+            and not (source / "final").is_dir():
+        raise BadInput(f"run folder {source} has no final/ model (did it finish?); pass one of its checkpoints, "
+                       f"e.g. {source / 'checkpoints' / 'checkpoint-N'}")
+    if (source / "final").is_dir():
+        source = source / "final"
+    _check_model_source("policy", str(source))
     from paretopo.evaluate import evaluate_policy
     from paretopo.models import load_adapter, load_policy
     from paretopo.tasks import get_task
     from paretopo.tasks.base import read_jsonl_examples
 
-    source = Path(args.policy)
-    if (source / "final").is_dir():
-        source = source / "final"
     if (source / "adapter_config.json").exists():
         model, tokenizer = load_adapter(source)
     else:
@@ -111,6 +266,9 @@ def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    for run in args.runs:
+        _check_run_folder(run)
+    _check_output_file("--out", args.out)
     from paretopo.evaluate import compare_runs
     from paretopo.runlog import is_run_folder, list_runs
 
@@ -139,6 +297,13 @@ def _compare(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    if not Path(args.source).exists():
+        raise BadInput(f"{args.source}: no such folder; pass a run folder, its final/ folder or a checkpoint")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{args.out} is a file; pass a folder to export into")
+    if out.resolve() == Path(args.source).resolve() or Path(args.source).resolve() in out.resolve().parents:
+        raise BadInput(f"{args.out} is inside the source {args.source}; export to a folder outside it")
     from paretopo.export import export_adapter
 
     report = export_adapter(args.source, args.out, merged=args.merged, gguf=args.gguf)
@@ -149,14 +314,27 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _warmstart(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise BadInput(f"--out {args.out} is a file; pass a folder for the policy")
+    holds_a_policy = out is not None and any((out / weights).exists() for weights in WEIGHT_FILES)
+    if out is not None and out.is_dir() and any(out.iterdir()) and not holds_a_policy:
+        raise BadInput(f"--out {args.out} holds other files; pass a new folder or one holding a tiny policy")
     from paretopo.warmstart import main
 
     main(["--out", args.out] if args.out else [])
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what to change) instead of usage + error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paretopo", description="ParetoPO: accurate and tool-frugal LLM agents.")
+    parser = _OneLineParser(prog="paretopo", description="ParetoPO: accurate and tool-frugal LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="the CPU demo: ParetoPO vs accuracy-only GRPO on the tiny policy")
@@ -234,9 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         # expected failures (bad input, missing files, failed verification): say what to change
-        Console(stderr=True).print(f"[red]paretopo {args.command}: {error}[/red]")
+        Console(stderr=True, soft_wrap=True).print(f"paretopo {args.command}: {_one_line(error)}", style="red",
+                                                   markup=False, highlight=False)
         return 2
 
 

@@ -33,13 +33,17 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["RunData", "RunLog", "atomic_write_bytes", "atomic_write_json", "is_run_folder", "list_runs", "read_run"]
+__all__ = ["CHECKPOINT_STATE_FILE", "RunData", "RunLog", "atomic_write_bytes", "atomic_write_json", "is_run_folder",
+           "last_complete_checkpoint", "list_runs", "read_run"]
 
 _PART = re.compile(r"step-(\d+)(?:-[\w.]+)?\.parquet$")
 _TABLES_BY_STEP = ("groups", "samples", "eval_rows")
 _RUN_MARKERS = ("config.json", "steps.parquet")
 # folders a run writes inside itself: never searched for further runs
 _RUN_SUBFOLDERS = frozenset({"groups", "samples", "eval_rows", "checkpoints", "final", "export"})
+# Written last (and atomically) into a checkpoint by paretopo.trainer (its STATE_FILE): a
+# checkpoint folder without it was cut short.
+CHECKPOINT_STATE_FILE = "paretopo_state.json"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -101,7 +105,7 @@ class RunLog:
         self._steps: list[dict[str, Any]] = []
         steps_file = self.path / "steps.parquet"
         if steps_file.exists():
-            self._steps = pl.read_parquet(steps_file).to_dicts()
+            self._steps = _read_parquet(steps_file).to_dicts()
 
     # --- one-off files ---------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:
@@ -194,11 +198,21 @@ class RunData:
         return int(self.steps["step"].max()) if self.steps.height else 0
 
 
+def _read_parquet(file: Path) -> pl.DataFrame:
+    """One table of a run folder; a damaged file is named in a one-line ValueError."""
+    try:
+        return pl.read_parquet(file)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{file} is not a readable parquet table ({reason}); it was cut short or written by "
+                         "something else: move it away (a resumed run rewrites it) or restore it") from None
+
+
 def _read_parts(folder: Path) -> pl.DataFrame:
     parts = sorted(folder.glob("step-*.parquet"))
     if not parts:
         return pl.DataFrame()
-    return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
+    return pl.concat([_read_parquet(p) for p in parts], how="diagonal_relaxed")
 
 
 def read_run(path: str | os.PathLike[str]) -> RunData:
@@ -206,16 +220,21 @@ def read_run(path: str | os.PathLike[str]) -> RunData:
 
     Raises:
         FileNotFoundError: if ``path`` is not a folder.
+        ValueError: if config.json or a table is damaged (e.g. cut short outside paretopo).
     """
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no run folder at {folder}; pass runs/<name> as written by paretopo train")
     config_path = folder / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    try:
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    except ValueError as error:
+        raise ValueError(f"{config_path} is not valid JSON ({error}); the run folder is damaged: "
+                         "start a new run in another folder") from None
 
     def table(name: str) -> pl.DataFrame:
         file = folder / f"{name}.parquet"
-        return pl.read_parquet(file) if file.exists() else pl.DataFrame()
+        return _read_parquet(file) if file.exists() else pl.DataFrame()
 
     return RunData(
         path=folder,
@@ -277,3 +296,32 @@ def list_runs(root: str | os.PathLike[str], *, evaluated: bool = False, max_dept
     if evaluated:
         found = [p for p in found if (p / "eval_rows").is_dir() or (p / "eval.parquet").is_file()]
     return sorted(found)
+
+def last_complete_checkpoint(run_dir: str | os.PathLike[str], method: str) -> Path:
+    """The newest complete checkpoint of a run of ``method`` in ``run_dir``, to resume from.
+
+    Raises:
+        FileNotFoundError / ValueError saying what to change: no run folder, no or a damaged
+        config.json, a run of another method, or no complete checkpoint.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run folder at {run_dir} to resume; pass the folder of an earlier run or drop "
+                                "resume (--resume)")
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path} is missing, so {run_dir} cannot be resumed; start a new run in "
+                                "another run folder")
+    try:
+        trained = json.loads(config_path.read_text())["method"]["method"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{config_path} is unreadable ({error!r}); start a new run in another run folder") from None
+    if trained != method:
+        raise ValueError(f"{run_dir} holds a {trained!r} run, not {method!r}; resume it with method {trained!r} "
+                         "(--method) or start a new run in another run folder")
+    complete = [c for c in (run_dir / "checkpoints").glob("checkpoint-*")
+                if re.fullmatch(r"checkpoint-\d+", c.name) and (c / CHECKPOINT_STATE_FILE).exists()]
+    if not complete:
+        raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no complete checkpoint to resume; drop resume "
+                                "(--resume) to start again in another run folder")
+    return max(complete, key=lambda c: int(c.name.rsplit("-", 1)[1]))

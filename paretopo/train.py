@@ -8,8 +8,11 @@ device (``bf16=False``, one thread, no gradient checkpointing on CPU), trains wi
 preset, evaluates every checkpoint on the validation split and the final policy on the test
 split, and leaves everything in the run folder (``paretopo.runlog``).
 
-Resuming: ``train_run(..., resume=True)`` continues from the last checkpoint of the same run
-folder with the same trainer state (n*, archive, EMA gain, stage, optimiser, RNG).
+Resuming: ``train_run(..., resume=True)`` continues from the last complete checkpoint of the
+same run folder with the same trainer state (n*, archive, EMA gain, stage, optimiser, RNG). A
+checkpoint is complete once its ``paretopo_state.json`` exists (written last, atomically); one
+cut short by a crash is removed, and a checkpoint whose validation evaluation was cut short is
+evaluated again before training continues.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -28,7 +32,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
-from paretopo.runlog import RunLog
+from paretopo.runlog import RunLog, last_complete_checkpoint
 
 __all__ = ["DEFAULT_SPLITS", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
            "train_run", "train_runs_parallel"]
@@ -187,6 +191,7 @@ def train_run(
     checkpoint_dir = run_dir / "checkpoints"
     if run_dir.exists() and any(checkpoint_dir.glob("checkpoint-*")) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run folder")
+    resume_from = last_complete_checkpoint(run_dir, config.method) if resume else None
 
     # the task's tool budget is the method's C (and OTC's c) unless the settings override it
     if isinstance(settings.task, str):
@@ -216,12 +221,15 @@ def train_run(
     efficiency = {"form": config.tool_efficiency_form, "alpha": config.alpha, "max_calls": max(1, config.max_tool_calls),
                   "unknown_nstar": config.unknown_nstar, "gate_tool_by_correctness": config.gate_tool_by_correctness}
 
+    tools = {tool.__name__: tool for tool in task.tools()}
     run_log = RunLog(run_dir)
     if not resume:
         run_log.write_config({
             "method": config.to_dict(), "settings": {**{f.name: getattr(settings, f.name) for f in fields(settings)}, "task": task.name}, "model": model_path,
             "task": task.name,
             "versions": library_versions(), "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            # which sandbox level model-written code ran under (paretopo.tools.sandbox)
+            "tool_isolation": {name: tool.isolation for name, tool in tools.items() if hasattr(tool, "isolation")},
         })
 
     def validation_fn(trainer: Any) -> tuple[float, float]:
@@ -231,7 +239,6 @@ def train_run(
                                  tools_in_prompt=tools_in_prompt, progress=False)
         return result.objectives
 
-    tools = {tool.__name__: tool for tool in task.tools()}
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is the documented path here
     trainer_class = paretopo_trainer_class()
     trainer = trainer_class(
@@ -254,7 +261,9 @@ def train_run(
     if settings.checkpoint_eval:
         trainer.add_callback(CheckpointEvalCallback(trainer, task, validation, tokenizer, run_log, settings,
                                                      efficiency, tools_in_prompt))
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    if resume_from is not None:
+        _remove_incomplete_checkpoints_after(resume_from)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     final = evaluate_policy(trainer.accelerator.unwrap_model(trainer.model), tokenizer, task, test, greedy=True,
                             max_new_tokens=settings.max_completion_length, efficiency_options=efficiency,
@@ -265,6 +274,15 @@ def train_run(
     trainer.save_model(str(run_dir / "final"))
     tokenizer.save_pretrained(str(run_dir / "final"))
     return RunResult(run_dir=run_dir, method=config.method, test=final.as_dict(), steps=step, trainer=trainer)
+
+
+def _remove_incomplete_checkpoints_after(checkpoint: Path) -> None:
+    """Delete checkpoints newer than `checkpoint`: a crash cut them short, resuming rewrites them."""
+    for later in checkpoint.parent.glob("checkpoint-*"):
+        number = later.name.rsplit("-", 1)[1]
+        if number.isdigit() and int(number) > int(checkpoint.name.rsplit("-", 1)[1]):
+            logger.warning("removing %s: a crash cut it short", later)
+            shutil.rmtree(later)
 
 
 class _QuietProgressCallback(ProgressCallback):
@@ -279,6 +297,18 @@ class CheckpointEvalCallback(TrainerCallback):
                  settings: RunSettings, efficiency: dict[str, Any], tools_in_prompt: bool):
         self.trainer, self.task, self.examples, self.tokenizer = trainer, task, examples, tokenizer
         self.run_log, self.settings, self.efficiency, self.tools_in_prompt = run_log, settings, efficiency, tools_in_prompt
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """On resume: evaluate the checkpoint again if a crash cut its evaluation short."""
+        if state.global_step and state.is_world_process_zero:
+            evals = self.run_log.path / "eval.parquet"
+            import polars as pl
+
+            done = evals.exists() and pl.read_parquet(evals).filter(
+                (pl.col("step") == state.global_step) & (pl.col("split") == "validation")).height > 0
+            if not done:
+                self.on_save(args, state, control)
+        return control
 
     def on_save(self, args, state, control, **kwargs):
         from paretopo.evaluate import evaluate_policy

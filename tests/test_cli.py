@@ -1,3 +1,6 @@
+import shlex
+
+import pytest
 from rich.console import Console
 
 from paretopo import showcase
@@ -19,7 +22,8 @@ def test_cli_commands_and_help(capsys):
 
 
 def test_expected_failures_print_a_message_not_a_traceback(tmp_path, capsys):
-    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty"), str(tmp_path / "out")]) == 2
     assert "no LoRA adapter" in capsys.readouterr().err
 
 
@@ -35,3 +39,115 @@ def test_eval_breaks_accuracy_down_by_tier_and_tool_use(capsys, tmp_path):
     assert sum(row["completions"] for row in breakdown) == 6 and {row["tier"] for row in breakdown} <= {1, 2, 3}
     assert main(["eval", policy, "--limit", "2", "--max-new-tokens", "4", "--by", "colour"]) == 2
     assert "cannot break down by 'colour'" in capsys.readouterr().err
+
+
+# Bad input, every verb: one line saying what to change, exit status 2, nothing written.
+
+
+def _bad_input_folders(root):
+    """Run and model folders that are wrong in one way each, under `root`."""
+    import json
+
+    import polars as pl
+
+    def run_folder(name, method="paretopo", config=True, truncate_steps=False, checkpoint=False):
+        folder = root / name
+        folder.mkdir()
+        if config:
+            (folder / "config.json").write_text(json.dumps({"method": {"method": method}, "task": "arithmetic"}))
+        pl.DataFrame({"step": [1, 2], "loss": [0.5, 0.4]}).write_parquet(folder / "steps.parquet")
+        if truncate_steps:  # as if cut short outside paretopo's atomic writes
+            data = (folder / "steps.parquet").read_bytes()
+            (folder / "steps.parquet").write_bytes(data[: len(data) // 2])
+        if checkpoint:
+            (folder / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+            (folder / "checkpoints" / "checkpoint-2" / "paretopo_state.json").write_text("{}")
+
+    run_folder("run_truncated", truncate_steps=True)
+    run_folder("run_without_config", config=False)
+    run_folder("run_of_torl", method="torl_grpo", checkpoint=True)
+    (root / "model_without_weights").mkdir()
+    (root / "model_without_weights" / "config.json").write_text("{}")
+    (root / "a_file.txt").write_text("not a folder")
+
+
+BAD_INPUT = [  # (argv with {tmp} for the fixture folder, what the error line must say)
+    ("demo --steps 0", "--steps must be at least 1"),
+    ("demo --steps -3", "--steps must be at least 1"),
+    ("demo --stage1-steps -1", "--stage1-steps must be at least 0"),
+    ("demo --test-examples 0", "--test-examples must be at least 1"),
+    ("demo --steps many", "argument --steps: invalid int value: 'many'"),
+    ("demo --runs {tmp}/a_file.txt", "is a file; pass a folder"),
+    ("demo --runs {tmp} --name run_truncated", "already exists; choose another --name"),
+    ("train --run-dir {tmp}/new --steps 0", "--steps must be at least 1"),
+    ("train --run-dir {tmp}/new --steps -5", "--steps must be at least 1"),
+    ("train --run-dir {tmp}/new --prompts 0", "--prompts must be at least 1"),
+    ("train --run-dir {tmp}/new --generations 1", "--generations must be at least 2"),
+    ("train --run-dir {tmp}/new --save-steps 0", "--save-steps must be at least 1"),
+    ("train --run-dir {tmp}/new --max-completion-length 0", "--max-completion-length must be at least 1"),
+    ("train --run-dir {tmp}/new --max-tool-calls -1", "--max-tool-calls must be at least 0"),
+    ("train --run-dir {tmp}/new --lr 0", "--lr must be positive"),
+    ("train --run-dir {tmp}/new --task chess", "--task 'chess' is unknown; choose one of"),
+    ("train --run-dir {tmp}/new --method chess", "argument --method: invalid choice: 'chess'"),
+    ("train --run-dir {tmp}/new --model {tmp}/no_such_model", "no such folder; pass an existing model folder"),
+    ("train --run-dir {tmp}/new --model ./no_such_model", "no such folder; pass an existing model folder"),
+    ("train --run-dir {tmp}/new --model {tmp}/model_without_weights", "holds no model weights"),
+    ("train --run-dir {tmp}/new --model {tmp}/a_file.txt", "is a file; pass a model folder"),
+    ("train --run-dir {tmp}/new --set colour=1", "--set colour: unknown ParetoPOConfig field"),
+    ("train --run-dir {tmp}/new --set beta=high", "--set beta=high: beta takes float, e.g. --set beta=0.5"),
+    ("train --run-dir {tmp}/new --set stage1_steps=true", "stage1_steps takes int | None"),
+    ("train --run-dir {tmp}/new --set weights=[1,\"a\"]", "weights takes tuple[float, ...]"),
+    ("train --run-dir {tmp}/new --set beta=2.0", "beta must be in (0, 1]"),
+    ("train --run-dir {tmp}/new --set beta", "--set expects FIELD=VALUE"),
+    ("train --run-dir {tmp}/a_file.txt", "is a file; pass a folder"),
+    ("train --run-dir {tmp}/run_of_torl --resume", "holds a 'torl_grpo' run, not 'paretopo'"),
+    ("train --run-dir {tmp}/run_without_config --resume", "config.json is missing, so"),
+    ("train --run-dir {tmp}/run_truncated --resume", "holds no complete checkpoint to resume"),
+    ("train --run-dir {tmp}/never_ran --resume", "no run folder at"),
+    ("eval {tmp}/no_such_model", "no such folder"),
+    ("eval {tmp}/model_without_weights", "holds no model weights"),
+    ("eval {tmp}/run_truncated", "has no final/ model"),
+    ("eval {tmp}/model_without_weights --limit 0", "--limit must be at least 1"),
+    ("eval {tmp}/model_without_weights --samples 0", "--samples must be at least 1"),
+    ("eval {tmp}/model_without_weights --max-new-tokens -1", "--max-new-tokens must be at least 1"),
+    ("eval {tmp}/model_without_weights --task chess", "--task 'chess' is unknown"),
+    ("eval {tmp}/model_without_weights --split nope", "--split 'nope' is not a split of task 'arithmetic'"),
+    ("eval {tmp}/model_without_weights --data {tmp}/no.jsonl", "--data {tmp}/no.jsonl: no such file"),
+    ("eval {tmp}/model_without_weights --out {tmp}", "is a folder; pass a file name"),
+    ("eval {tmp}/model_without_weights --out {tmp}/no_dir/x.json", "folder {tmp}/no_dir does not exist"),
+    ("compare {tmp}/no_such_run", "no such run folder"),
+    ("compare {tmp}/run_truncated", "steps.parquet is not a readable parquet table"),
+    ("compare {tmp}/run_without_config", "has no config.json"),
+    ("compare {tmp}/run_of_torl --out {tmp}/no_dir/x.json", "folder {tmp}/no_dir does not exist"),
+    ("export {tmp}/no_such_run {tmp}/export", "no such folder"),
+    ("export {tmp}/model_without_weights {tmp}/export", "no LoRA adapter"),
+    ("export {tmp}/run_of_torl {tmp}/a_file.txt", "is a file; pass a folder to export into"),
+    ("export {tmp}/run_of_torl {tmp}/run_of_torl/export", "is inside the source"),
+    ("warmstart --out {tmp}/a_file.txt", "is a file; pass a folder for the policy"),
+    ("warmstart --out {tmp}/run_truncated", "holds other files"),
+    ("showcase --steps 3", "unrecognized arguments: --steps 3"),
+    ("fly", "argument command: invalid choice: 'fly'"),
+]
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize(("command", "message"), BAD_INPUT, ids=[c for c, _ in BAD_INPUT])
+def test_bad_input_gives_one_line_and_writes_nothing(command, message, tmp_path, monkeypatch, capsys):
+    fixtures, cwd = tmp_path / "fixtures", tmp_path / "cwd"
+    fixtures.mkdir()
+    cwd.mkdir()
+    _bad_input_folders(fixtures)
+    monkeypatch.chdir(cwd)  # default outputs (runs/...) would land here
+    before = _tree(tmp_path)
+    try:
+        status = main(shlex.split(command.format(tmp=fixtures)))
+    except SystemExit as exit_:  # argparse's usage errors
+        status = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "\n" not in err and "Traceback" not in err, err
+    assert message.format(tmp=fixtures) in err, err
+    assert _tree(tmp_path) == before  # nothing written, nothing overwritten

@@ -1,8 +1,9 @@
 """One sandbox property per test, most of them checked with a hostile program.
 
 Each hostile run must be contained, reported as a clear error, leave the host unharmed and
-this test process alive. Tests that need the "namespaces" level (network, filesystem, uid)
-skip where it is unavailable; the fork bomb is never run where it would not be contained.
+this test process alive. Tests of the isolated levels (allow-listed filesystem, network, uid)
+run under each of "bwrap" and "namespaces" that works here, and skip where neither does; the
+fork bomb is never run where it would not be contained.
 """
 
 import os
@@ -18,18 +19,29 @@ import pytest
 
 from paretopo.tools import sandbox as sandbox_module
 from paretopo.tools.sandbox import (
+    ISOLATED_LEVELS,
     PythonSandbox,
     SandboxResult,
     _BoundedBuffer,
+    _level_problem,
+    _site_dirs,
     detect_isolation,
     make_python_tool,
     truncate_output,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-NAMESPACES = detect_isolation() == "namespaces"
-needs_namespaces = pytest.mark.skipif(not NAMESPACES, reason="needs the 'namespaces' level")
-MODES = ["namespaces", "rlimits-only"] if NAMESPACES else ["rlimits-only"]
+ISOLATED = [level for level in ISOLATED_LEVELS if _level_problem(level) is None]
+NAMESPACES = bool(ISOLATED)  # some level with the allow-listed view works here
+MODES = [*ISOLATED, "rlimits-only"]
+# What the allow-list may show at the top of the tree: the system's library and program
+# folders, the sandbox's own /dev, /proc and /tmp, and the first folder of each path the
+# interpreter needs (e.g. /root for a pyenv interpreter, /work for a venv's site-packages).
+INTERPRETER_TOPS = {
+    Path(os.path.realpath(p)).parts[1]
+    for p in (sys.executable, sys.base_prefix, *_site_dirs())
+}
+ALLOWED_TOP_LEVEL = {"bin", "lib", "lib64", "usr", "dev", "proc", "tmp"} | INTERPRETER_TOPS
 
 
 @pytest.fixture
@@ -39,6 +51,12 @@ def box() -> PythonSandbox:
 
 @pytest.fixture(params=MODES)
 def any_box(request) -> PythonSandbox:
+    return PythonSandbox(wall_time_s=5.0, mode=request.param)
+
+
+@pytest.fixture(params=ISOLATED or [pytest.param("none", marks=pytest.mark.skip("no isolated level here"))])
+def isolated_box(request) -> PythonSandbox:
+    """A sandbox at each level with the allow-listed view: "bwrap" and the hand-built one."""
     return PythonSandbox(wall_time_s=5.0, mode=request.param)
 
 
@@ -79,7 +97,9 @@ def as_marked_process(code: str, marker: str) -> str:
 
 def test_print_comes_back(any_box):
     result = any_box.run("print(1 + 1)\nprint('done')")
-    assert result == SandboxResult("2\ndone\n", True, None, False, result.duration_s, False)
+    assert result == SandboxResult(
+        "2\ndone\n", True, None, False, result.duration_s, False, any_box.mode
+    )
 
 
 def test_exception_gives_last_traceback_line(any_box):
@@ -115,10 +135,10 @@ def test_exit_codes(box):
     assert box.run("import os; os._exit(4)").error == "SystemExit: 4"
 
 
-def test_numpy_and_sympy_are_importable(box):
+def test_numpy_and_sympy_are_importable(any_box):
     pytest.importorskip("numpy")
     pytest.importorskip("sympy")
-    result = box.run("import numpy as np, sympy\nprint(int(np.arange(4).sum()), sympy.sqrt(8))")
+    result = any_box.run("import numpy as np, sympy\nprint(int(np.arange(4).sum()), sympy.sqrt(8))")
     assert (result.output, result.error) == ("6 2*sqrt(2)\n", None)
 
 
@@ -153,8 +173,7 @@ def test_infinite_loop_times_out_and_leaves_no_process(any_box):
     assert processes_with(marker) == []
 
 
-@needs_namespaces
-def test_background_process_dies_when_the_code_finishes(box):
+def test_background_process_dies_when_the_code_finishes(isolated_box):
     marker = f"paretopo-daemon-{uuid.uuid4().hex}"
     code = (
         "import subprocess, sys\n"
@@ -163,7 +182,7 @@ def test_background_process_dies_when_the_code_finishes(box):
         "import time; time.sleep(0.3)\n"  # long enough for the daemon to be running
         "print('spawned')\n"
     )
-    assert box.run(code).output == "spawned\n"
+    assert isolated_box.run(code).output == "spawned\n"
     assert processes_with(marker) == []
 
 
@@ -232,33 +251,32 @@ def test_file_size_limit(box):
     assert result.error == "OSError: [Errno 27] File too large"
 
 
-@needs_namespaces
-def test_writes_outside_the_workdir_do_not_reach_the_host(box):
+def test_writes_outside_the_workdir_do_not_reach_the_host(isolated_box):
     in_tmp = f"/tmp/paretopo-sandbox-probe-{uuid.uuid4().hex}"
     in_repo = REPO / "tests" / f".sandbox-probe-{uuid.uuid4().hex}"
-    result = box.run(
+    result = isolated_box.run(
         f"open({in_tmp!r}, 'w').write('x')\nprint('tmp ok')\nopen({str(in_repo)!r}, 'w')"
     )
     assert result.output == "tmp ok\n"  # /tmp inside is a private tmpfs
     assert result.error.startswith(("OSError: [Errno 30]", "FileNotFoundError", "PermissionError"))
-    assert box.run("open('/etc/paretopo-probe', 'w')").error.startswith("OSError: [Errno 30]")
+    for place in ("/usr/bin", "/"):  # the allow-listed system folders and the root are read-only
+        error = isolated_box.run(f"open('{place.rstrip('/')}/paretopo-probe', 'w')").error
+        assert error.startswith("OSError: [Errno 30] Read-only file system"), error
     assert not os.path.exists(in_tmp) and not in_repo.exists()
-    assert not os.path.exists("/etc/paretopo-probe")
+    assert not os.path.exists("/usr/bin/paretopo-probe") and not os.path.exists("/paretopo-probe")
 
 
-@needs_namespaces
-def test_repository_and_home_directories_are_hidden(box):
-    code = f"import os\nprint(os.listdir({str(REPO)!r}), os.path.exists({str(REPO / 'pyproject.toml')!r}))"
-    listing = box.run(code).output
-    assert "pyproject.toml" not in listing and listing.endswith("False\n")
-    assert box.run("import os\nprint(os.listdir('/home'))").output == "[]\n"
+def test_repository_and_home_directories_are_hidden(isolated_box):
+    # The checkout may exist on the way to a venv inside it (.venv/), but never its files.
+    paths = [str(REPO / "pyproject.toml"), str(REPO / "data"), str(REPO / "paretopo"), "/home"]
+    code = f"import os\nprint([os.path.exists(p) for p in {paths!r}])"
+    assert isolated_box.run(code).output == "[False, False, False, False]\n"
 
 
-@needs_namespaces
-def test_network_is_off(box):
+def test_network_is_off(isolated_box):
     code = "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)"
-    assert box.run(code).error == "OSError: [Errno 101] Network is unreachable"
-    assert box.run("import socket\nprint(socket.if_nameindex())").output == "[(1, 'lo')]\n"
+    assert isolated_box.run(code).error == "OSError: [Errno 101] Network is unreachable"
+    assert isolated_box.run("import socket\nprint(socket.if_nameindex())").output == "[(1, 'lo')]\n"
 
 
 def test_parent_secrets_are_not_passed_on(any_box, monkeypatch):
@@ -271,8 +289,7 @@ def test_parent_secrets_are_not_passed_on(any_box, monkeypatch):
     assert any_box.run(code).output == "None\nFalse\n"
 
 
-@needs_namespaces
-def test_parent_secrets_are_not_in_any_visible_process(box, monkeypatch):
+def test_parent_secrets_are_not_in_any_visible_process(isolated_box, monkeypatch):
     monkeypatch.setenv("PARETOPO_TEST_SECRET", "hunter2")
     code = (
         "import os\nfound = []\n"
@@ -281,47 +298,147 @@ def test_parent_secrets_are_not_in_any_visible_process(box, monkeypatch):
         "    except OSError:\n        pass\n"
         "print(any(found))"
     )
-    assert box.run(code).output == "False\n"
+    assert isolated_box.run(code).output == "False\n"
 
 
-@needs_namespaces
-def test_shell_runs_confined(box):
+def test_shell_runs_confined(isolated_box):
     code = (
         "import os, subprocess\n"
         "print(subprocess.run(['sh', '-c', 'id -u; hostname; touch /etc/x 2>/dev/null || echo denied'],"
         " capture_output=True, text=True).stdout, end='')\n"
         "os.system('kill -9 -1')\n"  # every process this uid may signal: only the sandbox's own
     )
-    result = box.run(code)
+    result = isolated_box.run(code)
     uid, hostname, denied = result.output.splitlines()
     assert int(uid) != 0 and hostname == "sandbox" and denied == "denied"
     assert result.error == "RuntimeError: killed by signal SIGKILL (Killed)"
     assert subprocess.run(["true"]).returncode == 0
 
 
-@needs_namespaces
-def test_host_processes_are_invisible(box):
+def test_host_processes_are_invisible(isolated_box):
     code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit())[:1])"
-    assert box.run(code).output == "[1]\n"
-    assert str(os.getpid()) not in box.run("import os\nprint(os.listdir('/proc'))").output
+    assert isolated_box.run(code).output == "[1]\n"
+    assert str(os.getpid()) not in isolated_box.run("import os\nprint(os.listdir('/proc'))").output
 
 
-@needs_namespaces
-def test_privileges_cannot_be_regained(box):
-    result = box.run("import os\nos.setuid(0)")
+def test_privileges_cannot_be_regained(isolated_box):
+    result = isolated_box.run("import os\nos.setuid(0)")
     assert result.error == "PermissionError: [Errno 1] Operation not permitted"
     remount = "import subprocess\nprint(subprocess.run(['mount', '-o', 'remount,rw', '/'], capture_output=True).returncode)"
-    assert box.run(remount).output != "0\n"
+    assert isolated_box.run(remount).output != "0\n"
 
 
-@needs_namespaces
-def test_host_mounts_and_root_filesystem_are_untouched(box):
+def test_host_mounts_and_root_filesystem_are_untouched(isolated_box):
     before = Path("/proc/self/mountinfo").read_text()
-    box.run("import os\nprint(os.listdir('/'))")
+    isolated_box.run("import os\nprint(os.listdir('/'))")
     assert Path("/proc/self/mountinfo").read_text() == before
     probe = REPO / "tests" / f".host-rw-{uuid.uuid4().hex}"
     probe.write_text("x")  # the host's own view stays writable
     probe.unlink()
+
+
+# Hostile programs against the allow-listed view (issue 16): one property per test
+
+
+@pytest.fixture
+def file_beside_the_checkout():
+    """A world-readable file in the folder that holds the checkout, as a sibling project's."""
+    path = REPO.parent / f".paretopo-sibling-probe-{uuid.uuid4().hex}"
+    try:
+        path.write_text("sibling secret\n")
+    except OSError:
+        pytest.skip(f"cannot write beside the checkout in {REPO.parent}")
+    path.chmod(0o644)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def test_file_beside_the_checkout_is_invisible(isolated_box, file_beside_the_checkout):
+    result = isolated_box.run(f"print(open({str(file_beside_the_checkout)!r}).read())")
+    assert result.error.startswith("FileNotFoundError"), result
+    assert "sibling secret" not in result.output
+
+
+def test_folders_beside_the_checkout_are_invisible(isolated_box, file_beside_the_checkout):
+    code = f"import os\nprint(os.path.exists({str(REPO.parent)!r}) and os.listdir({str(REPO.parent)!r}))"
+    listing = isolated_box.run(code).output
+    assert file_beside_the_checkout.name not in listing and REPO.name not in listing
+
+
+def test_root_lists_only_the_allow_list(isolated_box):
+    listing = set(eval(isolated_box.run("import os\nprint(sorted(os.listdir('/')))").output))
+    assert {"dev", "proc", "tmp", "usr"} <= listing <= ALLOWED_TOP_LEVEL, sorted(listing)
+    host_only = {"etc", "home", "var", "srv", "opt", "mnt", "media", "run", "boot", "sys"}
+    assert not listing & (host_only - INTERPRETER_TOPS)
+    # a folder on the way to the interpreter (/root for pyenv) holds only that way
+    for top in sorted(INTERPRETER_TOPS):
+        inside = eval(isolated_box.run(f"import os\nprint(os.listdir('/{top}'))").output)
+        assert len(inside) == 1, (top, inside)
+
+
+def test_etc_passwd_is_unreadable(isolated_box):
+    result = isolated_box.run("print(open('/etc/passwd').read())")
+    assert result.error == "FileNotFoundError: [Errno 2] No such file or directory: '/etc/passwd'"
+
+
+def test_symlinks_out_of_the_scratch_folder_lead_nowhere(isolated_box):
+    targets = ["/etc/passwd", str(REPO / "pyproject.toml"), "/proc/1/root/etc/passwd", "/home"]
+    code = (
+        "import os\n"
+        f"for i, target in enumerate({targets!r}):\n"
+        "    os.symlink(target, f'link{i}')\n"
+        "    try:\n        print(open(f'link{i}', 'rb').read(1))\n"
+        "    except OSError as e:\n        print(type(e).__name__)\n"
+    )
+    result = isolated_box.run(code)
+    assert result.ok and result.output.split() == [
+        "FileNotFoundError", "FileNotFoundError", "PermissionError", "FileNotFoundError"
+    ], result.output
+
+
+def test_host_init_environment_is_unreadable(isolated_box, monkeypatch):
+    monkeypatch.setenv("PARETOPO_TEST_SECRET", "hunter2")
+    result = isolated_box.run("print(open('/proc/1/environ', 'rb').read())")
+    assert result.error == "PermissionError: [Errno 13] Permission denied: '/proc/1/environ'"
+    assert "hunter2" not in result.output
+
+
+def test_site_packages_is_read_only(isolated_box):
+    site = _site_dirs()[0]
+    probe = Path(site) / f"paretopo-probe-{uuid.uuid4().hex}.py"
+    result = isolated_box.run(f"open({str(probe)!r}, 'w').write('import os')")
+    assert result.error.startswith("OSError: [Errno 30] Read-only file system"), result
+    assert not probe.exists()
+
+
+def test_a_shell_sees_no_more_than_python(isolated_box, file_beside_the_checkout):
+    site_probe = Path(_site_dirs()[0]) / f"paretopo-probe-{uuid.uuid4().hex}"
+    script = "; ".join([
+        f"cat {file_beside_the_checkout} >/dev/null 2>&1 && echo read-sibling",
+        f"ls {REPO.parent} 2>/dev/null | grep -qx {REPO.name} && echo listed-siblings",
+        "cat /etc/passwd >/dev/null 2>&1 && echo read-passwd",
+        "ln -s /etc/passwd /tmp/out && cat /tmp/out >/dev/null 2>&1 && echo followed-symlink",
+        "cat /proc/1/environ >/dev/null 2>&1 && echo read-init-environ",
+        f"touch {site_probe} 2>/dev/null && echo wrote-site-packages",
+        "echo top: $(ls /)",
+    ])
+    code = f"import subprocess\nprint(subprocess.run(['sh', '-c', {script!r}], capture_output=True, text=True).stdout)"
+    result = isolated_box.run(code)
+    lines = result.output.split("\n")
+    assert lines[0].startswith("top: "), result.output  # nothing above it got through
+    assert set(lines[0].split()[1:]) <= ALLOWED_TOP_LEVEL
+    assert not site_probe.exists()
+
+
+def test_both_isolated_levels_show_the_same_view():
+    if len(ISOLATED) < 2:
+        pytest.skip("needs both bwrap and the hand-built namespaces")
+    code = (
+        "import os\nfor top in ['/', '/dev', '/usr', '/tmp']:\n"
+        "    print(top, sorted(os.listdir(top)), oct(os.stat(top).st_mode))"
+    )
+    views = {PythonSandbox(mode=level).run(code).output for level in ISOLATED}
+    assert len(views) == 1, views
 
 
 def test_killing_signal_is_reported(box):
@@ -332,21 +449,40 @@ def test_killing_signal_is_reported(box):
 # Levels, fallback, tool
 
 
-def test_isolation_level_is_reported():
-    assert PythonSandbox().isolation in ("namespaces", "rlimits-only")
-    assert PythonSandbox(mode="rlimits-only").isolation == "rlimits-only"
+def test_isolation_level_is_reported(any_box):
+    assert PythonSandbox().isolation in ("bwrap", "namespaces", "rlimits-only")
+    assert any_box.isolation == any_box.mode
+    assert any_box.run("pass").isolation == any_box.mode
+    assert make_python_tool(any_box).isolation == any_box.mode
 
 
-def test_fallback_warns_and_says_which_level(monkeypatch):
-    monkeypatch.setattr(sandbox_module, "_namespace_problem", lambda: "simulated: no unshare")
+@pytest.fixture
+def fresh_detection():
     detect_isolation.cache_clear()
-    try:
-        with pytest.warns(RuntimeWarning, match="simulated: no unshare.*'rlimits-only'"):
-            assert PythonSandbox().isolation == "rlimits-only"
-        with pytest.raises(RuntimeError, match="namespaces are unavailable"):
-            _ = PythonSandbox(mode="namespaces").isolation
-    finally:
-        detect_isolation.cache_clear()
+    yield
+    detect_isolation.cache_clear()
+
+
+def test_fallback_warns_and_says_which_level(monkeypatch, fresh_detection):
+    monkeypatch.setattr(sandbox_module, "_bwrap_problem", lambda: "simulated: no bwrap")
+    monkeypatch.setattr(sandbox_module, "_namespace_problem", lambda: "simulated: no unshare")
+    with pytest.warns(RuntimeWarning, match="simulated: no bwrap.*simulated: no unshare.*'rlimits-only'"):
+        assert PythonSandbox().isolation == "rlimits-only"
+    for level in ISOLATED_LEVELS:
+        with pytest.raises(RuntimeError, match=f"mode='{level}' is unavailable here: simulated"):
+            _ = PythonSandbox(mode=level).isolation
+
+
+@pytest.mark.skipif("namespaces" not in ISOLATED, reason="needs the hand-built namespaces")
+def test_without_bwrap_the_hand_built_view_is_used_silently(monkeypatch, fresh_detection):
+    import warnings
+
+    monkeypatch.setattr(sandbox_module, "_bwrap_problem", lambda: "simulated: no bwrap")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        box = PythonSandbox()
+        assert box.isolation == "namespaces"
+        assert box.run("import os\nprint(os.path.exists('/etc'))").output == "False\n"
 
 
 def test_config_is_validated():
@@ -369,10 +505,11 @@ def test_python_tool_returns_output_or_error_and_has_a_schema():
     assert schema["parameters"]["properties"]["code"]["type"] == "string"
 
 
-def test_round_trip_latency(box):
-    box.run("pass")  # warm the page cache
-    times = sorted(box.run("print(1+1)").duration_s for _ in range(15))
-    assert times[len(times) // 2] < 0.5, times  # ~25 ms measured; generous for a shared CPU
+def test_round_trip_latency(any_box):
+    any_box.run("pass")  # warm the page cache
+    times = sorted(any_box.run("print(1+1)").duration_s for _ in range(15))
+    # Target 100 ms (benchmarks/bench_sandbox.py); generous here for a shared, loaded CPU.
+    assert times[len(times) // 2] < 0.5, times
 
 
 # Output truncation: the streaming buffer agrees with the plain function

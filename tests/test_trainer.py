@@ -146,6 +146,24 @@ def test_reward_functions_are_required(policy, tmp_path):
         )
 
 
+def test_config_records_which_sandbox_level_the_python_tool_had(policy, tmp_path):
+    from paretopo.tools.sandbox import PythonSandbox, make_python_tool
+
+    class PythonToyTask(ToyTask):
+        def tools(self):
+            return [make_python_tool(PythonSandbox(mode="rlimits-only"))]
+
+    train_run("torl_grpo", fast_settings(tmp_path / "run", policy, task=PythonToyTask(), max_steps=1,
+                                         checkpoint_eval=False))
+    assert read_run(tmp_path / "run").config["tool_isolation"] == {"python": "rlimits-only"}
+
+
+def test_run_log_knows_the_checkpoint_state_file():
+    from paretopo.runlog import CHECKPOINT_STATE_FILE
+
+    assert CHECKPOINT_STATE_FILE == STATE_FILE  # how resume tells a complete checkpoint
+
+
 def test_toy_task_is_what_the_fixtures_say():
     assert ToyTask().is_correct("a 7 b", None) and not ToyTask().is_correct("abc", None)
 
@@ -180,3 +198,88 @@ def test_train_batch_ema_outcome_smooths_batch_means_and_is_checkpointed():
     assert np.allclose(ParetoPOMixin._train_batch_outcome(plain, np.array([[1.0, 1.0], [0.0, 0.0]])), [0.5, 0.5])
     with pytest.raises(ValueError, match="stage1_outcome_decay"):
         ParetoPOConfig(stage1_outcome_decay=1.0)
+
+CRASH_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from trainer_fixtures import fast_settings
+from paretopo.train import train_run
+
+def hang(marker):  # tell the test where we are, then wait for its SIGKILL
+    open(marker, "w").close()
+    time.sleep(600)
+
+{hook}
+train_run("paretopo", fast_settings({run!r}, {policy!r}, max_steps=4, save_steps=2),
+          method_overrides={{"stage1_steps": 3}})
+"""
+
+# Killed while checkpoint-4 is half written: weights saved, optimizer and paretopo state not yet.
+HANG_IN_CHECKPOINT_SAVE = """
+import transformers
+original_save = transformers.Trainer._save_optimizer_and_scheduler
+def save_then_hang(self, output_dir):
+    if output_dir.endswith("checkpoint-4"):
+        hang({marker!r})
+    return original_save(self, output_dir)
+transformers.Trainer._save_optimizer_and_scheduler = save_then_hang
+"""
+
+# Killed while the first validation evaluation is being written: the temporary parquet file is
+# complete on disk but not yet renamed over eval.parquet.
+HANG_IN_EVALUATION_WRITE = """
+import paretopo.runlog as runlog
+original_replace = os.replace
+def replace_then_hang(source, target):
+    if str(target).endswith("eval.parquet"):
+        hang({marker!r})
+    return original_replace(source, target)
+runlog.os = type(sys)("os_with_hang")
+runlog.os.__dict__.update(os.__dict__, replace=replace_then_hang)
+"""
+
+
+def _kill_when_hung(run, policy, hook, tmp_path):
+    """Run the crash script until it reaches `hook`'s hang, SIGKILL it, return the marker path."""
+    marker = tmp_path / "hung"
+    script = CRASH_SCRIPT.format(tests=str(TESTS), run=str(run), policy=policy,
+                                 hook=hook.format(marker=str(marker)))
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), process.stderr.read().decode()[-3000:] if process.poll() is not None else "timed out"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def _resume_to_the_end(run, policy):
+    result = train_run("paretopo", fast_settings(run, policy, max_steps=4, save_steps=2),
+                       method_overrides={"stage1_steps": 3}, resume=True)
+    assert result.steps == 4
+    data = read_run(run)
+    assert data.steps.sort("step")["step"].to_list() == [1, 2, 3, 4]  # every step once
+    assert sorted(set(data.groups["step"].to_list())) == [1, 2, 3, 4]
+    validation = data.evals.filter(pl.col("split") == "validation").sort("step")
+    assert validation["step"].to_list() == [2, 4]  # every checkpoint evaluated once
+    assert (run / "checkpoints" / "checkpoint-4" / STATE_FILE).exists()
+    return data
+
+
+def test_sigkill_during_a_checkpoint_save_resumes_from_the_last_complete_one(policy, tmp_path):
+    run = tmp_path / "run"
+    _kill_when_hung(run, policy, HANG_IN_CHECKPOINT_SAVE, tmp_path)
+    assert not (run / "checkpoints" / "checkpoint-4" / STATE_FILE).exists()  # cut short
+    killed = read_run(run)  # readable right after the kill
+    assert killed.steps["step"].max() >= 4 and killed.config["method"]["method"] == "paretopo"
+    _resume_to_the_end(run, policy)  # from checkpoint-2; the half-written checkpoint-4 is redone
+
+
+def test_sigkill_during_evaluation_writes_keeps_the_run_readable_and_resumable(policy, tmp_path):
+    run = tmp_path / "run"
+    _kill_when_hung(run, policy, HANG_IN_EVALUATION_WRITE, tmp_path)
+    assert list(run.glob(".eval.parquet.*.tmp"))  # killed between writing and renaming
+    killed = read_run(run)  # the half-finished write is invisible to readers
+    assert killed.evals.height == 0 and killed.steps.height == 2
+    _resume_to_the_end(run, policy)  # checkpoint-2 is evaluated again, then steps 3 and 4 run

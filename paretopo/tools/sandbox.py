@@ -3,26 +3,40 @@
 `PythonSandbox(...).run(code)` starts a fresh interpreter, runs `code` in it and returns a
 `SandboxResult`; `make_python_tool()` wraps that as the typed `python(code) -> str` tool that
 TRL turns into a JSON schema. Results come back ToRL-style: stdout and stderr together, cut to
-head + "..." + tail, and on an exception only the last line of the traceback.
+head + "..." + tail, and on an exception only the last line of the traceback. Each result
+says which isolation level it ran under (`SandboxResult.isolation`, also `python.isolation`
+on the tool), and `paretopo train` records it in the run's config.json.
 
-Isolation levels, detected once per process (`detect_isolation`, `PythonSandbox.isolation`):
+Isolation levels, the strongest that works detected once per process (`detect_isolation`):
 
-"namespaces" (running as root with a working `unshare`, as in these sessions and CI):
-    - new mount, PID, network, IPC and UTS namespaces (`unshare --fork --kill-child`);
-    - the code runs as a fresh random uid with no capabilities and no_new_privs, so
-      RLIMIT_NPROC is enforced (it is not for root) and counts only this run's processes;
-    - a read-only view of the filesystem: /tmp, /var/tmp and /dev/shm are one private tmpfs
-      of `scratch_mb` holding the working directory /tmp/sandbox; /root, /home, /run, /mnt,
-      /media, /srv and the paretopo checkout (its data may hold answer keys) are hidden behind
-      empty tmpfs, except the interpreter and its site-packages;
+"bwrap" (Debian's bubblewrap, the sandbox Flatpak uses, when `bwrap` is installed), and
+"namespaces" (the same view built by hand with `unshare` and mount calls, as root, when bwrap
+is absent) give model code the same allow-listed view:
+    - new mount, PID, network, IPC and UTS namespaces; when the run ends or times out, every
+      process in its PID namespace dies with it;
+    - as root, the code runs as a fresh random uid with no capabilities and no_new_privs, so
+      RLIMIT_NPROC is enforced (it is not for root) and counts only this run's processes
+      (bwrap without root: the caller's uid inside a user namespace);
     - no network: the namespace has only a loopback device, left down;
-    - when the run ends or times out, every process in its PID namespace dies with it.
-"rlimits-only" (anything else: no root, no `unshare`, containers without namespaces):
+    - the filesystem is an allow-list, built on an empty root (`PythonSandbox.filesystem_view`).
+      Model code sees only:
+        * read-only: the interpreter binary, its standard library and LIBDIR, the allowed
+          site-packages (`site_packages=True`), `extra_readonly_paths`; the loader and shared
+          libraries (/usr/lib, /usr/lib64; /lib and /lib64 as the host has them) and /usr/bin
+          (with /bin), so that `sh` and `subprocess` work - programs, not data;
+        * a private writable tmpfs /tmp of `scratch_mb` (working directory /tmp/sandbox;
+          /dev/shm points into it);
+        * /dev/null, /dev/zero, /dev/urandom, and /dev/fd, /dev/std{in,out,err};
+        * /proc of its own PID namespace.
+      Nothing else of the host: not the checkout, not the folders beside it, not /home, /root,
+      /etc, /var, /srv, /opt, /mnt or any other top-level folder. Directories on the way to an
+      allowed path (e.g. /root/.pyenv for a pyenv interpreter) exist but list only that path.
+"rlimits-only" (no bwrap and no root `unshare`, e.g. some notebook hosts and containers):
     a separate process in its own session with the resource limits below, a minimal
     environment and a temporary working directory, running as the calling user. When
-    mode="auto" falls back to it, a warning says so.
+    mode="auto" falls back to it, a warning says so (once per process).
 
-Both levels: a wall-time limit (the whole process group is SIGKILLed), RLIMIT_CPU, RLIMIT_AS,
+All levels: a wall-time limit (the whole process group is SIGKILLed), RLIMIT_CPU, RLIMIT_AS,
 RLIMIT_FSIZE, RLIMIT_NOFILE and no core dumps; stdin is /dev/null; the environment is built
 from scratch (PATH, HOME, LANG, PYTHONHASHSEED, single-threaded BLAS), so the parent's
 secrets are not passed on; output is read into a bounded buffer, so a print loop cannot
@@ -30,13 +44,14 @@ fill the host's memory.
 
 Threat model. This is for code written by a language model during RL: mostly buggy,
 sometimes runaway (infinite loops, fork or memory bombs, huge prints), now and then
-"curious" (reading files, environment variables or the network to find answers). It is NOT
-a security boundary against a determined attacker. It does not protect against:
+"curious" (reading files, environment variables or the network to find answers, such as the
+answer keys in the checkout's data or a researcher's other projects). It is NOT a security
+boundary against a determined attacker. It does not protect against:
     - kernel exploits: the code shares the host kernel, and a local privilege escalation
       escapes every level here (use a VM or gVisor for hostile code);
     - side and covert channels: timing, caches, CPU load, /proc/cpuinfo and the like;
-    - reading world-readable files that are not hidden (e.g. /etc, /usr, /work/shared);
-      add paths to `hidden_paths` to hide more;
+    - what the allow-list shows: the host's installed programs and libraries, the Python
+      installation and its site-packages (read-only), and the kernel's global /proc files;
     - memory in total: the bound is max_processes x memory_mb plus scratch_mb, enforced
       per process (no cgroup is used); CPU contention is bounded only by the time limits;
     - forged error lines: the last traceback line is written from inside the sandbox, so
@@ -55,29 +70,26 @@ import functools
 import inspect
 import json
 import os
+import platform
 import select
 import selectors
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
-ISOLATION_LEVELS = ("namespaces", "rlimits-only")
+ISOLATION_LEVELS = ("bwrap", "namespaces", "rlimits-only")
+ISOLATED_LEVELS = ("bwrap", "namespaces")  # the allow-listed filesystem view
 WORKDIR_IN_NAMESPACE = "/tmp/sandbox"
-
-
-def _checkout_root() -> list[str]:
-    """The paretopo source checkout, when the package runs from one (data, answer keys)."""
-    root = Path(__file__).resolve().parents[2]
-    return [str(root)] if (root / "pyproject.toml").exists() else []
-
-
-DEFAULT_HIDDEN_PATHS = ("/root", "/home", "/run", "/mnt", "/media", "/srv", *_checkout_root())
+SYSTEM_READONLY_PATHS = ("/usr/lib", "/usr/lib64", "/usr/bin")  # loader, shared libraries, sh
+DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom")
+# pivot_root has no libc wrapper; the syscall number differs per architecture.
+_PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +102,7 @@ class SandboxResult:
     timed_out: the wall-time or CPU-time limit stopped it.
     duration_s: round trip seen by the caller, interpreter start-up included.
     truncated: output was cut.
+    isolation: the level it ran under: "bwrap", "namespaces" or "rlimits-only".
     """
 
     output: str
@@ -98,6 +111,7 @@ class SandboxResult:
     timed_out: bool
     duration_s: float
     truncated: bool
+    isolation: str = ""
 
     def as_tool_text(self) -> str:
         """What the model sees: the output, then the error line if there is one."""
@@ -148,15 +162,18 @@ class PythonSandbox:
     """Characters kept from the end of a cut output."""
     site_packages: bool = True
     """Make the host's site-packages (numpy, sympy, ...) importable; no .pth hooks are run."""
-    hidden_paths: tuple[str, ...] = DEFAULT_HIDDEN_PATHS
-    """Directories replaced by an empty read-only tmpfs ("namespaces" only)."""
+    extra_readonly_paths: tuple[str, ...] = ()
+    """More host files or folders to show read-only (isolated levels; e.g. "/etc/ld.so.cache"
+    where the loader needs it). Everything not allow-listed stays invisible."""
     mode: str = "auto"
-    """Isolation to use: "auto" (the strongest available, warns on fallback), "namespaces"
-    or "rlimits-only"."""
+    """Isolation to use: "auto" (the strongest available, warns on a fallback to
+    "rlimits-only"), "bwrap", "namespaces" or "rlimits-only"."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", *ISOLATION_LEVELS):
-            raise ValueError(f"mode={self.mode!r}: use 'auto', 'namespaces' or 'rlimits-only'")
+            raise ValueError(
+                f"mode={self.mode!r}: use 'auto', 'bwrap', 'namespaces' or 'rlimits-only'"
+            )
         for name in (
             "wall_time_s",
             "cpu_time_s",
@@ -176,18 +193,62 @@ class PythonSandbox:
                 f"head_chars={self.head_chars} + tail_chars={self.tail_chars} must be non-negative "
                 f"and at most max_output_chars={self.max_output_chars}"
             )
-        self.hidden_paths = tuple(self.hidden_paths)
+        self.extra_readonly_paths = tuple(self.extra_readonly_paths)
 
     @property
     def isolation(self) -> str:
-        """The level `run` uses: "namespaces" or "rlimits-only" (detected once, cached)."""
+        """The level `run` uses: "bwrap", "namespaces" or "rlimits-only" (probed once, cached)."""
         if self.mode == "auto":
             return detect_isolation()
-        if self.mode == "namespaces" and detect_isolation() != "namespaces":
-            raise RuntimeError(
-                f"mode='namespaces' but namespaces are unavailable: {_namespace_problem()}"
-            )
+        problem = _level_problem(self.mode)
+        if problem is not None:
+            raise RuntimeError(f"mode={self.mode!r} is unavailable here: {problem}")
         return self.mode
+
+    def readonly_paths(self) -> list[str]:
+        """Host paths the isolated levels show read-only, real paths, none inside another."""
+        wanted = [*SYSTEM_READONLY_PATHS, *_interpreter_paths(), *self.extra_readonly_paths]
+        wanted += _site_dirs() if self.site_packages else []
+        # Without merged /usr, /bin, /lib and /lib64 are real folders holding sh and the loader.
+        wanted += [p for p in ("/bin", "/lib", "/lib64") if os.path.isdir(p) and not os.path.islink(p)]
+        kept: list[str] = []
+        for path in sorted({os.path.realpath(p) for p in wanted if os.path.exists(p)}):
+            if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+                kept.append(path)
+        return kept
+
+    def filesystem_view(self) -> list[tuple[str, str, str]]:
+        """The whole filesystem of the isolated levels, as (kind, path, source) on an empty root.
+
+        kind: "tmpfs" (source: size in MB), "dir" (an empty folder, mode 755), "ro" (a read-only
+        bind of the host's `source`), "dev" (a device bind), "symlink" (source: its target),
+        "proc" (a new procfs of the sandbox's PID namespace). In order: parents first.
+        """
+        view = [("tmpfs", "/tmp", str(self.scratch_mb))]
+        made = {"/", "/tmp"}
+
+        def parents(path: str) -> None:
+            parent = os.path.dirname(path)
+            if parent not in made:
+                parents(parent)
+                view.append(("dir", parent, ""))
+                made.add(parent)
+
+        readonly = self.readonly_paths()
+        for path in readonly:
+            parents(path)
+            view.append(("ro", path, path))
+        for name in ("/bin", "/lib", "/lib64"):  # merged /usr: keep the host's links into it
+            target = os.path.realpath(name)
+            if os.path.islink(name) and any(target == p or target.startswith(p + "/") for p in readonly):
+                view.append(("symlink", name, os.readlink(name)))
+        view.append(("dir", "/dev", ""))
+        view += [("dev", device, device) for device in DEVICES if os.path.exists(device)]
+        view += [("symlink", "/dev/fd", "/proc/self/fd"), ("symlink", "/dev/shm", "/tmp")]
+        view += [("symlink", f"/dev/{name}", f"/proc/self/fd/{fd}")
+                 for fd, name in enumerate(("stdin", "stdout", "stderr"))]
+        view.append(("proc", "/proc", ""))
+        return view
 
     def run(self, code: str) -> SandboxResult:
         """Run `code` as a script in the sandbox and report what happened."""
@@ -196,42 +257,41 @@ class PythonSandbox:
     def _run(self, code: str, isolation: str) -> SandboxResult:
         start = time.perf_counter()
         host_workdir = None
-        uid = None
-        if isolation == "namespaces":
-            uid = _fresh_uid()
+        as_root = os.geteuid() == 0
+        isolated = isolation in ISOLATED_LEVELS
+        view = self.filesystem_view() if isolated else []
+        if isolated:
             workdir = WORKDIR_IN_NAMESPACE
-            argv = [
-                "unshare",
-                "--mount",
-                "--pid",
-                "--net",
-                "--ipc",
-                "--uts",
-                "--fork",
-                "--kill-child",
-                "--mount-proc",
-            ]
+            # The interpreter's real path: the view holds the binary, not a venv's symlink to it.
+            python = os.path.realpath(sys.executable)
         else:
             host_workdir = tempfile.mkdtemp(prefix="paretopo-sandbox-")
             workdir = host_workdir
+            python = sys.executable
+        if isolation == "bwrap":
+            argv = _bwrap_argv(view, as_root)
+        elif isolation == "namespaces":
+            argv = ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
+                    "--kill-child", "--mount-proc"]  # fmt: skip
+        else:
             argv = []
         cfg = {
-            "namespaces": isolation == "namespaces",
-            "uid": uid,
+            "isolation": isolation,
+            # In the isolated levels, root drops to a fresh uid so RLIMIT_NPROC holds.
+            "uid": _fresh_uid() if isolated and as_root else None,
             "workdir": workdir,
             "cpu_s": self.cpu_time_s,
             "memory_mb": self.memory_mb,
             "file_size_mb": self.file_size_mb,
-            "scratch_mb": self.scratch_mb,
             "nproc": self._nproc_limit(isolation),
-            "site_dirs": _site_dirs() if self.site_packages else [],
-            "hidden": [os.path.realpath(p) for p in self.hidden_paths],
-            "keep": _interpreter_dirs() + (_site_dirs() if self.site_packages else []),
-            "env": _minimal_env(workdir),
+            "site_dirs": [os.path.realpath(p) for p in _site_dirs()] if self.site_packages else [],
+            "view": view if isolation == "namespaces" else [],  # bwrap builds it itself
+            "pivot_root": _PIVOT_ROOT_SYSCALL.get(platform.machine()),
+            "env": _minimal_env(workdir, python),
         }
         # -S skips site.py and its .pth hooks (the editable-install hook alone costs ~10 ms);
         # the supervisor puts site-packages on sys.path itself. -u: partial output survives a kill.
-        argv += [sys.executable, "-S", "-u", "-c", _supervisor_source(), json.dumps(cfg)]
+        argv += [python, "-S", "-u", "-c", _supervisor_source(), json.dumps(cfg)]
         try:
             proc = subprocess.Popen(
                 argv,
@@ -257,11 +317,12 @@ class PythonSandbox:
             timed_out=timed_out or limit_hit,
             duration_s=time.perf_counter() - start,
             truncated=truncated,
+            isolation=isolation,
         )
 
     def _nproc_limit(self, isolation: str) -> int:
-        if isolation == "namespaces" or os.geteuid() == 0:
-            return self.max_processes  # fresh uid; for root the limit is not enforced anyway
+        if os.geteuid() == 0:
+            return self.max_processes  # isolated: a fresh uid; else not enforced for root anyway
         # RLIMIT_NPROC counts every task of the real uid, so leave room for the ones running.
         return self.max_processes + _count_tasks_of(os.getuid())
 
@@ -365,7 +426,8 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
     """Build the `python` tool for an agent, running in `sandbox` (default limits if None).
 
     The returned function is typed and documented so that TRL's `tools=` (through
-    transformers' `get_json_schema`) can describe it to the model.
+    transformers' `get_json_schema`) can describe it to the model. Its `isolation` attribute
+    is the level its runs get, for run logs.
 
     Example:
         >>> make_python_tool()("print(6 * 7)")
@@ -381,6 +443,7 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
         """
         return box.run(code).as_tool_text()
 
+    python.isolation = box.isolation  # type: ignore[attr-defined]
     return python
 
 
@@ -388,24 +451,48 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
 def detect_isolation() -> str:
     """The strongest isolation level that works here, probed once per process.
 
-    Warns (once) when it has to fall back to "rlimits-only".
+    "bwrap" and "namespaces" give the same view; warns (once) when it has to fall back to
+    "rlimits-only".
     """
-    problem = _namespace_problem()
-    if problem is None:
-        return "namespaces"
+    problems = {}
+    for level in ISOLATED_LEVELS:
+        problems[level] = _level_problem(level)
+        if problems[level] is None:
+            return level
     if os.geteuid() == 0:
         who = "root, WITHOUT a process-count limit (RLIMIT_NPROC is not enforced for root),"
     else:
         who = f"uid {os.geteuid()}"
     warnings.warn(
-        f"PythonSandbox: Linux namespaces are unavailable ({problem}); falling back to "
-        f"'rlimits-only' isolation: model code runs as {who} with resource limits, a minimal "
-        "environment and a temporary directory, but WITH network access and the user's files. "
-        "See the threat model in paretopo.tools.sandbox.",
+        f"PythonSandbox: no isolated level works here (bwrap: {problems['bwrap']}; "
+        f"namespaces: {problems['namespaces']}); falling back to 'rlimits-only' isolation: "
+        f"model code runs as {who} with resource limits, a minimal environment and a temporary "
+        "directory, but WITH network access and the host's files in view. Install bubblewrap "
+        "(apt-get install bubblewrap) for the allow-listed view; see the threat model in "
+        "paretopo.tools.sandbox.",
         RuntimeWarning,
         stacklevel=2,
     )
     return "rlimits-only"
+
+
+def _level_problem(level: str) -> str | None:
+    """Why `level` cannot be used here, or None when it works."""
+    if level == "bwrap":
+        return _bwrap_problem()
+    if level == "namespaces":
+        return _namespace_problem()
+    return None
+
+
+@functools.cache
+def _bwrap_problem() -> str | None:
+    """Why "bwrap" cannot be used here, or None when a probe run succeeded."""
+    if not sys.platform.startswith("linux"):
+        return f"platform is {sys.platform}"
+    if shutil.which("bwrap") is None:
+        return "no `bwrap` executable (apt-get install bubblewrap)"
+    return _probe("bwrap")
 
 
 @functools.cache
@@ -417,10 +504,41 @@ def _namespace_problem() -> str | None:
         return "not running as root"
     if shutil.which("unshare") is None:
         return "no `unshare` executable"
-    probe = PythonSandbox(wall_time_s=10.0)._run("import os\nprint(os.getuid() != 0)", "namespaces")
-    if probe.ok and probe.output == "True\n":
+    return _probe("namespaces")
+
+
+def _probe(level: str) -> str | None:
+    """Run a tiny program at `level`: None if it ran confined, else what went wrong."""
+    probe = PythonSandbox(wall_time_s=10.0)._run(
+        "import os\nprint(os.getuid() != 0, os.path.exists('/etc'))", level
+    )
+    if probe.ok and probe.output == "True False\n":  # not root, and /etc is out of view
         return None
     return f"probe run failed: {probe.error or probe.output!r}"
+
+
+def _bwrap_argv(view: list[tuple[str, str, str]], as_root: bool) -> list[str]:
+    """bubblewrap's command line for `view` (see `PythonSandbox.filesystem_view`)."""
+    argv = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--as-pid-1", "--hostname", "sandbox"]  # fmt: skip
+    if as_root:  # the worker needs these two to drop to its fresh uid; all others are dropped
+        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        argv += ["--unshare-user"]
+    for kind, path, source in view:
+        if kind == "tmpfs":
+            argv += ["--size", str(int(source) << 20), "--perms", "1777", "--tmpfs", path]
+        elif kind == "dir":  # bwrap would create missing parents with mode 700
+            argv += ["--perms", "0755", "--dir", path]
+        elif kind == "ro":
+            argv += ["--ro-bind", source, path]
+        elif kind == "dev":
+            argv += ["--dev-bind", source, path]
+        elif kind == "symlink":
+            argv += ["--symlink", source, path]
+        elif kind == "proc":
+            argv += ["--proc", path]
+    return [*argv, "--remount-ro", "/", "--chdir", "/"]
 
 
 class _BoundedBuffer:
@@ -459,8 +577,9 @@ class _BoundedBuffer:
 def _kill_session(proc: subprocess.Popen) -> None:
     """SIGKILL the process group of the (unreaped) leader `proc` and wait for its children.
 
-    In "namespaces" mode the child is PID 1 of the namespace, which finishes exiting only
-    after every process inside has gone, so no sandboxed process outlives this call.
+    In the isolated levels the child (of `unshare`, or of `bwrap --as-pid-1`) is PID 1 of the
+    namespace, which finishes exiting only after every process inside has gone, so no
+    sandboxed process outlives this call.
     """
     pidfds = []
     try:
@@ -529,17 +648,21 @@ def _site_dirs() -> list[str]:
 
 
 @functools.cache
-def _interpreter_dirs() -> list[str]:
-    """Directories the interpreter needs, to keep visible inside hidden paths."""
-    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    dirs.add(os.path.dirname(os.path.realpath(sys.executable)))
-    return sorted(dirs)
+def _interpreter_paths() -> tuple[str, ...]:
+    """What the interpreter needs to start: its binary, standard library and LIBDIR.
+
+    The base installation's, not a venv's: the sandbox runs the real binary with -S, so it
+    never reads pyvenv.cfg; LIBDIR holds libpython (and, for conda, libssl, libffi, ...).
+    """
+    paths = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
+    wanted = (sys.executable, paths["stdlib"], paths["platstdlib"], sysconfig.get_config_var("LIBDIR"))
+    return tuple(os.path.realpath(p) for p in wanted if p and os.path.exists(p))
 
 
-def _minimal_env(home: str) -> dict[str, str]:
+def _minimal_env(home: str, python: str) -> dict[str, str]:
     """The whole environment of the sandbox: nothing is inherited from the parent."""
     return {
-        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{os.path.dirname(python)}:/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
         "TMPDIR": "/tmp" if home == WORKDIR_IN_NAMESPACE else home,
         "LANG": "C.UTF-8",
@@ -569,9 +692,10 @@ def _supervise(cfg: dict) -> None:
 
     It is shipped as source alone, so it imports only the standard library, locally. It reads
     the code from stdin; in "namespaces" mode (as root inside the fresh namespaces) it builds
-    the read-only filesystem view; then it forks a worker that confines itself and runs the
-    code, and reports the worker's wait status as a JSON line on stderr. In "namespaces" mode
-    this process is PID 1, so its exit kills everything the code started.
+    the allow-listed filesystem view (bwrap has built it already in "bwrap" mode); then it
+    forks a worker that confines itself and runs the code, and reports the worker's wait
+    status as a JSON line on stderr. In the isolated levels its exit ends the PID namespace,
+    which kills everything the code started.
     """
     import ctypes
     import json
@@ -583,6 +707,8 @@ def _supervise(cfg: dict) -> None:
     report_fd = os.dup(2)  # JSON lines to the host; the worker's own fd 2 joins its stdout
     libc = ctypes.CDLL(None, use_errno=True)
     MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+    MS_RELATIME, MNT_DETACH = 1 << 21, 2
+    ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 1024, 2048, 4096  # statvfs f_flag bits
     PR_SET_NO_NEW_PRIVS = 38
 
     def report(**message) -> None:
@@ -597,60 +723,52 @@ def _supervise(cfg: dict) -> None:
         args = [None if s is None else s.encode() for s in (source, target, fstype, data)]
         check(libc.mount(*args[:3], ctypes.c_ulong(flags), args[3]), f"mount {target}")
 
-    def mount_points() -> list[tuple[str, list[str]]]:
-        """(mount point, options) from /proc/self/mountinfo, in mount order."""
-        escapes = (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\"))
-        points = []
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                target = fields[4]
-                for escaped, char in escapes:
-                    target = target.replace(escaped, char)
-                points.append((target, fields[5].split(",")))
-        return points
-
     def build_filesystem_view() -> None:
-        """Hide, add scratch space, re-expose the interpreter, then make the rest read-only."""
+        """Build cfg["view"] on an empty tmpfs, then make it the root and drop the host's."""
         os.umask(0o022)
-        keep = {
-            os.path.realpath(p): os.open(p, os.O_PATH | os.O_DIRECTORY)
-            for p in cfg["keep"]
-            if os.path.isdir(p)
-        }
-        for path in sorted(set(cfg["hidden"]), key=len):
-            if os.path.isdir(path) and path != "/":
-                mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
-        scratch = f"size={cfg['scratch_mb']}m,mode=1777"
-        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, scratch)
-        for path in ("/var/tmp", "/dev/shm"):
-            if os.path.isdir(path):
-                mount("/tmp", path, None, MS_BIND)
-        for path, fd in sorted(keep.items()):  # bind back what a hidden path covered
-            here, there = os.stat(path) if os.path.exists(path) else None, os.fstat(fd)
-            if here is None or (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
-                os.makedirs(path, exist_ok=True)
-                mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
-            os.close(fd)
-        os.mkdir(cfg["workdir"], 0o700)
-        os.chown(cfg["workdir"], cfg["uid"], cfg["uid"])
-        # Every visible mount but the scratch space goes read-only. MS_BIND matters: it
-        # changes this namespace's view only, never the host's filesystem.
-        points = mount_points()
-        for i, (target, options) in enumerate(points):
-            covered = any(
-                t == target or target.startswith(t.rstrip("/") + "/") for t, _ in points[i + 1 :]
-            )
-            if covered or target in ("/tmp", "/var/tmp", "/dev/shm"):
-                continue
-            flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
-            flags |= MS_NODEV if "nodev" in options else 0
-            flags |= MS_NOEXEC if "noexec" in options else 0
-            mount(None, target, None, flags)
+        # Sources are opened before anything is mounted, so no mount can shadow one.
+        sources = {path: os.open(source, os.O_PATH) for kind, path, source in cfg["view"]
+                   if kind in ("ro", "dev")}  # fmt: skip
+        root = "/tmp"  # any folder does: this mount namespace is private
+        mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+        for kind, path, source in cfg["view"]:
+            target = root + path
+            if kind == "dir":
+                os.mkdir(target, 0o755)
+            elif kind == "symlink":
+                os.symlink(source, target)
+            elif kind == "tmpfs":
+                os.mkdir(target, 0o755)
+                mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={source}m,mode=1777")
+            elif kind == "proc":
+                os.mkdir(target, 0o555)
+                mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            else:  # "ro" or "dev": bind the host's file or folder, then make the bind read-only
+                fd = sources[path]
+                if os.path.isdir(f"/proc/self/fd/{fd}"):
+                    os.mkdir(target, 0o755)
+                else:
+                    os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+                mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+                # Keep the flags a parent namespace may have locked (nodev, noexec, atime).
+                held = os.statvfs(f"/proc/self/fd/{fd}").f_flag
+                flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
+                flags |= 0 if kind == "dev" and not held & MS_NODEV else MS_NODEV
+                flags |= held & (MS_NOEXEC | ST_NOATIME | ST_NODIRATIME)
+                flags |= MS_RELATIME if held & ST_RELATIME else 0
+                mount(None, target, None, flags)
+                os.close(fd)
+        os.chdir(root)
+        if cfg["pivot_root"] is None:
+            raise OSError(f"no pivot_root syscall number for {os.uname().machine}")
+        check(libc.syscall(cfg["pivot_root"], b".", b"."), "pivot_root")  # new root over old
+        check(libc.umount2(b".", MNT_DETACH), "umount the host's root")
+        os.chdir("/")
+        mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
         libc.sethostname(b"sandbox", 7)
 
     def confine() -> None:
-        """In the worker: limits, then (namespaces) the unprivileged uid, then a clean slate."""
+        """In the worker: limits, then (as root) the unprivileged uid, then a clean slate."""
         limits = {
             resource.RLIMIT_CPU: (cfg["cpu_s"], cfg["cpu_s"] + 1),
             resource.RLIMIT_AS: (cfg["memory_mb"] << 20,) * 2,
@@ -664,11 +782,13 @@ def _supervise(cfg: dict) -> None:
             if ceiling != resource.RLIM_INFINITY:
                 soft, hard = min(soft, ceiling), min(hard, ceiling)
             resource.setrlimit(which, (soft, hard))
-        if cfg["namespaces"]:
+        if cfg["uid"] is not None:
             os.setgroups([])
             os.setgid(cfg["uid"])
             os.setuid(cfg["uid"])  # from root to a plain uid: every capability is gone
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if cfg["isolation"] != "rlimits-only":
+            os.mkdir(cfg["workdir"], 0o700)  # in the scratch tmpfs, owned by the code's uid
         os.chdir(cfg["workdir"])
         os.environ.clear()
         os.environ.update(cfg["env"])
@@ -716,7 +836,7 @@ def _supervise(cfg: dict) -> None:
                 except BaseException:
                     pass
 
-    if cfg["namespaces"]:
+    if cfg["isolation"] == "namespaces":
         build_filesystem_view()
     worker = os.fork()
     if worker == 0:
@@ -728,6 +848,6 @@ def _supervise(cfg: dict) -> None:
         os._exit(run_code())
     _, wait_status = os.waitpid(worker, 0)
     report(wait=wait_status)
-    if not cfg["namespaces"]:
+    if cfg["isolation"] == "rlimits-only":
         os.killpg(0, 9)  # take the worker's left-overs (and ourselves) down with us
     os._exit(0)
