@@ -197,8 +197,9 @@ def _():
       completions with more of the heavier-weighted objective;
     * `torl_grpo` and `otc_grpo` look at the task column (and the product task × tool): they rank
       along the line;
-    * raw `pareto_rank` gives **1 to every completion** (one front, all tied in `r̂`): no
-      preference inside the group, only a uniform push (0 with `stage2_center="group_mean"`).
+    * `pareto_rank` gives **0 to every completion** with its default centring
+      (`stage2_center="group_zscore"`): one front, all tied in `r̂`, no preference inside the
+      group; the raw Eq. 9 (`stage2_center="none"`) gives 1 to everyone, a uniform push.
 
     **Same sums, different vectors** — two groups whose completions have the same weighted sums
     one by one. Group 0 is a chain (each completion dominates the next: ranks 1, 2, 3, ...);

@@ -182,9 +182,10 @@ pl.DataFrame([{"tier": e.metadata["tier"], "question": e.question, "answer": e.a
 # 0, 1, 2, 3 calls when `n* = 1` with `alpha = 0.5`: `exp(-0.5) = 0.607`, `1`, `0.607`,
 # `exp(-1) = 0.368`. Then a toy group of four completions with calls `[2, 1, 0, 1]` of which the
 # first two are correct: `n* = 1` (the fewest calls of a correct one), and the objective vectors
-# `(1, 0.607)`, `(1, 1)`, `(0, 0.607)`, `(0, 1)`. Efficiency does not look at correctness (the
-# default `gate_tool_by_correctness=False`): the wrong completion with one call is as efficient as
-# the right one, and only the task objective tells them apart.
+# `(1, 0.607)`, `(1, 1)`, `(0, 0.607)`, `(0, 1)`, computed here with the paper's reading
+# `gate_tool_by_correctness=False`: efficiency does not look at correctness, so the wrong
+# completion with one call is as efficient as the right one. The default (`True`, chosen on
+# validation, docs/method.md) would give the wrong ones `(0, 0)`.
 
 # %%
 example = test_examples[0]
@@ -228,7 +229,8 @@ for index, question in enumerate(candidates):
     calls = [r.num_tool_calls for r in group]
     group_tracker = OptimalCallTracker()
     group_tracker.update([question.id] * len(group), calls, correct)
-    rewards = objective_matrix(correct, calls, group_tracker.lookup([question.id] * len(group)), alpha=config.alpha)
+    rewards = objective_matrix(correct, calls, group_tracker.lookup([question.id] * len(group)), alpha=config.alpha,
+                               gate_tool_by_correctness=config.gate_tool_by_correctness)
     if len(np.unique(rewards, axis=0)) > 1:
         break
 
@@ -287,7 +289,7 @@ before = evaluate_policy(policy, tokenizer, task, test_examples, greedy=True, ma
 # their group's first Pareto front, and the step's seconds.
 
 # %%
-settings = RunSettings(run_dir=str(RUN_DIR), seed=SEED, max_steps=TRAIN_STEPS, prompts_per_step=PROMPTS_PER_STEP,
+settings = RunSettings(run_dir=str(RUN_DIR), seed=SEED, lora=True, max_steps=TRAIN_STEPS, prompts_per_step=PROMPTS_PER_STEP,
                        num_generations=GENERATIONS_PER_PROMPT, max_completion_length=MAX_NEW_TOKENS,
                        save_steps=TRAIN_STEPS // 4, progress=False)
 with capture_output():  # TRL's own progress bar and per-step log lines: all of it is in steps.parquet

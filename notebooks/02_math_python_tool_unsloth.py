@@ -173,7 +173,7 @@ from paretopo.train import RunSettings, tiny_policy_path, train_run
 if not torch.cuda.is_available():
     torch.set_num_threads(1)  # more threads are slower for small models on a shared CPU
 RUN_DIR = RUNS_ROOT / (f"math-{METHOD}-" + datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S"))
-settings = RunSettings(run_dir=str(RUN_DIR), seed=SEED, task="math", validation_split="gsm8k_test",
+settings = RunSettings(run_dir=str(RUN_DIR), seed=SEED, lora=True, task="math", validation_split="gsm8k_test",
                        test_split="math500", tools_in_prompt=profile["run"]["model"] is not None, **profile["run"])
 method = ParetoPOConfig.from_preset(METHOD, **profile["method"])
 print("run folder:", RUN_DIR)

@@ -238,7 +238,7 @@ for completion in ("<answer> chief of protocol </answer>", "<answer> the Chief o
 
 # %%
 RUN_DIR = RUNS_ROOT / (f"hotpotqa-{METHOD}-" + datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S"))
-settings = RunSettings(run_dir=str(RUN_DIR), seed=SEED, task=task, train_split="dev_train",
+settings = RunSettings(run_dir=str(RUN_DIR), seed=SEED, lora=True, task=task, train_split="dev_train",
                        validation_split="dev_validation", test_split="dev_test",
                        tools_in_prompt=profile["run"]["model"] is not None, **profile["run"])
 method = ParetoPOConfig.from_preset(METHOD, **profile["method"])

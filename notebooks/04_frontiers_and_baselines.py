@@ -136,7 +136,7 @@ if RUN_DIRS is None:
     for method in METHODS:
         run_dir = RUNS_ROOT / COMPARISON / method
         if not (run_dir / "final").exists():
-            train_run(method, RunSettings(run_dir=str(run_dir), seed=SEED, **profile["run"]),
+            train_run(method, RunSettings(run_dir=str(run_dir), seed=SEED, lora=True, **profile["run"]),
                       method_overrides=profile["method"], resume=any(run_dir.glob("checkpoints/checkpoint-*")))
         RUN_DIRS.append(run_dir)
 runs = {str(path): read_run(path) for path in RUN_DIRS}

@@ -266,17 +266,21 @@ def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    for run in args.runs:
-        _check_run_folder(run)
-    _check_output_file("--out", args.out)
-    from paretopo.evaluate import compare_runs
     from paretopo.runlog import is_run_folder, list_runs
 
     # a folder of runs (e.g. a demo's runs/demo-<ts>) stands for every evaluated run under it
-    runs = [str(p) for given in args.runs for p in ([given] if is_run_folder(given) else list_runs(given, evaluated=True))]
-    if not runs:
-        print(f"no evaluated runs in {' '.join(args.runs)}", file=sys.stderr)
-        return 1
+    runs = []
+    for given in args.runs:
+        found = [given] if is_run_folder(given) or not Path(given).is_dir() else list_runs(given, evaluated=True)
+        if not found:
+            raise BadInput(f"{given} holds no evaluated run; pass a run folder or a folder of runs written by "
+                           "paretopo train or paretopo demo")
+        runs += [str(p) for p in found]
+    for run in runs:
+        _check_run_folder(run)
+    _check_output_file("--out", args.out)
+    from paretopo.evaluate import compare_runs
+
     summary, dominance = compare_runs(runs, split=args.split)
     console = Console()
     table = Table(title="Runs (efficiency on one shared n*)", title_justify="left")

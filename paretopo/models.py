@@ -81,7 +81,7 @@ def qwen2_5_chat_template() -> str:
     return resource.read_text(encoding="utf-8")
 
 
-def build_tiny_tokenizer() -> Qwen2Tokenizer:
+def build_tiny_tokenizer(vocab_size: int | None = None) -> Qwen2Tokenizer:
     """A byte-level tokenizer without merges, with ChatML and tool tags as single tokens.
 
     Same class and pre-tokenisation as Qwen2.5's tokenizer (`Qwen2Tokenizer`, byte-level BPE),
@@ -94,7 +94,9 @@ def build_tiny_tokenizer() -> Qwen2Tokenizer:
     tool tags, the 256 byte symbols, then the ten `PROTOCOL_PIECES`. As in Qwen2.5, the tool
     tags are added tokens that are not `special`, so they stay in text decoded with
     `skip_special_tokens=True`; so do the protocol pieces, which are matched longest first
-    before byte-level splitting, so any text still round-trips.
+    before byte-level splitting, so any text still round-trips. ``vocab_size`` appends filler
+    entries ``x<id>`` up to that many ids (e.g. Qwen2.5's 151,936 for a shaped random model)
+    without changing how any text encodes.
 
     Example:
         >>> tokenizer = build_tiny_tokenizer()
@@ -103,6 +105,10 @@ def build_tiny_tokenizer() -> Qwen2Tokenizer:
     """
     byte_symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocabulary = [*SPECIAL_TOKENS, *TOOL_TAG_TOKENS, *byte_symbols, *PROTOCOL_PIECES]
+    if vocab_size is not None:  # fillers `x<id>`: a real model's vocabulary size, same encoding
+        if vocab_size < len(vocabulary):
+            raise ValueError(f"vocab_size {vocab_size} is below the tiny tokenizer's {len(vocabulary)} ids")
+        vocabulary += [f"x{index}" for index in range(len(vocabulary), vocab_size)]
     tokenizer = Qwen2Tokenizer(
         vocab={token: index for index, token in enumerate(vocabulary)},
         merges=[],

@@ -84,7 +84,7 @@ def test_playground_equal_sums_preset_is_one_front_with_scalar_advantages_near_z
     assert table["rank"].to_list() == [1] * 8
     for scalar in ("fixed_weight", "hv_scalarized", "mo_grpo"):
         assert np.abs(table[scalar].to_numpy()).max() < 1e-3, scalar
-    assert table["pareto_rank"].to_list() == [1.0] * 8
+    assert table["pareto_rank"].to_list() == [0.0] * 8  # default centring; raw Eq. 9 gives 1 to all
     assert not defs["degenerate_flags"].any()
 
 

@@ -298,7 +298,7 @@ def drive_playground(page) -> None:
     shows(page, "group 3")
     # the key columns come first, so the rank and ParetoPO's advantage are in view without scrolling
     assert_key_columns_first(page, "pareto_rank", ["group", "completion", "rank", "pareto_rank"])
-    shows(page, "not centred")  # and the uncentred Eq. 9 is explained under the table
+    shows(page, "standardised within each group")  # and the centring of Eq. 9 is explained under the table
 
 
 def drive_inspector(page) -> None:
@@ -336,7 +336,7 @@ def drive_live_rollouts(page) -> None:
     page.get_by_role("button", name="sample G rollouts").click()
     shows(page, "Transcripts", exact=True)
     shows(page, "n* of this group")
-    shows(page, "not centred")
+    shows(page, "standardised within each group")
     # a wrong model path answers at once, not after ~70 s of hub retries
     type_into(page, "or a model folder / adapter folder / hub id", "/no/such/model")
     shows_soon(page, "There is no folder", 15)

@@ -37,6 +37,9 @@ MODES = [*ISOLATED, "rlimits-only"]
 # What the allow-list may show at the top of the tree: the system's library and program
 # folders, the sandbox's own /dev, /proc and /tmp, and the first folder of each path the
 # interpreter needs (e.g. /root for a pyenv interpreter, /work for a venv's site-packages).
+# A virtual environment inside the checkout (`make setup` puts .venv/ there) puts the checkout's
+# own path on the way to site-packages: then that path is visible, and only it.
+VENV_IN_CHECKOUT = any(Path(os.path.realpath(p)).is_relative_to(REPO) for p in _site_dirs())
 INTERPRETER_TOPS = {
     Path(os.path.realpath(p)).parts[1]
     for p in (sys.executable, sys.base_prefix, *_site_dirs())
@@ -362,7 +365,13 @@ def test_file_beside_the_checkout_is_invisible(isolated_box, file_beside_the_che
 def test_folders_beside_the_checkout_are_invisible(isolated_box, file_beside_the_checkout):
     code = f"import os\nprint(os.path.exists({str(REPO.parent)!r}) and os.listdir({str(REPO.parent)!r}))"
     listing = isolated_box.run(code).output
-    assert file_beside_the_checkout.name not in listing and REPO.name not in listing
+    assert file_beside_the_checkout.name not in listing
+    if VENV_IN_CHECKOUT:  # only the way to site-packages: the checkout holds nothing but .venv
+        assert eval(listing) == [REPO.name], listing
+        inside = isolated_box.run(f"import os\nprint(sorted(os.listdir({str(REPO)!r})))").output
+        assert eval(inside) == [".venv"], inside
+    else:
+        assert REPO.name not in listing
 
 
 def test_root_lists_only_the_allow_list(isolated_box):
@@ -415,7 +424,8 @@ def test_a_shell_sees_no_more_than_python(isolated_box, file_beside_the_checkout
     site_probe = Path(_site_dirs()[0]) / f"paretopo-probe-{uuid.uuid4().hex}"
     script = "; ".join([
         f"cat {file_beside_the_checkout} >/dev/null 2>&1 && echo read-sibling",
-        f"ls {REPO.parent} 2>/dev/null | grep -qx {REPO.name} && echo listed-siblings",
+        f"ls -a {REPO.parent} 2>/dev/null | grep -qx {file_beside_the_checkout.name} && echo listed-siblings",
+        f"ls -a {REPO} 2>/dev/null | grep -qx pyproject.toml && echo listed-checkout",
         "cat /etc/passwd >/dev/null 2>&1 && echo read-passwd",
         "ln -s /etc/passwd /tmp/out && cat /tmp/out >/dev/null 2>&1 && echo followed-symlink",
         "cat /proc/1/environ >/dev/null 2>&1 && echo read-init-environ",
