@@ -105,7 +105,7 @@ SEED = 0
 PROFILES = {
     "demo": {"run": dict(max_steps=30, prompts_per_step=8, num_generations=8, save_steps=3, validation_examples=200),
              "method": dict(stage1_steps=10, stage1_eval_every=2)},
-    "cpu-test": {"run": dict(max_steps=4, prompts_per_step=2, num_generations=4, save_steps=2,
+    "cpu-test": {"run": dict(max_steps=4, prompts_per_step=4, num_generations=4, save_steps=2, learning_rate=5e-2,
                              validation_examples=8, test_examples=16),
                  "method": dict(stage1_steps=2, stage1_eval_every=1)},
 }
