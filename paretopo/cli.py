@@ -46,6 +46,33 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from paretopo.study import StudySettings, configurations, run_study
+
+    _at_least("--processes", args.processes, 1)
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        raise BadInput(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give each seed once")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise BadInput(f"--out {args.out} is a file; pass a folder for the study's results")
+    if args.docs is not None and not Path(args.docs).is_file():
+        raise BadInput(f"--docs {args.docs} is not a file; pass the markdown file whose study section to replace")
+    names = [c.name for c in configurations(args.quick)]
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        raise BadInput(f"--only {' '.join(unknown)}: not a study configuration; choose from {', '.join(names)}")
+    settings = StudySettings.quick_settings(args.out) if args.quick else StudySettings(out=args.out)
+    settings.processes, settings.docs = args.processes, args.docs
+    settings.only = tuple(args.only) if args.only else None
+    if args.seeds is not None:
+        settings.seeds = tuple(args.seeds)
+    if args.steps is not None:
+        _at_least("--steps", args.steps, 1)
+        settings.max_steps = args.steps
+        settings.save_steps = max(1, min(settings.save_steps, args.steps))
+    run_study(settings)
+    return 0
+
+
 class BadInput(ValueError):
     """A command-line value the user has to change; printed as one line, exit status 2."""
 
@@ -352,6 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sequential", action="store_true", help="train the two methods one after the other")
     demo.add_argument("--test-examples", type=int, default=None, help="evaluate on the first N test questions")
     demo.set_defaults(handler=_demo)
+
+    study = commands.add_parser("study", help="every method and ablation, several seeds: the results folder")
+    study.add_argument("--out", default="results/study", help="results folder (default: results/study); "
+                       "running again continues a study cut short")
+    study.add_argument("--quick", action="store_true",
+                       help="2 methods, 1 seed, 8 steps: the plumbing in a few minutes (not a result)")
+    study.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2; --quick: 0)")
+    study.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: 150; --quick: 8)")
+    study.add_argument("--only", nargs="+", default=None, help="run only these configurations (default: all)")
+    study.add_argument("--processes", type=int, default=None, help="parallel runs (default: one per CPU core)")
+    study.add_argument("--docs", default=None,
+                       help="also replace the study section of this markdown file (e.g. docs/results.md)")
+    study.set_defaults(handler=_study)
 
     train = commands.add_parser("train", help="train one method on one task")
     train.add_argument("--method", default="paretopo", choices=sorted(PRESETS))

@@ -333,13 +333,14 @@ class RunJob:
     method: str
     settings: RunSettings
     method_overrides: Mapping[str, Any] = field(default_factory=dict)
+    resume: bool = False  # continue settings.run_dir from its last complete checkpoint
 
 
 def _run_job(job: RunJob) -> RunResult:
     # one thread per process: on 2 cores, 2 processes x 1 thread beat 1 process x 2 threads
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    result = train_run(job.method, job.settings, method_overrides=job.method_overrides)
+    result = train_run(job.method, job.settings, method_overrides=job.method_overrides, resume=job.resume)
     return replace(result, trainer=None)  # the trainer does not cross a process boundary
 
 
