@@ -260,7 +260,7 @@ def train_run(
             trainer.add_callback(_QuietProgressCallback)
     if settings.checkpoint_eval:
         trainer.add_callback(CheckpointEvalCallback(trainer, task, validation, tokenizer, run_log, settings,
-                                                     efficiency, tools_in_prompt))
+                                                     efficiency, tools_in_prompt, config.method))
     if resume_from is not None:
         _remove_incomplete_checkpoints_after(resume_from)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -269,7 +269,8 @@ def train_run(
                             max_new_tokens=settings.max_completion_length, efficiency_options=efficiency,
                             tools_in_prompt=tools_in_prompt, progress=settings.progress, description=f"test ({config.method})")
     step = int(trainer.state.global_step)
-    run_log.log_eval([{"step": step, "split": "test", "final": True, **final.as_dict()}])
+    run_log.log_eval([{"method": config.method, "seed": settings.seed, "step": step, "split": "test", "final": True,
+                       **final.as_dict()}])
     run_log.log_eval_rows(step, "test", final.rows)
     trainer.save_model(str(run_dir / "final"))
     tokenizer.save_pretrained(str(run_dir / "final"))
@@ -294,8 +295,8 @@ class CheckpointEvalCallback(TrainerCallback):
     """After each checkpoint save: evaluate on the validation subset (one point of the run's frontier)."""
 
     def __init__(self, trainer: Any, task: Any, examples: list[Any], tokenizer: Any, run_log: RunLog,
-                 settings: RunSettings, efficiency: dict[str, Any], tools_in_prompt: bool):
-        self.trainer, self.task, self.examples, self.tokenizer = trainer, task, examples, tokenizer
+                 settings: RunSettings, efficiency: dict[str, Any], tools_in_prompt: bool, method: str):
+        self.trainer, self.task, self.examples, self.tokenizer, self.method = trainer, task, examples, tokenizer, method
         self.run_log, self.settings, self.efficiency, self.tools_in_prompt = run_log, settings, efficiency, tools_in_prompt
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -321,7 +322,8 @@ class CheckpointEvalCallback(TrainerCallback):
                                  efficiency_options=self.efficiency, tools_in_prompt=self.tools_in_prompt,
                                  progress=False)
         step = int(state.global_step)
-        self.run_log.log_eval([{"step": step, "split": "validation", "final": False, **result.as_dict()}])
+        self.run_log.log_eval([{"method": self.method, "seed": self.settings.seed, "step": step, "split": "validation",
+                                "final": False, **result.as_dict()}])
         self.run_log.log_eval_rows(step, "validation", result.rows)
         return control
 
