@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.paretopo-installed
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo study test test-all bench lint clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 
 demo: setup            ## the main job: the CPU demo on the embedded default
 	$(VENV)/bin/paretopo demo
+
+study: setup           ## every method and ablation, 3 seeds (about an hour on 2 cores): results/study, docs/results.md
+	$(VENV)/bin/paretopo study --docs docs/results.md
 
 test: setup            ## the default test run (slow and GPU tests skipped)
 	$(PY) -m pytest -q

@@ -69,6 +69,9 @@ def _study(args: argparse.Namespace) -> int:
         _at_least("--steps", args.steps, 1)
         settings.max_steps = args.steps
         settings.save_steps = max(1, min(settings.save_steps, args.steps))
+    if args.learning_rate is not None:
+        _at_least("--learning-rate", args.learning_rate, 1e-12)
+        settings.learning_rate = args.learning_rate
     run_study(settings)
     return 0
 
@@ -387,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="2 methods, 1 seed, 8 steps: the plumbing in a few minutes (not a result)")
     study.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2; --quick: 0)")
     study.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: 150; --quick: 8)")
+    study.add_argument("--learning-rate", type=float, default=None,
+                       help="learning rate of every run (default: the trainer's, 3e-4 for the tiny policy)")
     study.add_argument("--only", nargs="+", default=None, help="run only these configurations (default: all)")
     study.add_argument("--processes", type=int, default=None, help="parallel runs (default: one per CPU core)")
     study.add_argument("--docs", default=None,

@@ -68,6 +68,7 @@ class StudySettings:
     save_steps: int = 30
     validation_examples: int = 200
     test_examples: int | None = None  # None: the whole test split
+    learning_rate: float | None = None  # None: the trainer's default for the policy (paretopo.train)
     processes: int | None = None  # default: one per core
     only: tuple[str, ...] | None = None  # configuration names to run (default: all)
     quick: bool = False
@@ -118,7 +119,7 @@ def _jobs(settings: StudySettings, chosen: list[Configuration]) -> list[Any]:
     base = RunSettings(max_steps=settings.max_steps, prompts_per_step=settings.prompts_per_step,
                        num_generations=settings.num_generations, save_steps=settings.save_steps,
                        validation_examples=settings.validation_examples, test_examples=settings.test_examples,
-                       progress=False)
+                       learning_rate=settings.learning_rate, progress=False)
     jobs = []
     for seed in settings.seeds:  # seed-major: every configuration gets a first seed before any gets a third
         for configuration in chosen:
@@ -164,6 +165,8 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     from paretopo.train import train_runs_parallel
 
     out = Path(settings.out)
+    if settings.docs:
+        _study_section_bounds(Path(settings.docs).read_text(), settings.docs)  # fail before hours of training
     chosen = configurations(settings.quick)
     if settings.only:
         unknown = sorted(set(settings.only) - {c.name for c in chosen})
@@ -329,8 +332,43 @@ def _frontier_chart(points: pl.DataFrame, configurations_shown: Sequence[str]) -
                                      title="Checkpoint frontiers (validation; every 30 steps; line = frontier)")
 
 
+def _warm_start(out: Path, settings: StudySettings) -> pl.DataFrame:
+    """The policy before RL, evaluated like a final checkpoint (greedy; cached per policy file)."""
+    import hashlib
+
+    from paretopo.train import tiny_policy_path
+
+    weights = tiny_policy_path() / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    cache = out / "warm_start.parquet"
+    if cache.exists():
+        cached = pl.read_parquet(cache)
+        if cached.height and cached["policy_sha256"][0] == digest and \
+                cached.filter(pl.col("split") == "test").height == (settings.test_examples or cached.height):
+            return cached
+    import torch
+
+    from paretopo.evaluate import evaluate_policy
+    from paretopo.models import load_policy
+    from paretopo.tasks import get_task
+    from paretopo.train import DEFAULT_SPLITS, RunSettings
+
+    torch.set_num_threads(1)
+    task = get_task("arithmetic")
+    model, tokenizer = load_policy(str(tiny_policy_path()), lora=False)
+    _, _, test_split = DEFAULT_SPLITS["arithmetic"]
+    examples = task.load(test_split)[: settings.test_examples]
+    result = evaluate_policy(model, tokenizer, task, examples, greedy=True,
+                             max_new_tokens=RunSettings.max_completion_length, tools_in_prompt=False, progress=False)
+    frame = result.rows.select("id", "correct", "tool_calls", *[c for c in result.rows.columns if c.startswith("meta_")])
+    frame = frame.with_columns(pl.lit("test").alias("split"), pl.lit(digest).alias("policy_sha256"))
+    frame.write_parquet(cache)
+    return frame
+
+
 def write_report(out: Path, chosen: list[Configuration], settings: StudySettings) -> None:
     """Write runs.parquet, checkpoints.parquet, tiers.parquet and the frontier chart."""
+    _warm_start(out, settings)
     runs, points = _run_rows(out, chosen, settings)
     runs.write_parquet(out / "runs.parquet")
     points.drop("run").with_columns(pl.col("configuration")).write_parquet(out / "checkpoints.parquet")
@@ -451,7 +489,8 @@ def study_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) -
         f"{record['finished']}) on {machine['cores']} cores ({machine['cpu']}), no GPU: "
         f"**{wall:.1f} min** wall time ({record['training_seconds'] / 60:.1f} min training in "
         f"{settings.processes or machine['cores']} parallel processes, one thread each). "
-        f"Every run: the shipped tiny policy, {settings.max_steps} optimiser steps of {settings.prompts_per_step} "
+        f"Every run: the shipped tiny policy, full fine-tuning at learning rate {_learning_rate(settings):g}, "
+        f"{settings.max_steps} optimiser steps of {settings.prompts_per_step} "
         f"prompts x {settings.num_generations} completions (stage 1: {settings.stage1_steps} steps where the "
         f"method has one), seeds {seeds}; validation: {settings.validation_examples} questions greedy at every "
         f"checkpoint (every {settings.save_steps} steps); test: "
@@ -464,7 +503,7 @@ def study_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) -
         "",
         "### Main comparison (Table 1)",
         "",
-        _markdown_table(_HEADER, _rows_for(runs, by_table["methods"], tests)),
+        _markdown_table(_HEADER, _rows_for(runs, by_table["methods"], tests) + _warm_start_row(out)),
     ]
     if by_table["ablations"]:
         parts += ["", "### Ablations (Table 3)", "",
@@ -485,12 +524,37 @@ def study_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) -
                   _markdown_table(_HEADER, _rows_for(runs, shown, tests))]
     tiers_file = out / "tiers.parquet"
     if tiers_file.exists():
-        parts += ["", "### Where each method spends its calls (test, per tier: accuracy / mean calls)", "",
-                  _tier_markdown(pl.read_parquet(tiers_file), by_table["methods"])]
+        tiers = pl.read_parquet(tiers_file)
+        warm = out / "warm_start.parquet"
+        if warm.exists():
+            from paretopo.evaluate import behaviour_table
+
+            tiers = pl.concat([tiers, behaviour_table(pl.read_parquet(warm), "tier").with_columns(
+                pl.lit("warm start").alias("configuration"), pl.lit(0).alias("seed"))], how="diagonal_relaxed")
+        shown = [*by_table["methods"], *by_table["ablations"], *by_table["weights"], *by_table["stage1"]]
+        parts += ["", "### Where each method spends its calls (test, per tier: accuracy / mean calls, mean over seeds)",
+                  "", _tier_markdown(tiers, [*shown, "warm start"])]
     parts += ["", "### Checkpoint frontiers", "", "![checkpoint frontiers](frontiers.png)", "",
               _frontier_markdown(out, by_table["methods"]), "", "### What the measurement says", "",
               *_claims(runs, strongest)]
     return "\n".join(parts) + "\n"
+
+
+def _learning_rate(settings: StudySettings) -> float:
+    from paretopo.train import TINY_POLICY_LR
+
+    return settings.learning_rate or TINY_POLICY_LR
+
+
+def _warm_start_row(out: Path) -> list[list[Any]]:
+    file = out / "warm_start.parquet"
+    if not file.exists():
+        return []
+    rows = pl.read_parquet(file)
+    accuracy, calls = rows["correct"].cast(pl.Float64).mean(), rows["tool_calls"].cast(pl.Float64).mean()
+    productivity = rows["correct"].sum() / rows["tool_calls"].sum() if rows["tool_calls"].sum() else math.inf
+    return [["warm start (before RL, greedy)", f"{accuracy:.3f}", f"{calls:.2f}", f"{productivity:.2f}",
+             "-", "-", "-", "-", "-", "-"]]
 
 
 def _weight_of(name: str, runs: pl.DataFrame) -> tuple[float, ...]:
@@ -532,6 +596,15 @@ def _frontier_markdown(out: Path, names: Sequence[str]) -> str:
             + _markdown_table(["configuration", *(f"step {s}" for s in steps)], rows))
 
 
+def _study_section_bounds(text: str, docs: Any) -> tuple[str, str]:
+    """The text before and after the study section of a markdown file (between the markers)."""
+    if text.count(STUDY_BEGIN) != 1 or text.count(STUDY_END) != 1 or text.index(STUDY_BEGIN) > text.index(STUDY_END):
+        raise ValueError(f"{docs} has no study section; add one line {STUDY_BEGIN} and, below it, one line "
+                         f"{STUDY_END} where the study's tables go")
+    head, rest = text.split(STUDY_BEGIN, 1)
+    return head, rest.split(STUDY_END, 1)[1]
+
+
 def _write_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) -> None:
     from paretopo.runlog import atomic_write_bytes
 
@@ -539,11 +612,7 @@ def _write_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) 
     atomic_write_bytes(out / "results.md", ("# Study results\n\n" + body).encode())
     if settings.docs:
         docs = Path(settings.docs)
-        text = docs.read_text()
-        if STUDY_BEGIN not in text or STUDY_END not in text:
-            raise ValueError(f"{docs} has no study section; add the lines {STUDY_BEGIN} and {STUDY_END} where it goes")
-        head, rest = text.split(STUDY_BEGIN, 1)
-        _, tail = rest.split(STUDY_END, 1)
+        head, tail = _study_section_bounds(docs.read_text(), docs)
         relative = os.path.relpath(out, docs.parent)
         section = body.replace("](frontiers.png)", f"]({relative}/frontiers.png)")
         atomic_write_bytes(docs, f"{head}{STUDY_BEGIN}\n{section}{STUDY_END}{tail}".encode())

@@ -1,0 +1,132 @@
+"""`paretopo study`: the quick study end to end, and its statistics on hand-made run folders."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from paretopo import study
+from paretopo.cli import main
+from paretopo.runlog import RunLog
+
+REQUIRED_EVAL_COLUMNS = {"method", "seed", "split", "step", "accuracy", "mean_tool_calls"}
+
+
+def test_quick_study_writes_the_results_folder_and_continues_instead_of_retraining(tmp_path, capsys):
+    docs = tmp_path / "results.md"
+    docs.write_text(f"# Results\n\nkept above\n\n{study.STUDY_BEGIN}\nold tables\n{study.STUDY_END}\n\nkept below\n")
+    out = tmp_path / "study"
+    started = time.perf_counter()
+    assert main(["study", "--quick", "--out", str(out), "--docs", str(docs)]) == 0
+    assert time.perf_counter() - started < 300  # the issue's budget for --quick
+    printed = capsys.readouterr().out
+    assert "2 runs (0 already finished)" in printed
+
+    for name in ("runs.parquet", "checkpoints.parquet", "tiers.parquet", "frontiers.png", "frontiers.svg",
+                 "results.md", "study.json"):
+        assert (out / name).stat().st_size > 0, name
+    runs = pl.read_parquet(out / "runs.parquet")
+    assert sorted(runs["configuration"]) == ["paretopo", "torl_grpo"] and runs["seed"].to_list() == [0, 0]
+    for run in runs["run"]:
+        evals = pl.read_parquet(f"{run}/eval.parquet")
+        assert REQUIRED_EVAL_COLUMNS <= set(evals.columns)
+        assert set(evals["split"]) == {"validation", "test"} and evals["seed"].unique().to_list() == [0]
+        assert Path(run, "final", "model.safetensors").is_file()  # the exported final policy
+    # every table a reader needs, and the claims as measured sentences
+    report = (out / "results.md").read_text()
+    for heading in ("Main comparison", "Where each method spends its calls", "Checkpoint frontiers",
+                    "What the measurement says"):
+        assert heading in report
+    assert "McNemar" in report and "(reference)" in report
+    assert "Holds:" in report or "Does not hold:" in report
+    text = docs.read_text()
+    assert "kept above" in text and "kept below" in text and "old tables" not in text and "Main comparison" in text
+
+    # a second invocation trains nothing and rewrites the same tables
+    assert main(["study", "--quick", "--out", str(out)]) == 0
+    assert "2 runs (2 already finished)" in capsys.readouterr().out
+    assert pl.read_parquet(out / "runs.parquet").equals(runs)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "nonsense"], "not a study configuration"),
+    (["--seeds", "0", "0"], "repeats a seed"),
+    (["--processes", "0"], "--processes"),
+    (["--docs", "missing.md"], "is not a file"),
+])
+def test_study_bad_input_is_one_line_and_trains_nothing(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "--quick", "--out", "out", *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error and not (tmp_path / "out").exists()
+
+
+def test_docs_without_a_study_section_fails_before_training(tmp_path, capsys):
+    docs = tmp_path / "notes.md"
+    docs.write_text("# no markers here\n")
+    assert main(["study", "--quick", "--out", str(tmp_path / "out"), "--docs", str(docs)]) == 2
+    assert "no study section" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_full_study_covers_every_preset_ablation_and_table4_weight():
+    from paretopo.config import PRESETS, ParetoPOConfig
+
+    found = study.configurations()
+    names = [c.name for c in found]
+    assert len(names) == len(set(names))
+    assert {c.preset for c in found} == set(PRESETS)  # every method preset and ablation is trained
+    weights = {tuple(c.overrides.get("weights", ParetoPOConfig().weights)) for c in found if c.table == "weights"}
+    assert weights | {tuple(ParetoPOConfig().weights)} == set(study.TABLE4_WEIGHTS)
+    assert [c.table for c in found][: len(study.BASELINES) + 1] == ["methods"] * (len(study.BASELINES) + 1)
+
+
+def _fake_run(root, name, seed, correct, calls, val_accuracy):
+    """A finished run folder with a final test evaluation of len(correct) questions."""
+    run_dir = root / "runs" / name / f"seed{seed}"
+    log = RunLog(run_dir)
+    log.write_config({"method": {"method": name}})
+    rows = pl.DataFrame({"id": [f"q{i}" for i in range(len(correct))], "correct": correct, "tool_calls": calls})
+    log.log_eval_rows(10, "test", rows)
+    log.log_eval_rows(10, "validation", rows)
+    log.log_eval([{"method": name, "seed": seed, "step": 10, "split": "test", "final": True, "accuracy": 0.0,
+                   "mean_tool_calls": 0.0, "tool_productivity": 1.0}])
+    return {"configuration": name, "table": "methods", "method": name, "seed": seed, "run": str(run_dir),
+            "val_accuracy": val_accuracy, "val_mean_tool_calls": 1.0}
+
+
+def test_paired_tests_count_questions_won_and_lost_per_seed(tmp_path):
+    reference = [True] * 6 + [False] * 4
+    ours = [True] * 4 + [False] * 2 + [True] * 4  # lost 2, won 4, on the same questions
+    rows = [_fake_run(tmp_path, "torl_grpo", seed, reference, [1] * 10, 0.9) for seed in (0, 1)]
+    rows += [_fake_run(tmp_path, "paretopo", seed, ours, [0] * 10, 0.8) for seed in (0, 1)]
+    tests = study._paired_tests(pl.DataFrame(rows), "torl_grpo", ["paretopo"])["paretopo"]
+    assert (tests["pairs"], tests["wins"], tests["losses"]) == (20, 8, 4)
+    from scipy.stats import binomtest
+
+    assert tests["p_accuracy"] == pytest.approx(binomtest(8, 12).pvalue)
+    assert tests["p_calls"] < 0.001  # 20 pairs, every one a call fewer
+
+
+def test_strongest_baseline_is_chosen_on_validation_not_test():
+    runs = pl.DataFrame({
+        "configuration": ["torl_grpo", "otc_grpo", "paretopo"], "table": ["methods"] * 3,
+        "val_accuracy": [0.90, 0.95, 0.99], "val_mean_tool_calls": [1.0, 0.5, 0.3],
+        "test_accuracy": [0.99, 0.80, 0.5], "test_mean_tool_calls": [1.0, 0.5, 0.3], "frontier_hv": [0.5] * 3,
+    })
+    assert study._strongest_baseline(runs) == "otc_grpo"  # ParetoPO is not a baseline; test accuracy is not used
+
+
+def test_claims_say_plainly_when_paretopo_does_not_dominate():
+    runs = pl.DataFrame({
+        "configuration": ["torl_grpo", "paretopo"], "table": ["methods"] * 2,
+        "val_accuracy": [0.9, 0.8], "val_mean_tool_calls": [1.0, 0.3],
+        "test_accuracy": [0.95, 0.83], "test_mean_tool_calls": [1.0, 0.33], "frontier_hv": [0.80, 0.85],
+    })
+    lines = study._claims(runs, "torl_grpo")
+    assert lines[0].startswith("- **Does not hold:**") and "`torl_grpo` 0.950 / 1.00" in lines[0]
+    assert lines[1].startswith("- **Holds:** largest checkpoint-frontier hypervolume")
+    dominant = runs.with_columns(pl.Series("test_accuracy", [0.95, 0.96]))
+    assert study._claims(dominant, "torl_grpo")[0].startswith("- **Holds:**")
