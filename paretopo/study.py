@@ -183,9 +183,12 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     finished = [0]
 
     def done(job: Any, result: Any) -> None:
+        # validation, not test: the progress lines are what one watches, and choices are made on validation
         finished[0] += 1
-        log(f"  [{finished[0]}/{len(jobs)}] {job.settings.run_dir}: test accuracy {result.test['accuracy']:.3f}, "
-            f"mean calls {result.test['mean_tool_calls']:.2f} ({(time.perf_counter() - started) / 60:.1f} min)")
+        evals = pl.read_parquet(Path(job.settings.run_dir) / "eval.parquet").filter(pl.col("split") == "validation")
+        last = evals.sort("step").tail(1).to_dicts()[0]
+        log(f"  [{finished[0]}/{len(jobs)}] {job.settings.run_dir}: validation accuracy {last['accuracy']:.3f}, "
+            f"mean calls {last['mean_tool_calls']:.2f} ({(time.perf_counter() - started) / 60:.1f} min)")
 
     train_runs_parallel(jobs, processes=settings.processes, on_done=done)
     training_seconds = time.perf_counter() - started
@@ -196,7 +199,9 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("out", "docs")},
         "configurations": [asdict(c) for c in chosen],
         "machine": _machine(),
-        "commit": _git_commit(),
+        # the commit that trained the runs (a report-only invocation keeps it) and the one that wrote the report
+        "commit": _git_commit() if jobs or "commit" not in previous else previous["commit"],
+        "report_commit": _git_commit(),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         # a study continued after a stop adds up the training time of each invocation
         "training_seconds": previous.get("training_seconds", 0.0) + (training_seconds if jobs else 0.0),
@@ -499,7 +504,9 @@ def study_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) -
         f"against the strongest baseline{f' (`{strongest}`, chosen on validation accuracy)' if strongest else ''}: "
         f"exact McNemar test on correctness (questions won/lost), Wilcoxon signed-rank test on tool calls. "
         f"Frontier HV: hypervolume (reference (0, 0)) of a run's validation checkpoints in (accuracy, tool "
-        f"efficiency) with one n* shared by every run of the study, mean over seeds.",
+        f"efficiency), mean over seeds; tool efficiency is exp(-0.5 |calls - n*|) of every answer, right or "
+        f"wrong (not gated), with one n* per question shared by every run of the study (the fewest calls of "
+        f"any correct answer to it in any evaluation).",
         "",
         "### Main comparison (Table 1)",
         "",
