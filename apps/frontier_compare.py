@@ -44,11 +44,36 @@ def _(runs_root):
     _found = list_runs(runs_root, evaluated=True)
     _evaluated = {(p.relative_to(runs_root).as_posix() if p != runs_root and p.is_relative_to(runs_root)
                    else p.name): str(p) for p in _found}
-    run_picker = mo.ui.multiselect(options=_evaluated, value=list(_evaluated)[:6], label="runs")
+    run_picker = mo.ui.multiselect(options=_evaluated, value=default_runs(list(_evaluated), runs_root), label="runs")
     split_picker = mo.ui.dropdown(options=["validation", "test"], value="validation", label="frontier split")
     mo.vstack([mo.hstack([run_picker, split_picker], justify="start", gap=2),
                mo.md(f"*{len(_evaluated)} evaluated run(s) found under `{runs_root}/` (at any depth).*")])
     return run_picker, split_picker
+
+
+@app.function
+def run_label(run, runs_root):
+    """A run's name as the picker shows it: its path below --runs-dir."""
+    return run.relative_to(runs_root).as_posix() if run != runs_root and run.is_relative_to(runs_root) else run.name
+
+
+@app.function
+def default_runs(labels, runs_root):
+    """What is selected at first: a study's main methods (first seed), else the first six runs."""
+    import json
+
+    record = runs_root.parent / "study.json"  # paretopo study writes <out>/study.json beside <out>/runs/
+    if runs_root.name == "runs" and record.is_file():
+        try:
+            study = json.loads(record.read_text())
+            seed = min(study["settings"]["seeds"])
+            wanted = [f"{c['name']}/seed{seed}" for c in study["configurations"] if c["table"] == "methods"]
+            chosen = [label for label in wanted if label in labels]
+            if chosen:
+                return chosen
+        except (ValueError, KeyError, TypeError):
+            pass  # not a study record after all: fall back
+    return labels[:6]
 
 
 @app.cell
@@ -117,7 +142,7 @@ def _(frontier_plot, points):
 
 
 @app.cell
-def _(chosen_point, chosen_rows):
+def _(chosen_point, chosen_rows, runs_root):
     _columns = [c for c in ("correct", "tool_calls", "question", "answer", "final_answer", "obj_task",
                             "obj_tool_efficiency", "tool_errors", "finish_reason") if c in chosen_rows.columns]
     _samples = [mo.vstack([mo.Html(f"<div><b>{html.escape(str(row['question']))}</b> (answer "
@@ -126,7 +151,7 @@ def _(chosen_point, chosen_rows):
                            mo.Html(plots.transcript_html([{"text": row["text"] or "", "tool_output": False}]))])
                 for row in chosen_rows.head(8).iter_rows(named=True)]
     mo.vstack([
-        mo.md(f"### Samples of {Path(chosen_point['run']).name}, step {chosen_point['step']}, "
+        mo.md(f"### Samples of {run_label(Path(chosen_point['run']), runs_root)}, step {chosen_point['step']}, "
               f"{chosen_point['split']} (click a checkpoint above to change)"),
         mo.ui.table(plots.display_table(chosen_rows.select(_columns)), selection=None, show_column_summaries=False),
         mo.Html(plots.transcript_legend_html()),

@@ -132,6 +132,9 @@ def server_urls(tmp_path_factory, demo_root):
     assert sorted(commands) == sorted(APPS)
     empty = tmp_path_factory.mktemp("empty-runs")
     commands["frontier_compare_empty"] = f"marimo run {ROOT / 'apps' / 'frontier_compare.py'} -- --runs-dir {empty}"
+    # the committed study (paretopo study): 48 runs two folders down, as the README shows it
+    commands["frontier_compare_study"] = (f"marimo run {ROOT / 'apps' / 'frontier_compare.py'} -- --runs-dir "
+                                          f"{ROOT / 'results' / 'study' / 'runs'}")
     with ExitStack() as stack:
         started: dict[str, tuple[str, Path]] = {}
 
@@ -359,6 +362,12 @@ def drive_frontier_compare(page) -> None:
     # once a checkpoint is chosen, and a click on the canvas chart is not driven yet).
 
 
+def drive_frontier_compare_study(page) -> None:
+    shows(page, "48 evaluated run(s) found")
+    shows(page, "frontier HV (validation)")
+    shows(page, "paretopo/seed0")  # runs are labelled by their path below --runs-dir
+
+
 def drive_frontier_compare_empty(page) -> None:
     shows(page, "No evaluated runs selected")
     shows(page, "holds none")
@@ -370,7 +379,8 @@ APPS: dict[str, Callable] = {
     "live_rollouts": drive_live_rollouts,
     "frontier_compare": drive_frontier_compare,
 }
-PAGES = {**APPS, "frontier_compare_empty": drive_frontier_compare_empty}
+PAGES = {**APPS, "frontier_compare_empty": drive_frontier_compare_empty,
+         "frontier_compare_study": drive_frontier_compare_study}
 
 
 @pytest.mark.parametrize("app", list(PAGES))
@@ -390,6 +400,8 @@ def test_app_in_the_browser(app, browser, server_urls):
         problems += [f"{width} px: {problem}" for problem in layout_problems(page)]
         if app in APPS:
             save_full_page(page, SCREENSHOTS / (f"{app}.png" if width == WIDTHS[0] else f"{app}-{width}.png"), width)
+        elif app == "frontier_compare_study" and width == WIDTHS[0]:
+            save_full_page(page, SCREENSHOTS / f"{app}.png", width)
     body = body_text(page)
     page.close()
     assert not problems, problems
