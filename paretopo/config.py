@@ -73,6 +73,10 @@ class ParetoPOConfig:
         "wrong answers get (0, 0), so a cheap wrong answer never ties a correct one on the Pareto front). "
         "False is the paper's reading: independent objectives.", True
     )
+    brevity_length: int | None = _help(
+        "Completion length in tokens at which the 'brevity' objective reaches 0 (brevity = clip(1 - L / "
+        "brevity_length, 0, 1)); None = the run's max_completion_length (set by paretopo train).", None
+    )
     # stage 1 (Eqs. 5-6)
     stage1_estimator: str = _help("Advantage estimator of stage 1 (a name in paretopo.advantages.ADVANTAGES).",
                                   "hv_scalarized")
@@ -154,6 +158,9 @@ class ParetoPOConfig:
             problems.append(f"max_tool_calls must be an integer >= 0, got {self.max_tool_calls!r}")
         elif self.tool_efficiency_form == "otc" and self.max_tool_calls < 1:
             problems.append("the OTC tool reward needs max_tool_calls (its c) >= 1")
+        if self.brevity_length is not None and (not isinstance(self.brevity_length, int) or self.brevity_length < 1):
+            problems.append(f"brevity_length must be None (the run's max_completion_length) or an integer >= 1, "
+                            f"got {self.brevity_length!r}")
         if not 0.0 <= self.gamma < 1.0:
             problems.append(f"gamma must be in [0, 1), got {self.gamma}; try 0.9")
         if not 0.0 < self.beta <= 1.0:

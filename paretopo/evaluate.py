@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from paretopo.hypervolume import hypervolume
-from paretopo.objectives import OptimalCallTracker, objective_matrix
+from paretopo.objectives import OptimalCallTracker, score_completions
 from paretopo.pareto import nondominated_mask
 from paretopo.rollout import generate_rollouts
 from paretopo.tasks.base import Example, Task
@@ -72,9 +72,7 @@ def summarize(
     tracker = tracker if tracker is not None else OptimalCallTracker()
     correct_array = np.asarray(correct, dtype=np.float64)
     calls_array = np.asarray(calls, dtype=np.int64)
-    tracker.update(list(question_ids), calls_array, correct_array)
-    objectives = objective_matrix(correct_array, calls_array, tracker.lookup(question_ids),
-                                  **dict(efficiency_options or {}))
+    objectives = score_completions(list(question_ids), correct_array, calls_array, tracker, efficiency_options or {})
     total_calls = int(calls_array.sum())
     productivity = float(correct_array.sum() / total_calls) if total_calls else math.inf
     means = objectives.mean(axis=0)
@@ -230,10 +228,8 @@ def checkpoint_points(run_dirs: Sequence[str], efficiency_options: Mapping[str, 
             lambda s, finals=finals: (s["step"], s["split"]) in finals, return_dtype=pl.Boolean).alias("final"))
         frames.append(rows)
     rows = pl.concat(frames, how="diagonal_relaxed")
-    tracker = OptimalCallTracker()
-    tracker.update(rows["id"].to_list(), rows["tool_calls"].to_numpy(), rows["correct"].cast(pl.Float64).to_numpy())
-    objectives = objective_matrix(rows["correct"].cast(pl.Float64).to_numpy(), rows["tool_calls"].to_numpy(),
-                                  tracker.lookup(rows["id"].to_list()), **dict(efficiency_options or {}))
+    objectives = score_completions(rows["id"].to_list(), rows["correct"].cast(pl.Float64).to_numpy(),
+                                   rows["tool_calls"].to_numpy(), OptimalCallTracker(), efficiency_options or {})
     rows = rows.with_columns(pl.Series("obj_task", objectives[:, 0]), pl.Series("obj_tool_efficiency", objectives[:, 1]))
     return (
         rows.group_by("run", "method", "step", "split", "final", maintain_order=True)

@@ -45,7 +45,7 @@ import polars as pl
 
 from paretopo.advantages import ADVANTAGES
 from paretopo.config import PRESETS, ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, objective_matrix
+from paretopo.objectives import OptimalCallTracker, score_completions
 from paretopo.pareto import nondominated_mask, pareto_ranks
 from paretopo.scalarize import HVScalarizer
 
@@ -212,9 +212,7 @@ def llm_like_groups(n_groups: int, group_size: int, n_objectives: int, seed: int
     correct = (rng.uniform(size=n) < p_correct).astype(np.float64)
     calls = rng.integers(0, max_calls + 1, size=n)
     ids = [f"q{i // group_size}" for i in range(n)]
-    tracker = OptimalCallTracker()
-    tracker.update(ids, calls, correct)
-    vectors = objective_matrix(correct, calls, tracker.lookup(ids), alpha=alpha, max_calls=max(1, max_calls))
+    vectors = score_completions(ids, correct, calls, OptimalCallTracker(), {"alpha": alpha, "max_calls": max(1, max_calls)})
     extra = (rng.uniform(size=(n, max(0, n_objectives - 2))) < 0.5).astype(np.float64)
     return np.concatenate([vectors, extra], axis=1)[:, :n_objectives]
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from paretopo.advantages import ADVANTAGES
 from paretopo.config import PRESETS, ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, objective_matrix
+from paretopo.objectives import OptimalCallTracker, score_completions
 from paretopo.pareto import pareto_ranks
 from paretopo.scalarize import HVScalarizer
 
@@ -26,14 +26,8 @@ def example_group(config: ParetoPOConfig) -> tuple[np.ndarray, float]:
     """Objective vectors of the example group (n* is updated from it first, as in training)."""
     tracker = OptimalCallTracker()
     ids = ["q"] * len(EXAMPLE_CALLS)
-    tracker.update(ids, EXAMPLE_CALLS, EXAMPLE_CORRECT)
-    nstar = tracker.lookup(ids)
-    rewards = objective_matrix(
-        EXAMPLE_CORRECT, EXAMPLE_CALLS, nstar,
-        form=config.tool_efficiency_form, alpha=config.alpha, max_calls=config.max_tool_calls,
-        unknown_nstar=config.unknown_nstar, gate_tool_by_correctness=config.gate_tool_by_correctness,
-    )
-    return rewards, float(nstar[0])
+    rewards = score_completions(ids, EXAMPLE_CORRECT, EXAMPLE_CALLS, tracker, config)
+    return rewards, float(tracker.lookup(ids)[0])
 
 
 def advantage_table(rewards: np.ndarray, config: ParetoPOConfig, title: str) -> Table:

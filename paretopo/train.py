@@ -32,6 +32,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
+from paretopo.objectives import scoring_options
 from paretopo.runlog import RunLog, last_complete_checkpoint
 
 __all__ = ["DEFAULT_SPLITS", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
@@ -218,8 +219,7 @@ def train_run(
     train_examples = task.load(settings.train_split or default_train)[: settings.train_examples]
     validation = task.load(settings.validation_split or default_validation)[: settings.validation_examples]
     test = task.load(settings.test_split or default_test)[: settings.test_examples]
-    efficiency = {"form": config.tool_efficiency_form, "alpha": config.alpha, "max_calls": max(1, config.max_tool_calls),
-                  "unknown_nstar": config.unknown_nstar, "gate_tool_by_correctness": config.gate_tool_by_correctness}
+    efficiency = scoring_options(config)
 
     tools = {tool.__name__: tool for tool in task.tools()}
     run_log = RunLog(run_dir)

@@ -7,7 +7,8 @@ trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
    columns paretopo needs are *raw measurements*, produced by the reward functions of
    :func:`make_reward_functions`: ``task_correct`` (0/1) and ``tool_calls`` (m). The hook
    gathers the question ids, updates the n* tracker from the correct completions, and turns the
-   measurements into objective vectors ``(task, tool_efficiency)`` (paretopo.objectives).
+   measurements into objective vectors, one column per configured objective
+   (``paretopo.objectives.score_completions``).
 2. ``_generate_and_score_completions`` calls the parent, computes the configured estimator's
    advantages for all N rows at once (every rank computes the same numbers from the same
    gathered matrix), replaces this process's slice ``out["advantages"]``, rewrites the
@@ -46,7 +47,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from paretopo.advantages import compute_advantages
 from paretopo.config import ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, count_tool_calls, objective_matrix
+from paretopo.objectives import OptimalCallTracker, count_tool_calls, score_completions
 from paretopo.rollout import mask_segments
 from paretopo.runlog import RunLog, atomic_write_json
 from paretopo.scalarize import HVScalarizer
@@ -156,14 +157,6 @@ class ParetoPOMixin:
     def current_stage(self) -> int:
         return self.method.stage_at(self.state.global_step, self.steps_per_epoch)
 
-    def _efficiency_options(self) -> dict[str, Any]:
-        return {
-            "form": self.method.tool_efficiency_form,
-            "alpha": self.method.alpha,
-            "max_calls": max(1, self.method.max_tool_calls),
-            "unknown_nstar": self.method.unknown_nstar,
-        }
-
     # --- hook 1: measurements -> objectives ----------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: D401
         from accelerate.utils import gather_object
@@ -174,12 +167,14 @@ class ParetoPOMixin:
         measured = gathered.detach().double().cpu().numpy()
         correct = np.nan_to_num(measured[:, self._task_column], nan=0.0)
         calls = np.nan_to_num(measured[:, self._calls_column], nan=0.0).round().astype(np.int64)
+        lengths = None
+        if "brevity" in self.method.objectives:  # completion lengths in tokens, in the order of `gathered`
+            lengths = np.asarray(gather_object([len(ids) for ids in completion_ids_list]), dtype=np.float64)
         training = self.model.training
-        if training:  # n* learns from training batches only, before their rewards are computed
-            self.nstar.update(question_ids, calls, correct)
+        # n* learns from training batches only, before their rewards are computed
+        objectives = score_completions(question_ids, correct, calls, self.nstar, self.method, lengths=lengths,
+                                       update=training)
         nstar = self.nstar.lookup(question_ids)
-        objectives = objective_matrix(correct, calls, nstar, gate_tool_by_correctness=self.method.gate_tool_by_correctness,
-                                      **self._efficiency_options())
         self._batch = {"ids": question_ids, "correct": correct, "calls": calls, "nstar": nstar,
                        "objectives": objectives, "training": training,
                        "hook_seconds": time.perf_counter() - started}
