@@ -171,7 +171,10 @@ def _check_train(args: argparse.Namespace) -> dict:
     for flag, value, minimum in (("--steps", args.steps, 1), ("--prompts", args.prompts, 1),
                                  ("--generations", args.generations, 2), ("--save-steps", args.save_steps, 1),
                                  ("--max-completion-length", args.max_completion_length, 1),
-                                 ("--max-tool-calls", args.max_tool_calls, 0)):
+                                 ("--max-tool-calls", args.max_tool_calls, 0),
+                                 ("--validation-examples", args.validation_examples, 1),
+                                 ("--test-examples", args.test_examples, 1),
+                                 ("--train-examples", args.train_examples, 1)):
         _at_least(flag, value, minimum)
     if args.lr is not None and not args.lr > 0:
         raise BadInput(f"--lr must be positive, got {args.lr}; try 3e-4 (full fine-tuning) or 2e-3 (LoRA)")
@@ -197,7 +200,9 @@ def _train(args: argparse.Namespace) -> int:
     settings = RunSettings(run_dir=args.run_dir, task=args.task, model=args.model, seed=args.seed,
                            max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
                            learning_rate=args.lr, max_completion_length=args.max_completion_length,
-                           save_steps=args.save_steps, lora=False if args.no_lora else (True if args.lora else None), max_tool_calls=args.max_tool_calls)
+                           save_steps=args.save_steps, lora=False if args.no_lora else (True if args.lora else None), max_tool_calls=args.max_tool_calls,
+                           validation_examples=args.validation_examples, test_examples=args.test_examples,
+                           train_examples=args.train_examples)
     result = train_run(args.method, settings, method_overrides=overrides, resume=args.resume)
     Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
                                      "test": result.test}, default=str))
@@ -367,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-completion-length", type=int, default=160)
     train.add_argument("--max-tool-calls", type=int, default=None, help="tool budget (default: the task's)")
     train.add_argument("--save-steps", type=int, default=10)
+    train.add_argument("--validation-examples", type=int, default=48,
+                       help="validation questions each checkpoint is evaluated on (default 48)")
+    train.add_argument("--test-examples", type=int, default=None,
+                       help="evaluate the final policy on the first N test questions (default: all)")
+    train.add_argument("--train-examples", type=int, default=None,
+                       help="train on the first N training questions (default: all)")
     lora = train.add_mutually_exclusive_group()
     lora.add_argument("--lora", action="store_true", help="train LoRA adapters (default for any --model)")
     lora.add_argument("--no-lora", action="store_true",

@@ -22,7 +22,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from paretopo.advantages import ADVANTAGES
+from paretopo.advantages import ADVANTAGES, ESTIMATORS
+from paretopo.advantages import estimator_options as _estimator_options
 
 __all__ = ["PRESETS", "ParetoPOConfig"]
 
@@ -175,6 +176,10 @@ class ParetoPOConfig:
             value = getattr(self, name)
             if value is not None and value not in ADVANTAGES:
                 problems.append(f"{name}={value!r} is unknown; choose one of {sorted(ADVANTAGES)}")
+            elif value is not None:
+                missing = sorted(set(ESTIMATORS[value].reads.values()) - {f.name for f in fields(self)})
+                if missing:
+                    problems.append(f"estimator {value!r} reads config fields {missing}, which ParetoPOConfig lacks")
         if self.stage2_estimator is None and self.stage1_steps == 0:
             problems.append("stage1_steps=0 with stage2_estimator=None leaves no stage to train with")
         if not self.otc_alpha > 0:
@@ -191,8 +196,9 @@ class ParetoPOConfig:
 
     @property
     def uses_meta_reward(self) -> bool:
-        """Whether an outcome vector / HV archive drives the advantages (stage-1 hv_scalarized)."""
-        return self.stage1_estimator == "hv_scalarized" and self.stage1_steps != 0
+        """Whether an outcome vector / HV archive drives the advantages (a stage-1 estimator that
+        asks for the meta reward, e.g. hv_scalarized)."""
+        return "meta_reward" in ESTIMATORS[self.stage1_estimator].inputs and self.stage1_steps != 0
 
     def stage_at(self, step: int, steps_per_epoch: int | None = None) -> int:
         """Stage (1 or 2) of optimiser step ``step`` (0-based)."""
@@ -212,23 +218,12 @@ class ParetoPOConfig:
 
     def estimator_options(self, stage: int, meta_reward: float = 1.0) -> dict[str, Any]:
         """Keyword options for this stage's estimator, taken from the config."""
-        name = self.estimator_for_stage(stage)
-        eps = {"eps": self.advantage_eps}
-        by_name: dict[str, dict[str, Any]] = {
-            "torl_grpo": {**eps, "scale": self.scale_rewards},
-            "fixed_weight": {**eps, "scale": self.scale_rewards, "weights": self.weights},
-            "otc_grpo": {**eps, "scale": self.scale_rewards, "otc_alpha": self.otc_alpha},
-            "mo_grpo": eps,
-            "gdpo": {**eps, "weights": self.weights},
-            "hv_scalarized": {
-                **eps,
-                "weights": self.weights,
-                "meta_reward": meta_reward if self.dynamic_weighting else 1.0,
-                "normalization": self.stage1_adv_norm,
-            },
-            "pareto_rank": {**eps, "weights": self.weights, "beta": self.beta, "center": self.stage2_center},
-        }
-        return by_name[name]
+        return self.options_for_estimator(self.estimator_for_stage(stage), meta_reward=meta_reward)
+
+    def options_for_estimator(self, name: str, meta_reward: float = 1.0) -> dict[str, Any]:
+        """Keyword options of any registered estimator: the config fields it declared (see
+        ``paretopo.advantages.register``) and the meta reward (1 without dynamic weighting)."""
+        return _estimator_options(name, self, meta_reward=meta_reward if self.dynamic_weighting else 1.0)
 
     # ---------------------------------------------------------------------------------------
     @classmethod

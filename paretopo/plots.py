@@ -44,7 +44,7 @@ import numpy as np
 import polars as pl
 
 from paretopo.advantages import ADVANTAGES
-from paretopo.config import PRESETS, ParetoPOConfig
+from paretopo.config import ParetoPOConfig
 from paretopo.objectives import OptimalCallTracker, score_completions
 from paretopo.pareto import nondominated_mask, pareto_ranks
 from paretopo.scalarize import HVScalarizer
@@ -133,24 +133,21 @@ def estimator_advantages(rewards: Any, group_size: int, *, weights: Sequence[flo
                          meta_reward: float = 1.0) -> pl.DataFrame:
     """The advantage every estimator of :data:`paretopo.advantages.ADVANTAGES` gives each completion.
 
-    Each estimator runs with the options of its method preset (``pareto_rank`` with ParetoPO's
-    stage 2, ``hv_scalarized`` with its stage 1 and ``meta_reward``), the given ``weights`` and
-    ``beta``, on the same objective columns (``otc_grpo`` multiplies columns 0 and 1, whatever
-    form of tool efficiency they hold).
+    Each estimator runs with the options it declares (``paretopo.advantages.register``) taken
+    from ParetoPO's default config with the given ``weights`` and ``beta`` (``hv_scalarized``
+    with ``meta_reward``), on the same objective columns (``otc_grpo`` multiplies columns 0 and
+    1, whatever form of tool efficiency they hold).
 
     Returns:
-        Long frame ``group, completion, estimator, advantage`` (N * 7 rows, estimators in
-        :data:`ESTIMATOR_ORDER`).
+        Long frame ``group, completion, estimator, advantage`` (one block of N rows per
+        registered estimator, in :data:`ESTIMATOR_ORDER`, then any registered later).
     """
     array = np.asarray(rewards, dtype=np.float64)
-    names = objective_names(array.shape[1])
+    config = ParetoPOConfig(objectives=objective_names(array.shape[1]), weights=tuple(weights), beta=beta)
     index = np.arange(array.shape[0])
     frames = []
-    for name in ESTIMATOR_ORDER:
-        preset = name if name in PRESETS else "paretopo"
-        config = ParetoPOConfig.from_preset(preset, objectives=names, weights=tuple(weights), beta=beta)
-        stage = 2 if name == config.stage2_estimator else 1
-        values = ADVANTAGES[name](array, group_size, **config.estimator_options(stage, meta_reward=meta_reward))
+    for name in (*ESTIMATOR_ORDER, *(n for n in ADVANTAGES if n not in ESTIMATOR_ORDER)):
+        values = ADVANTAGES[name](array, group_size, **config.options_for_estimator(name, meta_reward=meta_reward))
         frames.append(pl.DataFrame({
             "group": index // group_size, "completion": index % group_size,
             "estimator": [name] * len(index), "advantage": np.asarray(values, dtype=np.float64),

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paretopo.advantages import ADVANTAGES
-from paretopo.config import PRESETS, ParetoPOConfig
+from paretopo.config import ParetoPOConfig
 from paretopo.objectives import OptimalCallTracker, score_completions
 from paretopo.pareto import pareto_ranks
 from paretopo.scalarize import HVScalarizer
@@ -42,10 +42,7 @@ def advantage_table(rewards: np.ndarray, config: ParetoPOConfig, title: str) -> 
     table.add_row("r_tool", *(f"{v:.2f}" for v in rewards[:, 1]))
     table.add_row("Pareto rank", *(str(r) for r in ranks), end_section=True)
     for name in ADVANTAGES:
-        preset = name if name in PRESETS else "paretopo"
-        options = ParetoPOConfig.from_preset(preset, weights=config.weights, beta=config.beta)
-        stage = 2 if name == "pareto_rank" else 1
-        values = ADVANTAGES[name](rewards, group_size, **options.estimator_options(stage, meta_reward=1.0))
+        values = ADVANTAGES[name](rewards, group_size, **config.options_for_estimator(name, meta_reward=1.0))
         table.add_row(name, *(f"{v:+.2f}" for v in values))
     return table
 
