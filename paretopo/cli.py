@@ -182,6 +182,15 @@ def _check_train(args: argparse.Namespace) -> dict:
     if args.model is not None:
         _check_model_source("--model", args.model)
     overrides = _parse_overrides(args.set)
+    if args.objectives is not None:
+        from paretopo.objectives import require_known_objectives
+
+        overrides["objectives"] = require_known_objectives([n.strip() for n in args.objectives.split(",") if n.strip()])
+    if args.weights is not None:
+        try:
+            overrides["weights"] = tuple(float(w) for w in args.weights.split(","))
+        except ValueError:
+            raise BadInput(f"--weights {args.weights}: give numbers separated by commas, e.g. 0.5,0.3,0.2") from None
     ParetoPOConfig.from_preset(args.method, **overrides)  # a ValueError names every bad field
     run_dir = Path(args.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -383,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     lora.add_argument("--no-lora", action="store_true",
                       help="train all weights (default for the shipped tiny policy)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    train.add_argument("--objectives", default=None, metavar="NAMES",
+                       help="objectives, comma-separated, all maximised, e.g. task,tool_efficiency,brevity "
+                            "(default: task,tool_efficiency)")
+    train.add_argument("--weights", default=None, metavar="W",
+                       help="preference weights, one per objective, comma-separated (default: 0.6,0.4)")
     train.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                        help="ParetoPOConfig overrides, e.g. --set beta=0.3 stage2_center=group_mean")
     train.set_defaults(handler=_train)

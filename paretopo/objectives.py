@@ -44,6 +44,7 @@ ToolEfficiencyForm = Literal["exp", "otc"]
 UnknownNstar = Literal["one", "zero"]
 
 __all__ = [
+    "DEFAULT_OBJECTIVES",
     "OBJECTIVES",
     "OptimalCallTracker",
     "brevity",
@@ -51,6 +52,7 @@ __all__ = [
     "objective_matrix",
     "require_known_objectives",
     "score_completions",
+    "scored_objectives",
     "scoring_options",
     "tool_efficiency",
     "tool_efficiency_exp",
@@ -166,6 +168,7 @@ def brevity(lengths: Any, max_length: int) -> np.ndarray:
 
 OBJECTIVES: tuple[str, ...] = ("task", "tool_efficiency", "brevity")
 """Objective names :func:`objective_matrix` can compute, in any order and combination."""
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("task", "tool_efficiency")
 
 
 def require_known_objectives(names: Sequence[str]) -> tuple[str, ...]:
@@ -184,7 +187,7 @@ def objective_matrix(
     nstar: Any,
     *,
     gate_tool_by_correctness: bool = False,
-    objectives: Sequence[str] = ("task", "tool_efficiency"),
+    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
     lengths: Any = None,
     brevity_length: int | None = None,
     **efficiency_options: Any,
@@ -240,6 +243,15 @@ def scoring_options(config: Any) -> dict[str, Any]:
         "objectives": tuple(config.objectives),
         "brevity_length": config.brevity_length,
     }
+
+
+def scored_objectives(config_or_options: Any = None) -> tuple[str, ...]:
+    """Objective names :func:`score_completions` gives for this config or options mapping."""
+    if config_or_options is None:
+        return DEFAULT_OBJECTIVES
+    if isinstance(config_or_options, Mapping):
+        return tuple(config_or_options.get("objectives", DEFAULT_OBJECTIVES))
+    return tuple(config_or_options.objectives)
 
 
 def score_completions(

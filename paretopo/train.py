@@ -32,7 +32,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
-from paretopo.objectives import scoring_options
+from paretopo.objectives import require_known_objectives, scoring_options
 from paretopo.runlog import RunLog, last_complete_checkpoint
 
 __all__ = ["DEFAULT_SPLITS", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
@@ -182,6 +182,7 @@ def train_run(
 
     settings = settings or RunSettings()
     config = method if isinstance(method, ParetoPOConfig) else ParetoPOConfig.from_preset(method, **dict(method_overrides or {}))
+    require_known_objectives(config.objectives)  # before any model is loaded
     if not torch.cuda.is_available():
         torch.set_num_threads(settings.threads)
     if not settings.progress:  # also silences the weight loading / shard writing bars
@@ -202,7 +203,9 @@ def train_run(
         task = get_task(settings.task, **options)
     else:
         task = settings.task
-    config = ParetoPOConfig.from_dict({**config.to_dict(), "max_tool_calls": task.max_tool_calls})
+    # brevity (if it is an objective) reaches 0 at the longest completion the run generates
+    config = ParetoPOConfig.from_dict({**config.to_dict(), "max_tool_calls": task.max_tool_calls,
+                                       "brevity_length": config.brevity_length or settings.max_completion_length})
     model_path = settings.model or str(tiny_policy_path())
     is_tiny = settings.model is None
     # LoRA saves memory on real models; on a ~170k-parameter model its adapters are as large as
@@ -232,7 +235,7 @@ def train_run(
             "tool_isolation": {name: tool.isolation for name, tool in tools.items() if hasattr(tool, "isolation")},
         })
 
-    def validation_fn(trainer: Any) -> tuple[float, float]:
+    def validation_fn(trainer: Any) -> tuple[float, ...]:
         result = evaluate_policy(trainer.accelerator.unwrap_model(trainer.model), tokenizer, task, validation,
                                  greedy=True, max_new_tokens=settings.max_completion_length,
                                  tracker=trainer.validation_nstar, efficiency_options=efficiency,

@@ -36,6 +36,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from paretopo.advantages import compute_advantages
 from paretopo.config import ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, count_tool_calls, score_completions
+from paretopo.objectives import (
+    OptimalCallTracker,
+    count_tool_calls,
+    require_known_objectives,
+    score_completions,
+)
 from paretopo.rollout import mask_segments
 from paretopo.runlog import RunLog, atomic_write_json
 from paretopo.scalarize import HVScalarizer
@@ -59,7 +65,7 @@ STATE_FILE = "paretopo_state.json"
 TASK_COLUMN = "task_correct"
 CALLS_COLUMN = "tool_calls"
 
-ValidationFn = Callable[[Any], tuple[float, float]]
+ValidationFn = Callable[[Any], tuple[float, ...]]  # the mean objective vector
 
 
 # ------------------------------------------------------------------------------------------
@@ -119,6 +125,10 @@ class ParetoPOMixin:
     ):
         super().__init__(*args, **kwargs)
         self.method = method or ParetoPOConfig()
+        require_known_objectives(self.method.objectives)
+        if "brevity" in self.method.objectives and self.method.brevity_length is None:
+            # brevity reaches 0 at the longest completion TRL generates
+            self.method = replace(self.method, brevity_length=int(self.args.max_completion_length))
         names = list(self.reward_func_names)
         if TASK_COLUMN not in names or CALLS_COLUMN not in names:
             raise ValueError(
@@ -375,8 +385,9 @@ class _Stage1ValidationCallback(TrainerCallback):
         update = trainer.scalarizer.update(outcome[0], step=step)
         trainer._record_stage1(update)
         if trainer.run_log is not None and trainer.accelerator.is_main_process:
-            trainer.run_log.log_step({"step": int(step), "stage1/outcome_task": float(outcome[0][0]),
-                                      "stage1/outcome_tool_efficiency": float(outcome[0][1]),
+            trainer.run_log.log_step({"step": int(step),
+                                      **{f"stage1/outcome_{name}": float(value)
+                                         for name, value in zip(method.objectives, outcome[0], strict=True)},
                                       "stage1/hv_gain": update.hv_gain, "stage1/meta_reward": update.meta_reward,
                                       "stage1/hypervolume": update.hypervolume})
         return control
