@@ -107,7 +107,9 @@ def _check_run_folder(name: str) -> None:
     path = Path(name)
     if not path.is_dir():
         raise BadInput(f"{name}: no such run folder; pass runs/<name> as written by paretopo train")
-    if not (path / "config.json").exists():
+    from paretopo.runlog import run_paths
+
+    if not run_paths(path).config.exists():
         raise BadInput(f"{name} has no config.json, so it is not a complete run folder; pass one written by "
                        "paretopo train")
     read_run(path)  # raises a one-line ValueError naming an unreadable (e.g. truncated) file
@@ -226,13 +228,15 @@ def _eval(args: argparse.Namespace) -> int:
     if args.data and not Path(args.data).is_file():
         raise BadInput(f"--data {args.data}: no such file; pass a JSONL file with id, question, answer")
     _check_output_file("--out", args.out)
+    from paretopo.runlog import run_paths
+
     source = Path(args.policy)
-    if source.is_dir() and (source / "config.json").exists() and (source / "steps.parquet").exists() \
-            and not (source / "final").is_dir():
+    paths = run_paths(source)
+    if source.is_dir() and paths.config.exists() and paths.steps.exists() and not paths.final.is_dir():
         raise BadInput(f"run folder {source} has no final/ model (did it finish?); pass one of its checkpoints, "
-                       f"e.g. {source / 'checkpoints' / 'checkpoint-N'}")
-    if (source / "final").is_dir():
-        source = source / "final"
+                       f"e.g. {paths.checkpoints / 'checkpoint-N'}")
+    if paths.final.is_dir():
+        source = paths.final
     _check_model_source("policy", str(source))
     from paretopo.evaluate import evaluate_policy
     from paretopo.models import load_adapter, load_policy

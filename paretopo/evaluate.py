@@ -32,6 +32,7 @@ from paretopo.hypervolume import hypervolume
 from paretopo.objectives import OptimalCallTracker, score_completions, scored_objectives
 from paretopo.pareto import nondominated_mask
 from paretopo.rollout import generate_rollouts
+from paretopo.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
 
 __all__ = ["EvalResult", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "frontier",
@@ -55,7 +56,7 @@ class EvalResult:
             "accuracy": self.accuracy,
             "mean_tool_calls": self.mean_tool_calls,
             "tool_productivity": self.tool_productivity,
-            **{f"obj_{name}": value for name, value in zip(self.objective_names, self.objectives, strict=True)},
+            **{objective_column(name): value for name, value in zip(self.objective_names, self.objectives, strict=True)},
             "n_completions": self.n_completions,
         }
 
@@ -159,7 +160,7 @@ def evaluate_policy(
     )
     names = scored_objectives(efficiency_options)
     rows = pl.DataFrame(records, infer_schema_length=None).with_columns(
-        pl.Series(f"obj_{name}", objectives[:, k]) for k, name in enumerate(names))
+        pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
     return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names)
 
 
@@ -254,13 +255,13 @@ def checkpoint_points(run_dirs: Sequence[str], efficiency_options: Mapping[str, 
         lengths = rows["completion_tokens"].to_numpy()
     objectives = score_completions(rows["id"].to_list(), rows["correct"].cast(pl.Float64).to_numpy(),
                                    rows["tool_calls"].to_numpy(), OptimalCallTracker(), options, lengths=lengths)
-    rows = rows.with_columns(pl.Series(f"obj_{name}", objectives[:, k]) for k, name in enumerate(names))
+    rows = rows.with_columns(pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
     return (
         rows.group_by("run", "method", "step", "split", "final", maintain_order=True)
         .agg(
             pl.col("correct").cast(pl.Float64).mean().alias("accuracy"),
             pl.col("tool_calls").cast(pl.Float64).mean().alias("mean_tool_calls"),
-            *(pl.col(f"obj_{name}").mean() for name in names),
+            *(pl.col(objective_column(name)).mean() for name in names),
             pl.len().alias("n"),
         )
         .sort("run", "split", "step")
@@ -282,11 +283,6 @@ def _runs_objectives(configs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if brevity_length is not None:
         options["brevity_length"] = int(brevity_length)
     return options
-
-
-def objective_columns(frame: pl.DataFrame) -> list[str]:
-    """The ``obj_<name>`` columns of a table, in order (``obj_task`` and ``obj_tool_efficiency`` first)."""
-    return [c for c in frame.columns if c.startswith("obj_")]
 
 
 def compare_runs(run_dirs: Sequence[str], split: str = "validation",

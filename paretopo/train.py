@@ -33,7 +33,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
 from paretopo.objectives import require_known_objectives, scoring_options
-from paretopo.runlog import RunLog, last_complete_checkpoint
+from paretopo.runlog import RunLog, checkpoint_step, last_complete_checkpoint, run_paths
 
 __all__ = ["DEFAULT_SPLITS", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
            "train_run", "train_runs_parallel"]
@@ -190,8 +190,9 @@ def train_run(
 
         transformers_logging.disable_progress_bar()
     run_dir = Path(settings.run_dir)
-    checkpoint_dir = run_dir / "checkpoints"
-    if run_dir.exists() and any(checkpoint_dir.glob("checkpoint-*")) and not resume:
+    paths = run_paths(run_dir)
+    checkpoint_dir = paths.checkpoints
+    if run_dir.exists() and paths.checkpoint_folders() and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run folder")
     resume_from = last_complete_checkpoint(run_dir, config.method) if resume else None
 
@@ -274,16 +275,15 @@ def train_run(
     step = int(trainer.state.global_step)
     run_log.log_eval([{"step": step, "split": "test", "final": True, **final.as_dict()}])
     run_log.log_eval_rows(step, "test", final.rows)
-    trainer.save_model(str(run_dir / "final"))
-    tokenizer.save_pretrained(str(run_dir / "final"))
+    trainer.save_model(str(paths.final))
+    tokenizer.save_pretrained(str(paths.final))
     return RunResult(run_dir=run_dir, method=config.method, test=final.as_dict(), steps=step, trainer=trainer)
 
 
 def _remove_incomplete_checkpoints_after(checkpoint: Path) -> None:
     """Delete checkpoints newer than `checkpoint`: a crash cut them short, resuming rewrites them."""
-    for later in checkpoint.parent.glob("checkpoint-*"):
-        number = later.name.rsplit("-", 1)[1]
-        if number.isdigit() and int(number) > int(checkpoint.name.rsplit("-", 1)[1]):
+    for later in run_paths(checkpoint.parent.parent).checkpoint_folders():
+        if checkpoint_step(later) > checkpoint_step(checkpoint):
             logger.warning("removing %s: a crash cut it short", later)
             shutil.rmtree(later)
 
@@ -304,7 +304,7 @@ class CheckpointEvalCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         """On resume: evaluate the checkpoint again if a crash cut its evaluation short."""
         if state.global_step and state.is_world_process_zero:
-            evals = self.run_log.path / "eval.parquet"
+            evals = self.run_log.paths.evals
             import polars as pl
 
             done = evals.exists() and pl.read_parquet(evals).filter(

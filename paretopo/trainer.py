@@ -55,13 +55,13 @@ from paretopo.objectives import (
     score_completions,
 )
 from paretopo.rollout import mask_segments
-from paretopo.runlog import RunLog, atomic_write_json
+from paretopo.runlog import CHECKPOINT_STATE_FILE, RunLog, atomic_write_json, objective_column
 from paretopo.scalarize import HVScalarizer
 
 __all__ = ["STATE_FILE", "RunLogCallback", "make_reward_functions", "paretopo_trainer_class"]
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "paretopo_state.json"
+STATE_FILE = CHECKPOINT_STATE_FILE  # the run folder's contract (paretopo.runlog)
 TASK_COLUMN = "task_correct"
 CALLS_COLUMN = "tool_calls"
 
@@ -268,7 +268,7 @@ class ParetoPOMixin:
             "group": row // group_size,
             "completion": row % group_size,
             "prompt_id": batch["ids"],
-            **{f"obj_{name}": objectives[:, k].astype(np.float64) for k, name in enumerate(self.method.objectives)},
+            **{objective_column(name): objectives[:, k].astype(np.float64) for k, name in enumerate(self.method.objectives)},
             "rank": np.asarray(result.ranks, dtype=np.int64),
             "advantage": self.last_advantages.double().numpy(),
             "tool_calls": batch["calls"].astype(np.int64),
