@@ -272,7 +272,7 @@ def hv_scalarized(rewards: Any, group_size: int, *, weights: Sequence[float] | N
     """ParetoPO stage 1: ``r_pareto * (w . r)``, centred per group.
 
     With ``normalization="group_std"`` (faithful to "GRPO") the batch-wide factor ``r_pareto``
-    cancels up to ``eps`` (method_spec §1.4); ``"mean_only"`` keeps its effect.
+    cancels up to ``eps`` (docs/method.md, section 2); ``"mean_only"`` keeps its effect.
     """
     if not meta_reward > 0:
         raise ValueError(f"meta_reward must be > 0, got {meta_reward}")

@@ -9,7 +9,7 @@ calls, completion lengths) to objective vectors; the trainer, evaluation, compar
 showcase and notebooks all call it, and :func:`scoring_options` is the one place that reads the
 scoring options out of a ``ParetoPOConfig``.
 
-Tool efficiency (method_spec §1.2, §2.2), with ``m`` tool calls and the tracked optimum ``n*``:
+Tool efficiency (docs/method.md, section 1), with ``m`` tool calls and the tracked optimum ``n*``:
 
 * ``form="exp"`` (ParetoPO Eq. 4, default): ``exp(-alpha * |m - n*|)``.
 * ``form="otc"`` (OTC, arXiv 2504.14870 Eq. 5-7): with ``f(m, n) = 0`` if ``m = n = 0``,
