@@ -115,7 +115,8 @@ def _(dominance, split_picker, summary):
     _table = plots.rounded_for_display(summary.select(
         "method", pl.col("frontier_hv").alias(f"frontier HV ({split_picker.value})"),
         pl.col("frontier_size").alias("cardinality"), pl.col("frontier_spread").alias("spread"),
-        "checkpoints", "test_accuracy", "test_mean_tool_calls", "test_obj_task", "test_obj_tool_efficiency",
+        "checkpoints", "test_accuracy", "test_mean_tool_calls",
+        *(c for c in summary.columns if c.startswith("test_obj_")),
         pl.col("run").map_elements(_short, return_dtype=pl.String)), 4)
     _dominance = dominance.select(
         pl.col("run").map_elements(_short, return_dtype=pl.String).alias("final test point of ↓ dominates →"),
@@ -143,8 +144,9 @@ def _(frontier_plot, points):
 
 @app.cell
 def _(chosen_point, chosen_rows, runs_root):
-    _columns = [c for c in ("correct", "tool_calls", "question", "answer", "final_answer", "obj_task",
-                            "obj_tool_efficiency", "tool_errors", "finish_reason") if c in chosen_rows.columns]
+    _columns = [c for c in ("correct", "tool_calls", "question", "answer", "final_answer",
+                            *(c for c in chosen_rows.columns if c.startswith("obj_")), "tool_errors",
+                            "finish_reason") if c in chosen_rows.columns]
     _samples = [mo.vstack([mo.Html(f"<div><b>{html.escape(str(row['question']))}</b> (answer "
                                    f"{html.escape(str(row['answer']))}) · {'correct' if row['correct'] else 'wrong'} · "
                                    f"{row['tool_calls']} tool call(s)</div>"),

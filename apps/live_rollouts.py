@@ -16,9 +16,9 @@ with app.setup:
     from paretopo import plots
     from paretopo.config import ParetoPOConfig
     from paretopo.models import build_tiny_policy, build_tiny_tokenizer, load_policy
-    from paretopo.objectives import OptimalCallTracker, objective_matrix
+    from paretopo.objectives import OptimalCallTracker, score_completions
     from paretopo.rollout import generate_rollouts, mask_segments
-    from paretopo.runlog import list_runs
+    from paretopo.runlog import list_runs, run_paths
     from paretopo.tasks import Example, get_task
     from paretopo.tools.calculator import calculator
     from paretopo.train import tiny_policy_path
@@ -89,9 +89,9 @@ def _():
 def _(cli_model, runs_root):
     _shipped = str(tiny_policy_path())
     # every run at any depth (a demo writes runs/demo-<ts>/<method>/): its final adapter and checkpoints
-    _found = sorted({str(p.parent) for run in list_runs(runs_root)
-                     for pattern in ("final/*.json", "checkpoints/checkpoint-*/*.json")
-                     for p in run.glob(pattern) if p.name in ("config.json", "adapter_config.json")})
+    _found = sorted({str(folder) for run in list_runs(runs_root)
+                     for folder in (run_paths(run).final, *run_paths(run).checkpoint_folders())
+                     if (folder / "config.json").exists() or (folder / "adapter_config.json").exists()})
     _options = {f"shipped tiny policy ({_shipped})": _shipped, **{f"checkpoint: {p}": p for p in _found}}
     if cli_model:
         _options = {f"from --model: {cli_model}": str(cli_model), **_options}
@@ -193,10 +193,9 @@ def _(example, rollouts, task):
     correct = np.array([float(task.is_correct(r.text, example)) for r in rollouts])
     calls = np.array([r.num_tool_calls for r in rollouts])
     tracker = OptimalCallTracker()  # this group alone: n* = fewest calls of its correct completions
-    tracker.update([example.id] * len(rollouts), calls, correct)
+    objectives = score_completions([example.id] * len(rollouts), correct, calls, tracker, METHOD,
+                                   lengths=[len(r.completion_ids) for r in rollouts])
     nstar = tracker.lookup([example.id] * len(rollouts))
-    objectives = objective_matrix(correct, calls, nstar, form=METHOD.tool_efficiency_form, alpha=METHOD.alpha,
-                                  max_calls=task.max_tool_calls, unknown_nstar=METHOD.unknown_nstar)
     ranked = plots.ranked_group_frame(objectives, len(rollouts))
     advantages = plots.estimator_advantages(objectives, len(rollouts), weights=METHOD.weights, beta=METHOD.beta)
     return advantages, nstar, objectives, ranked

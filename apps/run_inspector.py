@@ -15,7 +15,7 @@ with app.setup:
     from paretopo import plots
     from paretopo.advantages import compute_advantages
     from paretopo.config import ParetoPOConfig
-    from paretopo.runlog import is_run_folder, list_runs, read_run
+    from paretopo.runlog import is_run_folder, list_runs, read_run, run_paths
     from paretopo.tasks import get_task
 
     CURVES = {
@@ -83,7 +83,7 @@ def _(run_choice, run_typed):
     run_dir = run_typed.value.strip() or run_choice.value
     # A finished run has its final test evaluation logged; only an existing run still writing is re-read by
     # default (a missing or mistyped folder is not polled).
-    _evals = Path(run_dir or "") / "eval.parquet"
+    _evals = run_paths(run_dir or "").evals
     try:
         run_finished = _evals.exists() and bool(pl.read_parquet(_evals, columns=["final"])["final"].any())
     except Exception:  # an eval table without the column (older runs): treat it as finished

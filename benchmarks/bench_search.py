@@ -3,7 +3,7 @@
 
 BM25 (bm25s, English stemmer, English stop words, title + text) over the 4,858 passages pooled
 from ``data/hotpotqa_dev_500.jsonl``; each question is the query. Prints, next to the anchors
-measured for design.md:
+measured as anchors:
 
 * recall@3 and recall@5 -- the share of questions with at least one ("one") / both ("both")
   gold paragraphs among the top k;

@@ -111,7 +111,7 @@ from paretopo.config import ParetoPOConfig
 from paretopo.evaluate import checkpoint_points, evaluate_policy
 from paretopo.export import export_adapter
 from paretopo.models import load_policy
-from paretopo.objectives import OptimalCallTracker, objective_matrix, tool_efficiency
+from paretopo.objectives import OptimalCallTracker, score_completions, tool_efficiency
 from paretopo.plots import (
     PARETO_RANK_NOTE,
     advantage_bars,
@@ -195,9 +195,11 @@ print("efficiency of 0..3 calls when n* = 1:", tool_efficiency([0, 1, 2, 3], [1,
 
 tracker = OptimalCallTracker()
 toy_ids, toy_calls, toy_correct = ["q"] * 4, [2, 1, 0, 1], [1, 1, 0, 0]
-tracker.update(toy_ids, toy_calls, toy_correct)  # n* is updated before the rewards are computed
+# the one scoring path of training and evaluation; it updates n* before computing the rewards
+toy_objectives = score_completions(toy_ids, toy_correct, toy_calls, tracker,
+                                   ParetoPOConfig(gate_tool_by_correctness=False))
 print("n* =", tracker.lookup(["q"]))
-print("objective vectors (task, tool_efficiency):\n", objective_matrix(toy_correct, toy_calls, tracker.lookup(toy_ids)))
+print("objective vectors (task, tool_efficiency):\n", toy_objectives)
 
 # %% [markdown]
 # ## 4. Pareto ranks of one real group
@@ -227,10 +229,7 @@ for index, question in enumerate(candidates):
     group = rollouts[index * GENERATIONS_PER_PROMPT : (index + 1) * GENERATIONS_PER_PROMPT]
     correct = [float(task.is_correct(r.text, question)) for r in group]
     calls = [r.num_tool_calls for r in group]
-    group_tracker = OptimalCallTracker()
-    group_tracker.update([question.id] * len(group), calls, correct)
-    rewards = objective_matrix(correct, calls, group_tracker.lookup([question.id] * len(group)), alpha=config.alpha,
-                               gate_tool_by_correctness=config.gate_tool_by_correctness)
+    rewards = score_completions([question.id] * len(group), correct, calls, OptimalCallTracker(), config)
     if len(np.unique(rewards, axis=0)) > 1:
         break
 

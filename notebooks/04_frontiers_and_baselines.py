@@ -119,7 +119,7 @@ import torch
 from paretopo.evaluate import checkpoint_points, compare_runs, frontier
 from paretopo.export import export_adapter
 from paretopo.plots import frontier_chart
-from paretopo.runlog import read_run
+from paretopo.runlog import read_run, run_paths
 from paretopo.train import RunSettings, train_run
 
 torch.set_num_threads(1)  # more threads are slower for the tiny policy on a shared CPU
@@ -135,9 +135,9 @@ if RUN_DIRS is None:
     RUN_DIRS = []
     for method in METHODS:
         run_dir = RUNS_ROOT / COMPARISON / method
-        if not (run_dir / "final").exists():
+        if not run_paths(run_dir).final.exists():
             train_run(method, RunSettings(run_dir=str(run_dir), seed=SEED, lora=True, **profile["run"]),
-                      method_overrides=profile["method"], resume=any(run_dir.glob("checkpoints/checkpoint-*")))
+                      method_overrides=profile["method"], resume=bool(run_paths(run_dir).checkpoint_folders()))
         RUN_DIRS.append(run_dir)
 runs = {str(path): read_run(path) for path in RUN_DIRS}
 pl.DataFrame([{"run": Path(path).name, "method": data.config["method"]["method"], "task": data.config["task"],
@@ -221,7 +221,7 @@ scored.filter(pl.col("non_dominated")).select(
 # zero, reloads onto the base model and changes its output.
 
 # %%
-checkpoint = Path(chosen["run"]) / "checkpoints" / f"checkpoint-{chosen['step']}"
+checkpoint = run_paths(chosen["run"]).checkpoint(chosen["step"])
 export = export_adapter(checkpoint, RUNS_ROOT / COMPARISON / f"export-{chosen['method']}-step{chosen['step']}")
 assert export.verify.ok, export.verify.problems
 print(f"chose {chosen['method']} at step {chosen['step']}: accuracy {chosen['accuracy']:.3f}, "

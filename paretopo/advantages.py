@@ -3,7 +3,9 @@
 Rows ``[g*G:(g+1)*G]`` are one prompt's G completions (TRL's layout after gathering); column
 ``k`` is objective ``k``, maximised, ordered ``(task, tool_efficiency, ...)``. Every estimator
 is a pure function of tensors (numpy in -> numpy out), vectorised over all groups, registered
-in :data:`ADVANTAGES` under its method name:
+in :data:`ADVANTAGES` under its method name, together with the ``ParetoPOConfig`` fields it
+reads (:data:`ESTIMATORS`), so adding an estimator is one function and one :func:`register`
+decorator in this file:
 
 =================  =====================================================================
 ``torl_grpo``      group z-score of the task objective only (ToRL / Search-R1 GRPO)
@@ -24,12 +26,18 @@ Z-scores follow TRL: ``(x - group mean) / (group std + eps)`` with the Bessel-co
 degenerate: every estimator gives it zero advantage, and :func:`compute_advantages` reports
 the fraction of such groups. Groups are never dropped because a *scalar* has zero variance
 (equal weighted sums with different vectors are exactly where Pareto ranking still ranks).
+
+Example (a new estimator; ``reads`` maps its keywords to config fields, ``inputs`` names what
+the trainer supplies at run time: ``meta_reward`` (stage 1's factor) and/or ``ranks``):
+
+    @register("task_sign", reads={"eps": "advantage_eps"})
+    def task_sign(rewards, group_size, *, eps=DEFAULT_EPS): ...
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -37,24 +45,70 @@ import torch
 from paretopo._arrays import like_input, require_finite, to_tensor
 from paretopo.pareto import pareto_ranks
 
-__all__ = ["ADVANTAGES", "AdvantageResult", "compute_advantages", "degenerate_groups", "get_estimator"]
+__all__ = ["ADVANTAGES", "ESTIMATORS", "RUNTIME_INPUTS", "AdvantageResult", "EstimatorSpec", "compute_advantages",
+           "degenerate_groups", "estimator_options", "get_estimator", "register"]
 
 Estimator = Callable[..., Any]
-ADVANTAGES: dict[str, Estimator] = {}
+RUNTIME_INPUTS = ("meta_reward", "ranks")
+"""What an estimator may ask for besides config fields: stage 1's meta reward, the batch's ranks."""
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """A registered estimator and what it reads.
+
+    ``reads`` maps the estimator's keyword options to ``ParetoPOConfig`` field names;
+    ``inputs`` are run-time values from :data:`RUNTIME_INPUTS`.
+    """
+
+    name: str
+    function: Estimator
+    reads: Mapping[str, str] = field(default_factory=dict)
+    inputs: frozenset[str] = frozenset()
+
+
+ESTIMATORS: dict[str, EstimatorSpec] = {}
+ADVANTAGES: dict[str, Estimator] = {}  # name -> function, the same registry as ESTIMATORS
 DEFAULT_EPS = 1e-4
 # Within-rank ties: weighted sums closer than this count as equal (r_hat = 0.5), so that
 # vectors with equal w.r up to float rounding are not split into 0 and 1.
 TIE_TOLERANCE = 1e-9
 
 
-def _register(name: str) -> Callable[[Estimator], Estimator]:
+def register(name: str, *, reads: Mapping[str, str] | None = None,
+             inputs: Iterable[str] = ()) -> Callable[[Estimator], Estimator]:
+    """Register an estimator ``f(rewards [N, K], group_size, **options) -> advantages [N]``.
+
+    Args:
+        name: the name configs use (``stage1_estimator`` / ``stage2_estimator``).
+        reads: estimator keyword -> ``ParetoPOConfig`` field it takes its value from.
+        inputs: run-time values it needs, from :data:`RUNTIME_INPUTS`.
+    """
+    needed = frozenset(inputs)
+    if not needed <= set(RUNTIME_INPUTS):
+        raise ValueError(f"estimator {name!r} asks for unknown run-time inputs {sorted(needed - set(RUNTIME_INPUTS))}; "
+                         f"known: {list(RUNTIME_INPUTS)}")
+
     def decorator(function: Estimator) -> Estimator:
         if name in ADVANTAGES:
             raise RuntimeError(f"advantage estimator {name!r} is registered twice")
+        ESTIMATORS[name] = EstimatorSpec(name, function, dict(reads or {}), needed)
         ADVANTAGES[name] = function
         return function
 
     return decorator
+
+
+def estimator_options(name: str, config: Any, *, meta_reward: float = 1.0) -> dict[str, Any]:
+    """Keyword options of estimator ``name``: the config fields it declared, plus ``meta_reward``
+    if it asked for it (``ranks`` are added by :func:`compute_advantages`)."""
+    spec = ESTIMATORS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown advantage estimator {name!r}; choose one of {sorted(ADVANTAGES)}")
+    options = {keyword: getattr(config, field_name) for keyword, field_name in spec.reads.items()}
+    if "meta_reward" in spec.inputs:
+        options["meta_reward"] = meta_reward
+    return options
 
 
 def get_estimator(name: str) -> Estimator:
@@ -153,8 +207,11 @@ def _input_dtype(rewards: Any) -> torch.dtype:
 # estimators
 # --------------------------------------------------------------------------------------------
 
+_EPS = {"eps": "advantage_eps"}
+_SCALED = {**_EPS, "scale": "scale_rewards"}
 
-@_register("torl_grpo")
+
+@register("torl_grpo", reads=_SCALED)
 def torl_grpo(rewards: Any, group_size: int, *, eps: float = DEFAULT_EPS, scale: str = "group",
               task_index: int = 0) -> Any:
     """GRPO on the task objective alone: z-score of column ``task_index`` within each group.
@@ -166,7 +223,7 @@ def torl_grpo(rewards: Any, group_size: int, *, eps: float = DEFAULT_EPS, scale:
     return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
 
 
-@_register("fixed_weight")
+@register("fixed_weight", reads={**_SCALED, "weights": "weights"})
 def fixed_weight(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None,
                  eps: float = DEFAULT_EPS, scale: str = "group") -> Any:
     """GRPO on the static scalarisation ``w . r``."""
@@ -175,7 +232,7 @@ def fixed_weight(rewards: Any, group_size: int, *, weights: Sequence[float] | No
     return _finish(group_zscore(scalar, eps=eps, scale=scale), grouped, was_numpy, _input_dtype(rewards))
 
 
-@_register("otc_grpo")
+@register("otc_grpo", reads={**_SCALED, "otc_alpha": "otc_alpha"})
 def otc_grpo(rewards: Any, group_size: int, *, otc_alpha: float = 1.0, eps: float = DEFAULT_EPS,
              scale: str = "group", task_index: int = 0, tool_index: int = 1) -> Any:
     """OTC-GRPO: z-score of ``otc_alpha * r_tool * r_task`` (a wrong answer earns 0)."""
@@ -186,7 +243,7 @@ def otc_grpo(rewards: Any, group_size: int, *, otc_alpha: float = 1.0, eps: floa
     return _finish(group_zscore(scalar, eps=eps, scale=scale), grouped, was_numpy, _input_dtype(rewards))
 
 
-@_register("mo_grpo")
+@register("mo_grpo", reads=_EPS)
 def mo_grpo(rewards: Any, group_size: int, *, eps: float = DEFAULT_EPS) -> Any:
     """MO-GRPO: unweighted sum of per-objective group z-scores (no second normalisation)."""
     grouped, was_numpy = _grouped(rewards, group_size)
@@ -194,7 +251,7 @@ def mo_grpo(rewards: Any, group_size: int, *, eps: float = DEFAULT_EPS) -> Any:
     return _finish(per_objective.sum(dim=-1), grouped, was_numpy, _input_dtype(rewards))
 
 
-@_register("gdpo")
+@register("gdpo", reads={**_EPS, "weights": "weights"})
 def gdpo(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None,
          eps: float = DEFAULT_EPS) -> Any:
     """GDPO / TRL ``normalize_then_sum``: weighted per-objective z-scores, batch re-standardised."""
@@ -208,14 +265,14 @@ def gdpo(rewards: Any, group_size: int, *, weights: Sequence[float] | None = Non
     return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
 
 
-@_register("hv_scalarized")
+@register("hv_scalarized", reads={**_EPS, "weights": "weights", "normalization": "stage1_adv_norm"}, inputs=("meta_reward",))
 def hv_scalarized(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None,
                   meta_reward: float = 1.0, normalization: Literal["group_std", "mean_only"] = "group_std",
                   eps: float = DEFAULT_EPS) -> Any:
     """ParetoPO stage 1: ``r_pareto * (w . r)``, centred per group.
 
     With ``normalization="group_std"`` (faithful to "GRPO") the batch-wide factor ``r_pareto``
-    cancels up to ``eps`` (method_spec §1.4); ``"mean_only"`` keeps its effect.
+    cancels up to ``eps`` (docs/method.md, section 2); ``"mean_only"`` keeps its effect.
     """
     if not meta_reward > 0:
         raise ValueError(f"meta_reward must be > 0, got {meta_reward}")
@@ -230,7 +287,7 @@ def hv_scalarized(rewards: Any, group_size: int, *, weights: Sequence[float] | N
     return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
 
 
-@_register("pareto_rank")
+@register("pareto_rank", reads={**_EPS, "weights": "weights", "beta": "beta", "center": "stage2_center"}, inputs=("ranks",))
 def pareto_rank(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None, beta: float = 0.5,
                 center: Literal["none", "group_mean", "group_zscore"] = "none", eps: float = DEFAULT_EPS,
                 ranks: Any = None) -> Any:
@@ -300,7 +357,7 @@ def compute_advantages(name: str, rewards: Any, group_size: int, **options: Any)
     estimator = get_estimator(name)
     grouped, was_numpy = _grouped(rewards, group_size)
     rank = pareto_ranks(grouped)  # [B, G]
-    if name == "pareto_rank":
+    if "ranks" in ESTIMATORS[name].inputs:
         options = {**options, "ranks": rank}
     advantages = estimator(rewards, group_size, **options)
     degenerate = _degenerate(grouped)

@@ -1,4 +1,4 @@
-"""Final-answer extraction and checking (method_spec §3).
+"""Final-answer extraction and checking (docs/method.md).
 
 Extraction:
 

@@ -137,7 +137,9 @@ def _check_run_folder(name: str) -> None:
     path = Path(name)
     if not path.is_dir():
         raise BadInput(f"{name}: no such run folder; pass runs/<name> as written by paretopo train")
-    if not (path / "config.json").exists():
+    from paretopo.runlog import run_paths
+
+    if not run_paths(path).config.exists():
         raise BadInput(f"{name} has no config.json, so it is not a complete run folder; pass one written by "
                        "paretopo train")
     read_run(path)  # raises a one-line ValueError naming an unreadable (e.g. truncated) file
@@ -201,7 +203,10 @@ def _check_train(args: argparse.Namespace) -> dict:
     for flag, value, minimum in (("--steps", args.steps, 1), ("--prompts", args.prompts, 1),
                                  ("--generations", args.generations, 2), ("--save-steps", args.save_steps, 1),
                                  ("--max-completion-length", args.max_completion_length, 1),
-                                 ("--max-tool-calls", args.max_tool_calls, 0)):
+                                 ("--max-tool-calls", args.max_tool_calls, 0),
+                                 ("--validation-examples", args.validation_examples, 1),
+                                 ("--test-examples", args.test_examples, 1),
+                                 ("--train-examples", args.train_examples, 1)):
         _at_least(flag, value, minimum)
     if args.lr is not None and not args.lr > 0:
         raise BadInput(f"--lr must be positive, got {args.lr}; try 3e-4 (full fine-tuning) or 2e-3 (LoRA)")
@@ -209,6 +214,15 @@ def _check_train(args: argparse.Namespace) -> dict:
     if args.model is not None:
         _check_model_source("--model", args.model)
     overrides = _parse_overrides(args.set)
+    if args.objectives is not None:
+        from paretopo.objectives import require_known_objectives
+
+        overrides["objectives"] = require_known_objectives([n.strip() for n in args.objectives.split(",") if n.strip()])
+    if args.weights is not None:
+        try:
+            overrides["weights"] = tuple(float(w) for w in args.weights.split(","))
+        except ValueError:
+            raise BadInput(f"--weights {args.weights}: give numbers separated by commas, e.g. 0.5,0.3,0.2") from None
     ParetoPOConfig.from_preset(args.method, **overrides)  # a ValueError names every bad field
     run_dir = Path(args.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -227,7 +241,9 @@ def _train(args: argparse.Namespace) -> int:
     settings = RunSettings(run_dir=args.run_dir, task=args.task, model=args.model, seed=args.seed,
                            max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
                            learning_rate=args.lr, max_completion_length=args.max_completion_length,
-                           save_steps=args.save_steps, lora=False if args.no_lora else (True if args.lora else None), max_tool_calls=args.max_tool_calls)
+                           save_steps=args.save_steps, lora=False if args.no_lora else (True if args.lora else None), max_tool_calls=args.max_tool_calls,
+                           validation_examples=args.validation_examples, test_examples=args.test_examples,
+                           train_examples=args.train_examples)
     result = train_run(args.method, settings, method_overrides=overrides, resume=args.resume)
     Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
                                      "test": result.test}, default=str))
@@ -242,13 +258,15 @@ def _eval(args: argparse.Namespace) -> int:
     if args.data and not Path(args.data).is_file():
         raise BadInput(f"--data {args.data}: no such file; pass a JSONL file with id, question, answer")
     _check_output_file("--out", args.out)
+    from paretopo.runlog import run_paths
+
     source = Path(args.policy)
-    if source.is_dir() and (source / "config.json").exists() and (source / "steps.parquet").exists() \
-            and not (source / "final").is_dir():
+    paths = run_paths(source)
+    if source.is_dir() and paths.config.exists() and paths.steps.exists() and not paths.final.is_dir():
         raise BadInput(f"run folder {source} has no final/ model (did it finish?); pass one of its checkpoints, "
-                       f"e.g. {source / 'checkpoints' / 'checkpoint-N'}")
-    if (source / "final").is_dir():
-        source = source / "final"
+                       f"e.g. {paths.checkpoints / 'checkpoint-N'}")
+    if paths.final.is_dir():
+        source = paths.final
     _check_model_source("policy", str(source))
     from paretopo.evaluate import evaluate_policy
     from paretopo.models import load_adapter, load_policy
@@ -412,11 +430,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-completion-length", type=int, default=160)
     train.add_argument("--max-tool-calls", type=int, default=None, help="tool budget (default: the task's)")
     train.add_argument("--save-steps", type=int, default=10)
+    train.add_argument("--validation-examples", type=int, default=48,
+                       help="validation questions each checkpoint is evaluated on (default 48)")
+    train.add_argument("--test-examples", type=int, default=None,
+                       help="evaluate the final policy on the first N test questions (default: all)")
+    train.add_argument("--train-examples", type=int, default=None,
+                       help="train on the first N training questions (default: all)")
     lora = train.add_mutually_exclusive_group()
     lora.add_argument("--lora", action="store_true", help="train LoRA adapters (default for any --model)")
     lora.add_argument("--no-lora", action="store_true",
                       help="train all weights (default for the shipped tiny policy)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    train.add_argument("--objectives", default=None, metavar="NAMES",
+                       help="objectives, comma-separated, all maximised, e.g. task,tool_efficiency,brevity "
+                            "(default: task,tool_efficiency)")
+    train.add_argument("--weights", default=None, metavar="W",
+                       help="preference weights, one per objective, comma-separated (default: 0.6,0.4)")
     train.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                        help="ParetoPOConfig overrides, e.g. --set beta=0.3 stage2_center=group_mean")
     train.set_defaults(handler=_train)

@@ -22,7 +22,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from paretopo.advantages import ADVANTAGES
+from paretopo.advantages import ADVANTAGES, ESTIMATORS
+from paretopo.advantages import estimator_options as _estimator_options
 
 __all__ = ["PRESETS", "ParetoPOConfig"]
 
@@ -72,6 +73,10 @@ class ParetoPOConfig:
         "If True (default, chosen on validation: docs/method.md), r_tool <- r_task * r_tool (OTC-style; "
         "wrong answers get (0, 0), so a cheap wrong answer never ties a correct one on the Pareto front). "
         "False is the paper's reading: independent objectives.", True
+    )
+    brevity_length: int | None = _help(
+        "Completion length in tokens at which the 'brevity' objective reaches 0 (brevity = clip(1 - L / "
+        "brevity_length, 0, 1)); None = the run's max_completion_length (set by paretopo train).", None
     )
     # stage 1 (Eqs. 5-6)
     stage1_estimator: str = _help("Advantage estimator of stage 1 (a name in paretopo.advantages.ADVANTAGES).",
@@ -154,6 +159,9 @@ class ParetoPOConfig:
             problems.append(f"max_tool_calls must be an integer >= 0, got {self.max_tool_calls!r}")
         elif self.tool_efficiency_form == "otc" and self.max_tool_calls < 1:
             problems.append("the OTC tool reward needs max_tool_calls (its c) >= 1")
+        if self.brevity_length is not None and (not isinstance(self.brevity_length, int) or self.brevity_length < 1):
+            problems.append(f"brevity_length must be None (the run's max_completion_length) or an integer >= 1, "
+                            f"got {self.brevity_length!r}")
         if not 0.0 <= self.gamma < 1.0:
             problems.append(f"gamma must be in [0, 1), got {self.gamma}; try 0.9")
         if not 0.0 < self.beta <= 1.0:
@@ -168,6 +176,10 @@ class ParetoPOConfig:
             value = getattr(self, name)
             if value is not None and value not in ADVANTAGES:
                 problems.append(f"{name}={value!r} is unknown; choose one of {sorted(ADVANTAGES)}")
+            elif value is not None:
+                missing = sorted(set(ESTIMATORS[value].reads.values()) - {f.name for f in fields(self)})
+                if missing:
+                    problems.append(f"estimator {value!r} reads config fields {missing}, which ParetoPOConfig lacks")
         if self.stage2_estimator is None and self.stage1_steps == 0:
             problems.append("stage1_steps=0 with stage2_estimator=None leaves no stage to train with")
         if not self.otc_alpha > 0:
@@ -184,8 +196,9 @@ class ParetoPOConfig:
 
     @property
     def uses_meta_reward(self) -> bool:
-        """Whether an outcome vector / HV archive drives the advantages (stage-1 hv_scalarized)."""
-        return self.stage1_estimator == "hv_scalarized" and self.stage1_steps != 0
+        """Whether an outcome vector / HV archive drives the advantages (a stage-1 estimator that
+        asks for the meta reward, e.g. hv_scalarized)."""
+        return "meta_reward" in ESTIMATORS[self.stage1_estimator].inputs and self.stage1_steps != 0
 
     def stage_at(self, step: int, steps_per_epoch: int | None = None) -> int:
         """Stage (1 or 2) of optimiser step ``step`` (0-based)."""
@@ -205,23 +218,12 @@ class ParetoPOConfig:
 
     def estimator_options(self, stage: int, meta_reward: float = 1.0) -> dict[str, Any]:
         """Keyword options for this stage's estimator, taken from the config."""
-        name = self.estimator_for_stage(stage)
-        eps = {"eps": self.advantage_eps}
-        by_name: dict[str, dict[str, Any]] = {
-            "torl_grpo": {**eps, "scale": self.scale_rewards},
-            "fixed_weight": {**eps, "scale": self.scale_rewards, "weights": self.weights},
-            "otc_grpo": {**eps, "scale": self.scale_rewards, "otc_alpha": self.otc_alpha},
-            "mo_grpo": eps,
-            "gdpo": {**eps, "weights": self.weights},
-            "hv_scalarized": {
-                **eps,
-                "weights": self.weights,
-                "meta_reward": meta_reward if self.dynamic_weighting else 1.0,
-                "normalization": self.stage1_adv_norm,
-            },
-            "pareto_rank": {**eps, "weights": self.weights, "beta": self.beta, "center": self.stage2_center},
-        }
-        return by_name[name]
+        return self.options_for_estimator(self.estimator_for_stage(stage), meta_reward=meta_reward)
+
+    def options_for_estimator(self, name: str, meta_reward: float = 1.0) -> dict[str, Any]:
+        """Keyword options of any registered estimator: the config fields it declared (see
+        ``paretopo.advantages.register``) and the meta reward (1 without dynamic weighting)."""
+        return _estimator_options(name, self, meta_reward=meta_reward if self.dynamic_weighting else 1.0)
 
     # ---------------------------------------------------------------------------------------
     @classmethod

@@ -7,10 +7,11 @@ numbers:
 * ``accuracy``: share of completions whose final answer is correct;
 * ``mean_tool_calls``: executed tool calls per completion;
 * ``tool_productivity``: correct answers per tool call (OTC's measure; ``inf`` with no calls);
-* ``objectives``: the mean objective vector ``(task, tool_efficiency)``, with tool efficiency
-  measured against an n* tracker of the evaluation questions (updated from this evaluation's
-  correct answers first, exactly as in training). That vector is stage 1's outcome and a point
-  of the checkpoint frontier.
+* ``objectives``: the mean objective vector, one entry per objective of the scoring options
+  (default ``(task, tool_efficiency)``; a run's config may add ``brevity``), with tool
+  efficiency measured against an n* tracker of the evaluation questions (updated from this
+  evaluation's correct answers first, exactly as in training). That vector is stage 1's
+  outcome and a point of the checkpoint frontier; tables carry it as ``obj_<name>`` columns.
 
 ``frontier`` / ``frontier_hypervolume`` turn several evaluated checkpoints into a Pareto front.
 """
@@ -28,12 +29,14 @@ import torch
 from tqdm.auto import tqdm
 
 from paretopo.hypervolume import hypervolume
-from paretopo.objectives import OptimalCallTracker, objective_matrix
+from paretopo.objectives import OptimalCallTracker, score_completions, scored_objectives
 from paretopo.pareto import nondominated_mask
 from paretopo.rollout import generate_rollouts
+from paretopo.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
 
-__all__ = ["EvalResult", "behaviour_table", "evaluate_policy", "frontier", "frontier_hypervolume", "summarize"]
+__all__ = ["EvalResult", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "frontier",
+           "frontier_hypervolume", "objective_columns", "summarize"]
 
 
 @dataclass
@@ -43,17 +46,17 @@ class EvalResult:
     accuracy: float
     mean_tool_calls: float
     tool_productivity: float
-    objectives: tuple[float, float]
+    objectives: tuple[float, ...]
     n_completions: int
     rows: pl.DataFrame = field(repr=False)
+    objective_names: tuple[str, ...] = ("task", "tool_efficiency")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "accuracy": self.accuracy,
             "mean_tool_calls": self.mean_tool_calls,
             "tool_productivity": self.tool_productivity,
-            "obj_task": self.objectives[0],
-            "obj_tool_efficiency": self.objectives[1],
+            **{objective_column(name): value for name, value in zip(self.objective_names, self.objectives, strict=True)},
             "n_completions": self.n_completions,
         }
 
@@ -64,22 +67,27 @@ def summarize(
     calls: Sequence[int],
     *,
     tracker: OptimalCallTracker | None = None,
-    efficiency_options: Mapping[str, Any] | None = None,
-) -> tuple[float, float, float, tuple[float, float], np.ndarray]:
-    """Accuracy, mean calls, productivity, mean objective vector and the per-row objectives."""
+    efficiency_options: Any = None,
+    lengths: Sequence[int] | None = None,
+) -> tuple[float, float, float, tuple[float, ...], np.ndarray]:
+    """Accuracy, mean calls, productivity, mean objective vector and the per-row objectives.
+
+    ``efficiency_options`` is a ``ParetoPOConfig`` or a mapping of scoring options
+    (``paretopo.objectives.score_completions``); ``lengths`` are completion lengths in tokens
+    (needed for ``brevity``).
+    """
     if len(question_ids) == 0:
         raise ValueError("nothing to summarise: the evaluation produced no completions")
     tracker = tracker if tracker is not None else OptimalCallTracker()
     correct_array = np.asarray(correct, dtype=np.float64)
     calls_array = np.asarray(calls, dtype=np.int64)
-    tracker.update(list(question_ids), calls_array, correct_array)
-    objectives = objective_matrix(correct_array, calls_array, tracker.lookup(question_ids),
-                                  **dict(efficiency_options or {}))
+    objectives = score_completions(list(question_ids), correct_array, calls_array, tracker, efficiency_options or {},
+                                   lengths=lengths)
     total_calls = int(calls_array.sum())
     productivity = float(correct_array.sum() / total_calls) if total_calls else math.inf
     means = objectives.mean(axis=0)
     return (float(correct_array.mean()), float(calls_array.mean()), productivity,
-            (float(means[0]), float(means[1])), objectives)
+            tuple(float(m) for m in means), objectives)
 
 
 @torch.no_grad()
@@ -96,7 +104,7 @@ def evaluate_policy(
     max_new_tokens: int = 256,
     seed: int = 0,
     tracker: OptimalCallTracker | None = None,
-    efficiency_options: Mapping[str, Any] | None = None,
+    efficiency_options: Any = None,
     tools_in_prompt: bool = True,
     progress: bool = True,
     description: str = "evaluating",
@@ -110,8 +118,9 @@ def evaluate_policy(
         greedy: greedy decoding (default; deterministic) or sampling at ``temperature``.
         tracker: n* tracker of the evaluation questions, kept across calls (stage 1 passes
             its validation tracker); a fresh one when None.
-        efficiency_options: ``form``, ``alpha``, ``max_calls``, ``unknown_nstar`` for the
-            tool-efficiency objective (as in training).
+        efficiency_options: a ``ParetoPOConfig`` or a mapping of scoring options
+            (``paretopo.objectives.scoring_options``: tool-efficiency form, alpha, ..., the
+            objective names), as in training.
         tools_in_prompt: render the tools block in the prompt (False for the tiny policy, which
             learned the convention in its warm start).
     """
@@ -147,12 +156,12 @@ def evaluate_policy(
             })
     accuracy, mean_calls, productivity, means, objectives = summarize(
         [r["id"] for r in records], [float(r["correct"]) for r in records], [r["tool_calls"] for r in records],
-        tracker=tracker, efficiency_options=efficiency_options,
+        tracker=tracker, efficiency_options=efficiency_options, lengths=[r["completion_tokens"] for r in records],
     )
+    names = scored_objectives(efficiency_options)
     rows = pl.DataFrame(records, infer_schema_length=None).with_columns(
-        pl.Series("obj_task", objectives[:, 0]), pl.Series("obj_tool_efficiency", objectives[:, 1])
-    )
-    return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows)
+        pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
+    return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names)
 
 
 def behaviour_table(rows: pl.DataFrame, by: str = "tier") -> pl.DataFrame:
@@ -211,41 +220,69 @@ def checkpoint_points(run_dirs: Sequence[str], efficiency_options: Mapping[str, 
     comparable. Here n* of a question is the fewest tool calls among correct answers to it in
     *any* evaluation of *any* of the runs, and every (run, step, split) is re-scored with it.
 
+    ``efficiency_options`` are scoring options (``paretopo.objectives.score_completions``);
+    their ``objectives`` default to every objective any of the runs trained on (in order of
+    appearance), with ``brevity_length`` from the first run that has one.
+
     Returns:
         One row per (run, step, split): run, method, step, split, final, accuracy,
-        mean_tool_calls, obj_task, obj_tool_efficiency, n.
+        mean_tool_calls, one ``obj_<name>`` column per objective, n.
     """
     from paretopo.runlog import read_run
 
-    frames = []
+    frames, configs = [], []
     for path in run_dirs:
         data = read_run(path)
         if data.eval_rows.height == 0:
             raise ValueError(f"{path} has no evaluation rows (eval_rows/); was it trained with paretopo train?")
+        configs.append(data.config)
         method = data.config.get("method", {}).get("method", data.name)
         finals = set(data.evals.filter(pl.col("final")).select("step", "split").iter_rows()) if data.evals.height else set()
-        rows = data.eval_rows.select("id", "correct", "tool_calls", "step", "split").with_columns(
-            pl.lit(str(path)).alias("run"), pl.lit(method).alias("method"))
+        wanted = [c for c in ("id", "correct", "tool_calls", "completion_tokens", "step", "split") if c in data.eval_rows.columns]
+        rows = data.eval_rows.select(wanted).with_columns(pl.lit(str(path)).alias("run"), pl.lit(method).alias("method"))
         rows = rows.with_columns(pl.struct("step", "split").map_elements(
             lambda s, finals=finals: (s["step"], s["split"]) in finals, return_dtype=pl.Boolean).alias("final"))
         frames.append(rows)
     rows = pl.concat(frames, how="diagonal_relaxed")
-    tracker = OptimalCallTracker()
-    tracker.update(rows["id"].to_list(), rows["tool_calls"].to_numpy(), rows["correct"].cast(pl.Float64).to_numpy())
-    objectives = objective_matrix(rows["correct"].cast(pl.Float64).to_numpy(), rows["tool_calls"].to_numpy(),
-                                  tracker.lookup(rows["id"].to_list()), **dict(efficiency_options or {}))
-    rows = rows.with_columns(pl.Series("obj_task", objectives[:, 0]), pl.Series("obj_tool_efficiency", objectives[:, 1]))
+    options = {**_runs_objectives(configs), **dict(efficiency_options or {})}
+    names = scored_objectives(options)
+    lengths = None
+    if "brevity" in names:
+        if "completion_tokens" not in rows.columns or rows["completion_tokens"].null_count():
+            raise ValueError("brevity needs completion lengths, which evaluation rows written before it lack "
+                             "(no completion_tokens column); compare without brevity: objectives=('task', "
+                             "'tool_efficiency')")
+        lengths = rows["completion_tokens"].to_numpy()
+    objectives = score_completions(rows["id"].to_list(), rows["correct"].cast(pl.Float64).to_numpy(),
+                                   rows["tool_calls"].to_numpy(), OptimalCallTracker(), options, lengths=lengths)
+    rows = rows.with_columns(pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
     return (
         rows.group_by("run", "method", "step", "split", "final", maintain_order=True)
         .agg(
             pl.col("correct").cast(pl.Float64).mean().alias("accuracy"),
             pl.col("tool_calls").cast(pl.Float64).mean().alias("mean_tool_calls"),
-            pl.col("obj_task").mean(),
-            pl.col("obj_tool_efficiency").mean(),
+            *(pl.col(objective_column(name)).mean() for name in names),
             pl.len().alias("n"),
         )
         .sort("run", "split", "step")
     )
+
+
+def _runs_objectives(configs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Objective names (and brevity's length) of several runs' config.json, for re-scoring them together."""
+    names: list[str] = []
+    brevity_length = None
+    for config in configs:
+        method = config.get("method", {}) if isinstance(config.get("method"), Mapping) else {}
+        for name in method.get("objectives", ("task", "tool_efficiency")):
+            if name not in names:
+                names.append(name)
+        if brevity_length is None and "brevity" in method.get("objectives", ()):
+            brevity_length = method.get("brevity_length") or config.get("settings", {}).get("max_completion_length")
+    options: dict[str, Any] = {"objectives": tuple(names or ("task", "tool_efficiency"))}
+    if brevity_length is not None:
+        options["brevity_length"] = int(brevity_length)
+    return options
 
 
 def compare_runs(run_dirs: Sequence[str], split: str = "validation",
@@ -254,30 +291,31 @@ def compare_runs(run_dirs: Sequence[str], split: str = "validation",
 
     Returns:
         ``(summary, dominance)``: summary has one row per run (method, final test accuracy and
-        mean tool calls, frontier hypervolume / cardinality / spread over the checkpoints
-        evaluated on ``split``); dominance[i][j] says whether run i's final test point
+        mean tool calls, ``test_obj_<name>`` per objective, frontier hypervolume (over all M
+        objectives, reference 0) / cardinality / spread over the checkpoints evaluated on
+        ``split``); dominance[i][j] says whether run i's final test point
         dominates run j's.
     """
     points = checkpoint_points(run_dirs, efficiency_options)
+    columns = objective_columns(points)
     summary_rows = []
     finals = {}
     for run in dict.fromkeys(points["run"].to_list()):
         own = points.filter(pl.col("run") == run)
         checkpoints = own.filter(pl.col("split") == split)
-        vectors = checkpoints.select("obj_task", "obj_tool_efficiency").to_numpy()
+        vectors = checkpoints.select(columns).to_numpy()
         on_front = frontier(vectors) if len(vectors) else np.zeros(0, dtype=bool)
         front = vectors[on_front]
         final = own.filter(pl.col("final") & (pl.col("split") == "test"))
         final_row = final.to_dicts()[-1] if final.height else {}
-        finals[run] = np.array([final_row.get("obj_task", np.nan), final_row.get("obj_tool_efficiency", np.nan)])
+        finals[run] = np.array([final_row.get(c, np.nan) for c in columns])
         summary_rows.append({
             "run": run,
             "method": own["method"][0],
             "test_accuracy": final_row.get("accuracy"),
             "test_mean_tool_calls": final_row.get("mean_tool_calls"),
-            "test_obj_task": final_row.get("obj_task"),
-            "test_obj_tool_efficiency": final_row.get("obj_tool_efficiency"),
-            "frontier_hv": frontier_hypervolume(front) if len(front) else 0.0,
+            **{f"test_{c}": final_row.get(c) for c in columns},
+            "frontier_hv": frontier_hypervolume(front, ref=(0.0,) * len(columns)) if len(front) else 0.0,
             "frontier_size": int(on_front.sum()),
             "frontier_spread": float(np.linalg.norm(front.max(axis=0) - front.min(axis=0))) if len(front) else 0.0,
             "checkpoints": len(vectors),

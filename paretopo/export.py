@@ -27,7 +27,7 @@ import torch
 
 from paretopo import library_versions
 from paretopo.models import load_adapter
-from paretopo.runlog import atomic_write_json, read_run
+from paretopo.runlog import atomic_write_json, read_run, run_paths
 
 __all__ = ["ExportReport", "VerifyReport", "export_adapter", "verify_adapter"]
 
@@ -56,21 +56,23 @@ class ExportReport:
 
 def _adapter_source(path: Path) -> Path:
     """The folder holding the adapter: the path itself, ``final/`` of a run, or its last checkpoint."""
-    for candidate in (path, path / "final"):
+    paths = run_paths(path)
+    for candidate in (path, paths.final):
         if all((candidate / name).exists() for name in ADAPTER_FILES):
             return candidate
-    checkpoints = sorted((path / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    checkpoints = paths.checkpoint_folders()
     if checkpoints and all((checkpoints[-1] / name).exists() for name in ADAPTER_FILES):
         return checkpoints[-1]
     raise FileNotFoundError(
-        f"no LoRA adapter ({', '.join(ADAPTER_FILES)}) in {path}, {path / 'final'} or its last checkpoint; "
+        f"no LoRA adapter ({', '.join(ADAPTER_FILES)}) in {path}, {paths.final} or its last checkpoint; "
         "pass a run folder, its final/ folder or a checkpoint folder of a LoRA run"
     )
 
 
 def _run_folder(source: Path) -> Path | None:
     for candidate in (source, source.parent, source.parent.parent):
-        if (candidate / "config.json").exists() and (candidate / "steps.parquet").exists():
+        paths = run_paths(candidate)
+        if paths.config.exists() and paths.steps.exists():
             return candidate
     return None
 

@@ -1,9 +1,15 @@
-"""Objective functions: task correctness, tool efficiency, and the optimal-call tracker n*.
+"""Objective functions: task correctness, tool efficiency, brevity, and the optimal-call tracker n*.
 
 Every objective is maximised and lies in [0, 1]. The objective matrix handed to the advantage
-estimators has one row per completion and columns ``(task, tool_efficiency)``.
+estimators has one row per completion and one column per name of ``ParetoPOConfig.objectives``
+(default ``(task, tool_efficiency)``; the known names are :data:`OBJECTIVES`).
 
-Tool efficiency (method_spec §1.2, §2.2), with ``m`` tool calls and the tracked optimum ``n*``:
+:func:`score_completions` is the one path from measurements (question ids, correctness, tool
+calls, completion lengths) to objective vectors; the trainer, evaluation, comparison, apps,
+showcase and notebooks all call it, and :func:`scoring_options` is the one place that reads the
+scoring options out of a ``ParetoPOConfig``.
+
+Tool efficiency (docs/method.md, section 1), with ``m`` tool calls and the tracked optimum ``n*``:
 
 * ``form="exp"`` (ParetoPO Eq. 4, default): ``exp(-alpha * |m - n*|)``.
 * ``form="otc"`` (OTC, arXiv 2504.14870 Eq. 5-7): with ``f(m, n) = 0`` if ``m = n = 0``,
@@ -17,6 +23,11 @@ are computed. While a question has no correct completion yet, ``n*`` is unknown 
 is undefined without a successful reference, so the group is ranked on the task alone);
 ``"zero"`` treats ``n* = 0`` (prefer no tools).
 
+Brevity (``brevity``): ``clip(1 - L / brevity_length, 0, 1)`` with ``L`` the completion's
+length in tokens (model and tool-output tokens alike, as the rollout returns them) and
+``brevity_length`` the length at which it reaches 0 (``paretopo train`` sets it to the run's
+``max_completion_length``).
+
 Correctness checkers (math via math-verify, QA via SQuAD exact match / F1) live in
 ``paretopo.answers`` and are re-exported here.
 """
@@ -24,7 +35,7 @@ Correctness checkers (math via math-verify, QA via SQuAD exact match / F1) live 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -33,9 +44,16 @@ ToolEfficiencyForm = Literal["exp", "otc"]
 UnknownNstar = Literal["one", "zero"]
 
 __all__ = [
+    "DEFAULT_OBJECTIVES",
+    "OBJECTIVES",
     "OptimalCallTracker",
+    "brevity",
     "count_tool_calls",
     "objective_matrix",
+    "require_known_objectives",
+    "score_completions",
+    "scored_objectives",
+    "scoring_options",
     "tool_efficiency",
     "tool_efficiency_exp",
     "tool_efficiency_otc",
@@ -133,15 +151,48 @@ def tool_efficiency(
     return reward
 
 
+def brevity(lengths: Any, max_length: int) -> np.ndarray:
+    """Brevity per completion: ``clip(1 - L / max_length, 0, 1)``, 1 for an empty completion.
+
+    Example:
+        >>> brevity([0, 40, 160, 200], max_length=160).tolist()
+        [1.0, 0.75, 0.0, 0.0]
+    """
+    if not isinstance(max_length, (int, np.integer)) or max_length < 1:
+        raise ValueError(f"brevity needs a length >= 1 at which it reaches 0, got {max_length!r}")
+    length = _as_float_array(lengths, "lengths")
+    if (length < 0).any():
+        raise ValueError("completion lengths must be >= 0")
+    return np.clip(1.0 - length / float(max_length), 0.0, 1.0)
+
+
+OBJECTIVES: tuple[str, ...] = ("task", "tool_efficiency", "brevity")
+"""Objective names :func:`objective_matrix` can compute, in any order and combination."""
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("task", "tool_efficiency")
+
+
+def require_known_objectives(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as a tuple, or a ValueError naming the objectives paretopo can score."""
+    names = tuple(str(n) for n in names)
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown:
+        raise ValueError(f"objectives {unknown} cannot be scored; choose among {list(OBJECTIVES)} "
+                         "(paretopo.objectives.OBJECTIVES)")
+    return names
+
+
 def objective_matrix(
     correct: Any,
     calls: Any,
     nstar: Any,
     *,
     gate_tool_by_correctness: bool = False,
+    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
+    lengths: Any = None,
+    brevity_length: int | None = None,
     **efficiency_options: Any,
 ) -> np.ndarray:
-    """Objective vectors ``[N, 2] = (task, tool_efficiency)`` for N completions.
+    """Objective vectors ``[N, M]`` for N completions, one column per name of ``objectives``.
 
     Args:
         correct: ``[N]`` task correctness in [0, 1] (1 = correct).
@@ -150,8 +201,12 @@ def objective_matrix(
         gate_tool_by_correctness: if True, efficiency counts only for correct answers
             (OTC-style ``r_tool <- r_task * r_tool``; a wrong answer gets (0, 0)). Default False:
             the paper treats efficiency as an independent objective.
+        objectives: column names, from :data:`OBJECTIVES` (default ``(task, tool_efficiency)``).
+        lengths: ``[N]`` completion lengths in tokens (needed for ``brevity``).
+        brevity_length: the length at which brevity reaches 0 (needed for ``brevity``).
         **efficiency_options: passed to :func:`tool_efficiency`.
     """
+    names = require_known_objectives(objectives)
     task = _as_float_array(correct, "correct")
     if ((task < 0) | (task > 1)).any():
         raise ValueError("task correctness must lie in [0, 1]")
@@ -160,7 +215,85 @@ def objective_matrix(
         raise ValueError(f"correct and calls must have the same length, got {task.shape} and {tool.shape}")
     if gate_tool_by_correctness:
         tool = tool * task
-    return np.stack([task, tool], axis=-1)
+    columns = {"task": task, "tool_efficiency": tool}
+    if "brevity" in names:
+        if lengths is None or brevity_length is None:
+            raise ValueError("the brevity objective needs the completion lengths and brevity_length (the length at "
+                             "which it reaches 0; paretopo train sets it to max_completion_length)")
+        columns["brevity"] = brevity(lengths, brevity_length)
+        if columns["brevity"].shape != task.shape:
+            raise ValueError(f"lengths must have one entry per completion, got {columns['brevity'].shape} "
+                             f"and {task.shape}")
+    return np.stack([columns[name] for name in names], axis=-1)
+
+
+def scoring_options(config: Any) -> dict[str, Any]:
+    """Everything :func:`score_completions` needs from a ``ParetoPOConfig``, as keyword options.
+
+    The one place that maps config fields to scoring options: tool-efficiency form, alpha,
+    OTC's c (at least 1), the unknown-n* rule, correctness gating, the objective names and
+    brevity's length.
+    """
+    return {
+        "form": config.tool_efficiency_form,
+        "alpha": config.alpha,
+        "max_calls": max(1, config.max_tool_calls),
+        "unknown_nstar": config.unknown_nstar,
+        "gate_tool_by_correctness": config.gate_tool_by_correctness,
+        "objectives": tuple(config.objectives),
+        "brevity_length": config.brevity_length,
+    }
+
+
+def scored_objectives(config_or_options: Any = None) -> tuple[str, ...]:
+    """Objective names :func:`score_completions` gives for this config or options mapping."""
+    if config_or_options is None:
+        return DEFAULT_OBJECTIVES
+    if isinstance(config_or_options, Mapping):
+        return tuple(config_or_options.get("objectives", DEFAULT_OBJECTIVES))
+    return tuple(config_or_options.objectives)
+
+
+def score_completions(
+    question_ids: Sequence[Any],
+    correct: Any,
+    calls: Any,
+    tracker: OptimalCallTracker,
+    config_or_options: Any = None,
+    *,
+    lengths: Any = None,
+    update: bool = True,
+) -> np.ndarray:
+    """Objective vectors ``[N, M]`` of N completions: the one scoring path of paretopo.
+
+    Args:
+        question_ids: ``[N]`` question of each completion (n* is tracked per question).
+        correct: ``[N]`` task correctness in [0, 1].
+        calls: ``[N]`` executed tool calls.
+        tracker: the n* tracker; with ``update=True`` it first learns from these completions'
+            correct answers (so a group's own best correct completion counts), as in training.
+        config_or_options: a ``ParetoPOConfig`` (read by :func:`scoring_options`) or a mapping
+            of :func:`objective_matrix` keyword options (None: its defaults).
+        lengths: ``[N]`` completion lengths in tokens (needed when ``brevity`` is an objective).
+        update: False scores against the tracker as it is (e.g. the trainer outside training).
+
+    Example:
+        >>> tracker = OptimalCallTracker()
+        >>> score_completions(["q", "q"], [1, 0], [2, 0], tracker, {"alpha": 0.5}).round(4).tolist()
+        [[1.0, 1.0], [0.0, 0.3679]]
+    """
+    if config_or_options is None:
+        options: dict[str, Any] = {}
+    elif isinstance(config_or_options, Mapping):
+        options = dict(config_or_options)
+    else:
+        options = scoring_options(config_or_options)
+    ids = [str(q) for q in question_ids]
+    correct_array = _as_float_array(correct, "correct")
+    calls_array = np.asarray(calls.detach().cpu() if hasattr(calls, "detach") else calls)
+    if update:
+        tracker.update(ids, calls_array, correct_array)
+    return objective_matrix(correct_array, calls_array, tracker.lookup(ids), lengths=lengths, **options)
 
 
 class OptimalCallTracker:

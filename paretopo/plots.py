@@ -44,8 +44,8 @@ import numpy as np
 import polars as pl
 
 from paretopo.advantages import ADVANTAGES
-from paretopo.config import PRESETS, ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, objective_matrix
+from paretopo.config import ParetoPOConfig
+from paretopo.objectives import OptimalCallTracker, score_completions
 from paretopo.pareto import nondominated_mask, pareto_ranks
 from paretopo.scalarize import HVScalarizer
 
@@ -60,6 +60,7 @@ __all__ = [
     "equal_sum_group",
     "estimator_advantages",
     "frontier_chart",
+    "frontier_charts",
     "llm_like_groups",
     "metric_lines",
     "objective_names",
@@ -133,24 +134,21 @@ def estimator_advantages(rewards: Any, group_size: int, *, weights: Sequence[flo
                          meta_reward: float = 1.0) -> pl.DataFrame:
     """The advantage every estimator of :data:`paretopo.advantages.ADVANTAGES` gives each completion.
 
-    Each estimator runs with the options of its method preset (``pareto_rank`` with ParetoPO's
-    stage 2, ``hv_scalarized`` with its stage 1 and ``meta_reward``), the given ``weights`` and
-    ``beta``, on the same objective columns (``otc_grpo`` multiplies columns 0 and 1, whatever
-    form of tool efficiency they hold).
+    Each estimator runs with the options it declares (``paretopo.advantages.register``) taken
+    from ParetoPO's default config with the given ``weights`` and ``beta`` (``hv_scalarized``
+    with ``meta_reward``), on the same objective columns (``otc_grpo`` multiplies columns 0 and
+    1, whatever form of tool efficiency they hold).
 
     Returns:
-        Long frame ``group, completion, estimator, advantage`` (N * 7 rows, estimators in
-        :data:`ESTIMATOR_ORDER`).
+        Long frame ``group, completion, estimator, advantage`` (one block of N rows per
+        registered estimator, in :data:`ESTIMATOR_ORDER`, then any registered later).
     """
     array = np.asarray(rewards, dtype=np.float64)
-    names = objective_names(array.shape[1])
+    config = ParetoPOConfig(objectives=objective_names(array.shape[1]), weights=tuple(weights), beta=beta)
     index = np.arange(array.shape[0])
     frames = []
-    for name in ESTIMATOR_ORDER:
-        preset = name if name in PRESETS else "paretopo"
-        config = ParetoPOConfig.from_preset(preset, objectives=names, weights=tuple(weights), beta=beta)
-        stage = 2 if name == config.stage2_estimator else 1
-        values = ADVANTAGES[name](array, group_size, **config.estimator_options(stage, meta_reward=meta_reward))
+    for name in (*ESTIMATOR_ORDER, *(n for n in ADVANTAGES if n not in ESTIMATOR_ORDER)):
+        values = ADVANTAGES[name](array, group_size, **config.options_for_estimator(name, meta_reward=meta_reward))
         frames.append(pl.DataFrame({
             "group": index // group_size, "completion": index % group_size,
             "estimator": [name] * len(index), "advantage": np.asarray(values, dtype=np.float64),
@@ -212,9 +210,7 @@ def llm_like_groups(n_groups: int, group_size: int, n_objectives: int, seed: int
     correct = (rng.uniform(size=n) < p_correct).astype(np.float64)
     calls = rng.integers(0, max_calls + 1, size=n)
     ids = [f"q{i // group_size}" for i in range(n)]
-    tracker = OptimalCallTracker()
-    tracker.update(ids, calls, correct)
-    vectors = objective_matrix(correct, calls, tracker.lookup(ids), alpha=alpha, max_calls=max(1, max_calls))
+    vectors = score_completions(ids, correct, calls, OptimalCallTracker(), {"alpha": alpha, "max_calls": max(1, max_calls)})
     extra = (rng.uniform(size=(n, max(0, n_objectives - 2))) < 0.5).astype(np.float64)
     return np.concatenate([vectors, extra], axis=1)[:, :n_objectives]
 
@@ -616,7 +612,8 @@ def _spread_coincident(data: pl.DataFrame, x: str, y: str, radius: tuple[float, 
 
 
 def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection: alt.Parameter | None = None,
-                   width: int = 420, height: int = 320) -> alt.LayerChart:
+                   width: int = 420, height: int = 320, x: str = "obj_task",
+                   y: str = "obj_tool_efficiency") -> alt.LayerChart:
     """Evaluated checkpoints of several runs in objective space, with each run's frontier.
 
     Args:
@@ -631,11 +628,14 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
     Checkpoints at the same position (e.g. four at (1, 1)) are drawn on a small circle around it,
     each clickable, with the count in the tooltip (``together``). The frame drawn gains ``label``
     (method and run folder), ``on_front``, ``x_shown``, ``y_shown`` and ``together``.
+
+    ``x`` and ``y`` pick the two objective columns drawn; with M > 2 objectives the chart is that
+    pairwise projection and its fronts are the projection's (see :func:`frontier_charts`).
     """
     on_front = np.zeros(points.height, dtype=bool)
     if points.height:
         keys = points.select("run", "split").to_numpy()
-        vectors = points.select("obj_task", "obj_tool_efficiency").to_numpy()
+        vectors = points.select(x, y).to_numpy()
         for run, part in {(r, s) for r, s in keys}:
             mask = (keys[:, 0] == run) & (keys[:, 1] == part)
             on_front[mask] = np.asarray(nondominated_mask(vectors[mask]))
@@ -643,33 +643,33 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
     data = points.with_columns(
         pl.Series("on_front", on_front),
         pl.format("{} ({})", "method", pl.col("run").replace_strict(names, default=pl.col("run"))).alias("label"),
-    ).sort("run", "split", "obj_task")
+    ).sort("run", "split", x)
     # checkpoints of comparable runs sit close together: zoom to them rather than show the whole unit square
     domains = []
-    for column in ("obj_task", "obj_tool_efficiency"):
+    for column in (x, y):
         values = data[column].to_numpy().astype(float) if data.height else np.array([0.0, 1.0])
         low, high = float(values.min()), float(values.max())
         pad = max(0.08 * (high - low), 0.03)
         domains.append([low - pad, high + pad])
     radius = tuple(0.25 * (d[1] - d[0]) / 10 for d in domains)
-    data = _spread_coincident(data, "obj_task", "obj_tool_efficiency", radius)
+    data = _spread_coincident(data, x, y, radius)
     x_scale = alt.Scale(domain=domains[0], nice=False)
     y_scale = alt.Scale(domain=domains[1], nice=False)
     color = alt.Color("label:N", title="run", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
 
     regions = []
     for label, part in data.filter(pl.col("on_front") & (pl.col("split") == split)).group_by("label", maintain_order=True):
-        corner = _dominated_region(part, "obj_task", "obj_tool_efficiency")
-        xs = corner["obj_task"].to_list()
-        ys = corner["obj_tool_efficiency"].to_list()
+        corner = _dominated_region(part, x, y)
+        xs = corner[x].to_list()
+        ys = corner[y].to_list()
         xs[0], ys[-1] = domains[0][0], domains[1][0]  # from the chart's edges, not from the origin
-        regions.append(pl.DataFrame({"label": [label[0]] * len(xs), "obj_task": xs, "obj_tool_efficiency": ys,
+        regions.append(pl.DataFrame({"label": [label[0]] * len(xs), x: xs, y: ys,
                                      "order": list(range(len(xs)))}))
     region = pl.concat(regions) if regions else pl.DataFrame(
-        schema={"label": pl.String, "obj_task": pl.Float64, "obj_tool_efficiency": pl.Float64, "order": pl.Int64})
+        schema={"label": pl.String, x: pl.Float64, y: pl.Float64, "order": pl.Int64})
     region_base = alt.Chart(region).encode(
-        x=alt.X("obj_task:Q", title="task (mean)", scale=x_scale),
-        y=alt.Y("obj_tool_efficiency:Q", title="tool efficiency (mean)", scale=y_scale), color=color,
+        x=alt.X(f"{x}:Q", title=f"{_title(x)} (mean)", scale=x_scale),
+        y=alt.Y(f"{y}:Q", title=f"{_title(y)} (mean)", scale=y_scale), color=color,
         order="order:Q")
     shade = region_base.mark_area(interpolate="step-after", opacity=0.08, clip=True).encode(
         y2=alt.datum(domains[1][0]))
@@ -677,25 +677,40 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
 
     inside = alt.datum.split == split
     dots = alt.Chart(data).mark_point(filled=False, size=90, strokeWidth=2, clip=True).encode(
-        x=alt.X("x_shown:Q", scale=x_scale, title="task (mean)"),
-        y=alt.Y("y_shown:Q", scale=y_scale, title="tool efficiency (mean)"),
+        x=alt.X("x_shown:Q", scale=x_scale, title=f"{_title(x)} (mean)"),
+        y=alt.Y("y_shown:Q", scale=y_scale, title=f"{_title(y)} (mean)"),
         stroke=alt.Stroke("label:N", legend=None),
         fill=alt.condition(inside, alt.Fill("label:N", legend=None), alt.value("white")),
         fillOpacity=alt.condition(inside, alt.value(0.9), alt.value(1.0)),
         shape=alt.Shape("split:N", title="split (hollow: not the frontier's split)",
                         legend=alt.Legend(orient="bottom")),
         tooltip=["label", "step", "split", "final", alt.Tooltip("accuracy:Q", format=".3f"),
-                 alt.Tooltip("mean_tool_calls:Q", format=".2f"), alt.Tooltip("obj_task:Q", format=".3f"),
-                 alt.Tooltip("obj_tool_efficiency:Q", format=".3f"),
+                 alt.Tooltip("mean_tool_calls:Q", format=".2f"), *(alt.Tooltip(f"{c}:Q", format=".3f") for c in points.columns if c.startswith("obj_")),
                  alt.Tooltip("together:Q", title="checkpoints at this position"), "n"])
     if selection is not None:
         dots = dots.add_params(selection).encode(size=alt.condition(selection, alt.value(160), alt.value(70)))
-    shared = data.filter(pl.col("together") > 1).group_by("obj_task", "obj_tool_efficiency").agg(
+    shared = data.filter(pl.col("together") > 1).group_by(x, y).agg(
         pl.len().alias("together"))
     counts = alt.Chart(shared).mark_text(dy=-16, fontSize=11, color="#374151", clip=True).encode(
-        x=alt.X("obj_task:Q", scale=x_scale), y=alt.Y("obj_tool_efficiency:Q", scale=y_scale),
+        x=alt.X(f"{x}:Q", scale=x_scale), y=alt.Y(f"{y}:Q", scale=y_scale),
         text=alt.Text("together:Q", format="d"))
     counts = counts.transform_calculate(note="'×' + datum.together").encode(text="note:N")
     return alt.layer(shade, fronts, dots, counts).resolve_scale(color="shared").properties(
         width=width, height=height,
         title=f"checkpoints; lines: each run's frontier on {split}, shaded: what it dominates")
+
+
+def frontier_charts(points: pl.DataFrame, *, split: str = "validation", selection: alt.Parameter | None = None,
+                    width: int = 420, height: int = 320) -> alt.TopLevelMixin:
+    """:func:`frontier_chart` for every pair of objective columns of ``points`` (one chart when M = 2).
+
+    With M > 2 objectives each panel is a pairwise projection: a checkpoint on a panel's front is
+    non-dominated in those two objectives (the run's M-objective frontier HV is in
+    ``paretopo.evaluate.compare_runs``).
+    """
+    columns = [c for c in points.columns if c.startswith("obj_")]
+    pairs = [(a, b) for i, a in enumerate(columns) for b in columns[i + 1:]]
+    if len(pairs) <= 1:
+        return frontier_chart(points, split=split, selection=selection, width=width, height=height)
+    return alt.hconcat(*(frontier_chart(points, split=split, selection=selection, width=width, height=height, x=a, y=b)
+                         for a, b in pairs))

@@ -1,4 +1,5 @@
-"""Multi-turn tool-using generation outside the trainer (evaluation, apps, TRL's `rollout_func`).
+"""Multi-turn tool-using generation: evaluation, apps, and training (through ``paretopo.trainer``'s
+`rollout_func` adapter; this module knows nothing of TRL).
 
 Protocol (the `<tool_call>` convention of the Qwen2.5 chat template that TRL's tool loop uses):
 the model writes `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`; as soon as
@@ -354,30 +355,6 @@ def mask_segments(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int],
                              "tool_output": loss_mask[start] == 0})
             start = end
     return segments
-
-
-def to_trl_rollout_output(rollouts: Sequence[Rollout]) -> dict[str, list]:
-    """The dict TRL's `GRPOTrainer(rollout_func=...)` expects, one entry per rollout.
-
-    Keys `prompt_ids`, `completion_ids`, `logprobs` are required by TRL; `env_mask` becomes its
-    tool mask (0 = environment token, excluded from the loss); the remaining keys are forwarded
-    to reward functions as keyword arguments (`num_tool_calls`, `tool_errors`, `finish_reason`,
-    `final_answer`, `transcript`, and `completion_text`: the decoded completion, since TRL's own
-    decoding of a multi-turn completion goes through its single-turn response parser). TRL
-    reads a None log-probability as NaN, which its importance-sampling and off-policy code skip.
-    """
-    return {
-        "prompt_ids": [r.prompt_ids for r in rollouts],
-        "completion_ids": [r.completion_ids for r in rollouts],
-        "logprobs": [r.logprobs for r in rollouts],
-        "env_mask": [r.loss_mask for r in rollouts],
-        "num_tool_calls": [r.num_tool_calls for r in rollouts],
-        "tool_errors": [r.tool_errors for r in rollouts],
-        "finish_reason": [r.finish_reason for r in rollouts],
-        "final_answer": [r.final_answer for r in rollouts],
-        "transcript": [r.transcript for r in rollouts],
-        "completion_text": [r.text for r in rollouts],
-    }
 
 
 def _encode_prompt(

@@ -2,7 +2,7 @@
 
 A backend is a function with ``paretopo.rollout.generate_rollouts``' signature and contract
 (B prompts x G samples -> B*G ``Rollout``s, grouped by prompt, with ``completion_ids``,
-``loss_mask`` and ``logprobs`` aligned token by token). :func:`make_rollout_func` turns any
+``loss_mask`` and ``logprobs`` aligned token by token). ``paretopo.trainer.make_rollout_func`` turns any
 registered backend into TRL's ``rollout_func`` (the only place a rollout meets TRL), so a second backend is added by registering one function and is
 measured against the first with ``benchmarks/gpu_check.py``.
 
@@ -19,13 +19,11 @@ log-probabilities and the environment mask).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
-from paretopo.rollout import ToolFunction, generate_rollouts, to_trl_rollout_output
+from paretopo.rollout import generate_rollouts
 
-__all__ = ["DEFAULT_ROLLOUT_BACKEND", "ROLLOUT_BACKENDS", "get_rollout_backend", "make_rollout_func",
-           "register_rollout_backend"]
+__all__ = ["DEFAULT_ROLLOUT_BACKEND", "ROLLOUT_BACKENDS", "get_rollout_backend", "register_rollout_backend"]
 
 RolloutBackend = Callable[..., list]
 ROLLOUT_BACKENDS: dict[str, RolloutBackend] = {"tool_loop": generate_rollouts}
@@ -45,42 +43,3 @@ def get_rollout_backend(name: str) -> RolloutBackend:
         return ROLLOUT_BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown rollout backend {name!r}; registered: {sorted(ROLLOUT_BACKENDS)}") from None
-
-
-def make_rollout_func(
-    tools: Mapping[str, ToolFunction],
-    *,
-    backend: str = DEFAULT_ROLLOUT_BACKEND,
-    max_tool_calls: int = 3,
-    max_tool_output_tokens: int = 256,
-    answer_extractor: Callable[[str], str | None] | None = None,
-    tools_in_prompt: bool = True,
-) -> Callable[[list, Any], dict[str, list]]:
-    """TRL's ``rollout_func(prompts, trainer)`` decoding with the backend named ``backend``.
-
-    TRL hands each process its prompts already
-    repeated ``num_generations`` times, so one completion is sampled per prompt, with the
-    trainer's ``temperature``, ``top_p`` and ``max_completion_length``.
-    """
-    decode = get_rollout_backend(backend)
-
-    def rollout_func(prompts: list, trainer: Any) -> dict[str, list]:
-        args = trainer.args
-        rollouts = decode(
-            trainer.accelerator.unwrap_model(trainer.model),
-            trainer.processing_class,
-            prompts,
-            tools=tools,
-            num_samples=1,
-            max_new_tokens=args.max_completion_length,
-            max_tool_calls=max_tool_calls,
-            max_tool_output_tokens=max_tool_output_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            answer_extractor=answer_extractor,
-            tools_in_prompt=tools_in_prompt,
-        )
-        return to_trl_rollout_output(rollouts)
-
-    rollout_func.rollout_backend = backend  # type: ignore[attr-defined]
-    return rollout_func

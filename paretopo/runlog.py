@@ -14,6 +14,13 @@ Layout of ``runs/<name>/`` (all tables are parquet written with polars)::
     eval_rows/           one part file per (checkpoint step, split), one row per evaluated completion
     checkpoints/         trainer checkpoints (TRL/transformers layout + paretopo_state.json)
 
+This module owns every path and column name of a run folder: :class:`RunPaths` (from
+:func:`run_paths`) names the files and folders, :func:`objective_column` the ``obj_<name>``
+columns; training, export, the CLI, the apps and the notebooks go through them.
+``config.json`` records :data:`SCHEMA_VERSION`; folders written before it was recorded have no
+``schema_version`` and read as version 1 (same layout); a folder from a newer paretopo is
+refused with a message naming both versions.
+
 Every write is atomic: a file is written next to its target and renamed over it, so a run
 killed at any moment leaves only complete files. Per-step part files keep writing O(batch)
 per step instead of rewriting a growing table. A resumed run first calls :meth:`RunLog.truncate_after`
@@ -33,17 +40,118 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["CHECKPOINT_STATE_FILE", "RunData", "RunLog", "atomic_write_bytes", "atomic_write_json", "is_run_folder",
-           "last_complete_checkpoint", "list_runs", "read_run"]
+__all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_STATE_FILE", "OBJECTIVE_PREFIX", "SCHEMA_VERSION", "RunData", "RunLog",
+           "RunPaths", "atomic_write_bytes", "atomic_write_json", "is_run_folder", "last_complete_checkpoint",
+           "list_runs", "objective_column", "objective_columns", "read_run", "run_paths", "schema_version",
+           "checkpoint_step"]
 
-_PART = re.compile(r"step-(\d+)(?:-[\w.]+)?\.parquet$")
-_TABLES_BY_STEP = ("groups", "samples", "eval_rows")
-_RUN_MARKERS = ("config.json", "steps.parquet")
-# folders a run writes inside itself: never searched for further runs
-_RUN_SUBFOLDERS = frozenset({"groups", "samples", "eval_rows", "checkpoints", "final", "export"})
+SCHEMA_VERSION = 2
+"""Version of the run-folder layout written to config.json (1: folders from before it was recorded)."""
+CONFIG_FILE = "config.json"
+STEPS_FILE = "steps.parquet"
+ARCHIVE_FILE = "archive.parquet"
+EVAL_FILE = "eval.parquet"
+GROUPS_DIR, SAMPLES_DIR, EVAL_ROWS_DIR = "groups", "samples", "eval_rows"
+CHECKPOINTS_DIR, FINAL_DIR, EXPORT_DIR = "checkpoints", "final", "export"
+CHECKPOINT_PREFIX = "checkpoint-"
+OBJECTIVE_PREFIX = "obj_"
 # Written last (and atomically) into a checkpoint by paretopo.trainer (its STATE_FILE): a
 # checkpoint folder without it was cut short.
 CHECKPOINT_STATE_FILE = "paretopo_state.json"
+
+_PART = re.compile(r"step-(\d+)(?:-[\w.]+)?\.parquet$")
+_CHECKPOINT = re.compile(re.escape(CHECKPOINT_PREFIX) + r"(\d+)")
+_TABLES_BY_STEP = (GROUPS_DIR, SAMPLES_DIR, EVAL_ROWS_DIR)
+_RUN_MARKERS = (CONFIG_FILE, STEPS_FILE)
+# folders a run writes inside itself: never searched for further runs
+_RUN_SUBFOLDERS = frozenset({*_TABLES_BY_STEP, CHECKPOINTS_DIR, FINAL_DIR, EXPORT_DIR})
+
+
+def objective_column(name: str) -> str:
+    """Column of objective ``name`` in groups/, eval.parquet and eval_rows/: ``obj_<name>``."""
+    return f"{OBJECTIVE_PREFIX}{name}"
+
+
+def objective_columns(frame: pl.DataFrame) -> list[str]:
+    """The ``obj_<name>`` columns of a run table, in order."""
+    return [c for c in frame.columns if c.startswith(OBJECTIVE_PREFIX)]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file and folder of one run folder (nothing is created)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def steps(self) -> Path:
+        return self.root / STEPS_FILE
+
+    @property
+    def archive(self) -> Path:
+        return self.root / ARCHIVE_FILE
+
+    @property
+    def evals(self) -> Path:
+        return self.root / EVAL_FILE
+
+    @property
+    def groups(self) -> Path:
+        return self.root / GROUPS_DIR
+
+    @property
+    def samples(self) -> Path:
+        return self.root / SAMPLES_DIR
+
+    @property
+    def eval_rows(self) -> Path:
+        return self.root / EVAL_ROWS_DIR
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def final(self) -> Path:
+        """The final model or adapter (``final/``)."""
+        return self.root / FINAL_DIR
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"{CHECKPOINT_PREFIX}{int(step)}"
+
+    def checkpoint_folders(self, *, complete: bool = False) -> list[Path]:
+        """``checkpoints/checkpoint-<step>`` folders by step; ``complete``: only those whose
+        trainer state was written (the last file of a checkpoint)."""
+        found = [c for c in self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if _CHECKPOINT.fullmatch(c.name)
+                 and (not complete or (c / CHECKPOINT_STATE_FILE).exists())]
+        return sorted(found, key=checkpoint_step)
+
+
+def checkpoint_step(folder: str | os.PathLike[str]) -> int:
+    """Step of a ``checkpoint-<step>`` folder."""
+    match = _CHECKPOINT.fullmatch(Path(folder).name)
+    if match is None:
+        raise ValueError(f"{folder} is not a {CHECKPOINT_PREFIX}<step> folder")
+    return int(match.group(1))
+
+
+def run_paths(run_dir: str | os.PathLike[str]) -> RunPaths:
+    """The paths of the run folder ``run_dir``."""
+    return RunPaths(Path(run_dir))
+
+
+def schema_version(config: Mapping[str, Any]) -> int:
+    """Layout version of a run's config.json: 1 without ``schema_version`` (written before it was
+    recorded, same layout); a ValueError for a version newer than this paretopo reads."""
+    version = int(config.get("schema_version", 1))
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"this run folder has schema version {version}, newer than the {SCHEMA_VERSION} this paretopo "
+                         "reads; upgrade paretopo to open it")
+    return version
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -101,15 +209,17 @@ class RunLog:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
+        self.paths = run_paths(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._steps: list[dict[str, Any]] = []
-        steps_file = self.path / "steps.parquet"
+        steps_file = self.paths.steps
         if steps_file.exists():
             self._steps = _read_parquet(steps_file).to_dicts()
 
     # --- one-off files ---------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:
-        atomic_write_json(self.path / "config.json", dict(config))
+        """Write config.json, stamped with :data:`SCHEMA_VERSION`."""
+        atomic_write_json(self.paths.config, {**dict(config), "schema_version": SCHEMA_VERSION})
 
     def write_archive(self, points: Iterable[Iterable[float]], inserted_at: Iterable[int],
                       objective_names: Iterable[str]) -> None:
@@ -117,7 +227,7 @@ class RunLog:
         rows = [dict(zip(names, map(float, p), strict=True)) | {"inserted_at": int(s)}
                 for p, s in zip(points, inserted_at, strict=True)]
         schema = {name: pl.Float64 for name in names} | {"inserted_at": pl.Int64}
-        _atomic_write_parquet(pl.DataFrame(rows, schema=schema), self.path / "archive.parquet")
+        _atomic_write_parquet(pl.DataFrame(rows, schema=schema), self.paths.archive)
 
     # --- per-step tables -------------------------------------------------------------------
     def log_step(self, row: Mapping[str, Any]) -> None:
@@ -132,17 +242,17 @@ class RunLog:
         else:
             self._steps.append(dict(row))
         self._steps.sort(key=lambda r: r["step"])
-        _atomic_write_parquet(pl.DataFrame(self._steps, infer_schema_length=None), self.path / "steps.parquet")
+        _atomic_write_parquet(pl.DataFrame(self._steps, infer_schema_length=None), self.paths.steps)
 
     def log_groups(self, step: int, rows: list[dict[str, Any]] | pl.DataFrame) -> None:
-        self._write_part("groups", step, rows)
+        self._write_part(GROUPS_DIR, step, rows)
 
     def log_samples(self, step: int, rows: list[dict[str, Any]] | pl.DataFrame) -> None:
-        self._write_part("samples", step, rows)
+        self._write_part(SAMPLES_DIR, step, rows)
 
     def log_eval(self, rows: list[dict[str, Any]]) -> None:
         """Append evaluation rows (replacing earlier rows of the same checkpoint step and split)."""
-        path = self.path / "eval.parquet"
+        path = self.paths.evals
         new = pl.DataFrame(rows, infer_schema_length=None)
         if path.exists():
             old = pl.read_parquet(path).join(new.select("step", "split"), on=["step", "split"], how="anti")
@@ -152,7 +262,7 @@ class RunLog:
     def log_eval_rows(self, step: int, split: str, rows: pl.DataFrame) -> None:
         """Per-completion evaluation rows (question, correct, tool calls, text) of one checkpoint and split."""
         frame = rows.with_columns(pl.lit(int(step), dtype=pl.Int64).alias("step"), pl.lit(split).alias("split"))
-        _atomic_write_parquet(frame, self.path / "eval_rows" / f"step-{int(step):08d}-{split}.parquet")
+        _atomic_write_parquet(frame, self.paths.eval_rows / f"step-{int(step):08d}-{split}.parquet")
 
     def _write_part(self, table: str, step: int, rows: list[dict[str, Any]] | pl.DataFrame) -> None:
         frame = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
@@ -163,15 +273,15 @@ class RunLog:
     def truncate_after(self, step: int) -> None:
         """Forget everything logged for steps after ``step`` (used when resuming a checkpoint)."""
         self._steps = [r for r in self._steps if r["step"] <= step]
-        if (self.path / "steps.parquet").exists():
+        if self.paths.steps.exists():
             frame = pl.DataFrame(self._steps, infer_schema_length=None) if self._steps else pl.DataFrame()
-            _atomic_write_parquet(frame, self.path / "steps.parquet")
+            _atomic_write_parquet(frame, self.paths.steps)
         for table in _TABLES_BY_STEP:
             for part in (self.path / table).glob("step-*.parquet"):
                 match = _PART.search(part.name)
                 if match and int(match.group(1)) > step:
                     part.unlink()
-        eval_path = self.path / "eval.parquet"
+        eval_path = self.paths.evals
         if eval_path.exists():
             _atomic_write_parquet(pl.read_parquet(eval_path).filter(pl.col("step") <= step), eval_path)
 
@@ -192,6 +302,21 @@ class RunData:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def paths(self) -> RunPaths:
+        return run_paths(self.path)
+
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self.config)
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The run's objective names (config.json; ``(task, tool_efficiency)`` if it names none)."""
+        method = self.config.get("method")
+        names = method.get("objectives") if isinstance(method, Mapping) else None
+        return tuple(names) if names else ("task", "tool_efficiency")
 
     @property
     def last_step(self) -> int:
@@ -225,26 +350,27 @@ def read_run(path: str | os.PathLike[str]) -> RunData:
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no run folder at {folder}; pass runs/<name> as written by paretopo train")
-    config_path = folder / "config.json"
+    paths = run_paths(folder)
+    config_path = paths.config
     try:
         config = json.loads(config_path.read_text()) if config_path.exists() else {}
     except ValueError as error:
         raise ValueError(f"{config_path} is not valid JSON ({error}); the run folder is damaged: "
                          "start a new run in another folder") from None
+    schema_version(config)  # refuses a folder from a newer paretopo
 
-    def table(name: str) -> pl.DataFrame:
-        file = folder / f"{name}.parquet"
+    def table(file: Path) -> pl.DataFrame:
         return _read_parquet(file) if file.exists() else pl.DataFrame()
 
     return RunData(
         path=folder,
         config=config,
-        steps=table("steps"),
-        groups=_read_parts(folder / "groups"),
-        samples=_read_parts(folder / "samples"),
-        archive=table("archive"),
-        evals=table("eval"),
-        eval_rows=_read_parts(folder / "eval_rows"),
+        steps=table(paths.steps),
+        groups=_read_parts(paths.groups),
+        samples=_read_parts(paths.samples),
+        archive=table(paths.archive),
+        evals=table(paths.evals),
+        eval_rows=_read_parts(paths.eval_rows),
     )
 
 
@@ -294,7 +420,7 @@ def list_runs(root: str | os.PathLike[str], *, evaluated: bool = False, max_dept
     if start.is_dir():
         visit(start, 0)
     if evaluated:
-        found = [p for p in found if (p / "eval_rows").is_dir() or (p / "eval.parquet").is_file()]
+        found = [p for p in found if run_paths(p).eval_rows.is_dir() or run_paths(p).evals.is_file()]
     return sorted(found)
 
 def last_complete_checkpoint(run_dir: str | os.PathLike[str], method: str) -> Path:
@@ -308,7 +434,8 @@ def last_complete_checkpoint(run_dir: str | os.PathLike[str], method: str) -> Pa
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no run folder at {run_dir} to resume; pass the folder of an earlier run or drop "
                                 "resume (--resume)")
-    config_path = run_dir / "config.json"
+    paths = run_paths(run_dir)
+    config_path = paths.config
     if not config_path.exists():
         raise FileNotFoundError(f"{config_path} is missing, so {run_dir} cannot be resumed; start a new run in "
                                 "another run folder")
@@ -319,9 +446,8 @@ def last_complete_checkpoint(run_dir: str | os.PathLike[str], method: str) -> Pa
     if trained != method:
         raise ValueError(f"{run_dir} holds a {trained!r} run, not {method!r}; resume it with method {trained!r} "
                          "(--method) or start a new run in another run folder")
-    complete = [c for c in (run_dir / "checkpoints").glob("checkpoint-*")
-                if re.fullmatch(r"checkpoint-\d+", c.name) and (c / CHECKPOINT_STATE_FILE).exists()]
+    complete = paths.checkpoint_folders(complete=True)
     if not complete:
-        raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no complete checkpoint to resume; drop resume "
+        raise FileNotFoundError(f"{paths.checkpoints} holds no complete checkpoint to resume; drop resume "
                                 "(--resume) to start again in another run folder")
-    return max(complete, key=lambda c: int(c.name.rsplit("-", 1)[1]))
+    return complete[-1]

@@ -1,4 +1,4 @@
-"""Stage 1 of ParetoPO: hypervolume-guided dynamic scalarisation (method_spec §1.4).
+"""Stage 1 of ParetoPO: hypervolume-guided dynamic scalarisation (docs/method.md, section 2).
 
 Per training step ``t`` an *outcome vector* ``v_t`` (mean objectives of the current policy,
 on a held-out validation set or the training batch) is compared with a Pareto archive ``B``:
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -93,7 +93,6 @@ class Stage1Update:
     archive_size: int
     inserted: bool
     set_reference: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def initial_state(

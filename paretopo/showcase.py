@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from paretopo.advantages import ADVANTAGES
-from paretopo.config import PRESETS, ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, objective_matrix
+from paretopo.config import ParetoPOConfig
+from paretopo.objectives import OptimalCallTracker, score_completions
 from paretopo.pareto import pareto_ranks
 from paretopo.scalarize import HVScalarizer
 
@@ -26,14 +26,8 @@ def example_group(config: ParetoPOConfig) -> tuple[np.ndarray, float]:
     """Objective vectors of the example group (n* is updated from it first, as in training)."""
     tracker = OptimalCallTracker()
     ids = ["q"] * len(EXAMPLE_CALLS)
-    tracker.update(ids, EXAMPLE_CALLS, EXAMPLE_CORRECT)
-    nstar = tracker.lookup(ids)
-    rewards = objective_matrix(
-        EXAMPLE_CORRECT, EXAMPLE_CALLS, nstar,
-        form=config.tool_efficiency_form, alpha=config.alpha, max_calls=config.max_tool_calls,
-        unknown_nstar=config.unknown_nstar, gate_tool_by_correctness=config.gate_tool_by_correctness,
-    )
-    return rewards, float(nstar[0])
+    rewards = score_completions(ids, EXAMPLE_CORRECT, EXAMPLE_CALLS, tracker, config)
+    return rewards, float(tracker.lookup(ids)[0])
 
 
 def advantage_table(rewards: np.ndarray, config: ParetoPOConfig, title: str) -> Table:
@@ -48,10 +42,7 @@ def advantage_table(rewards: np.ndarray, config: ParetoPOConfig, title: str) -> 
     table.add_row("r_tool", *(f"{v:.2f}" for v in rewards[:, 1]))
     table.add_row("Pareto rank", *(str(r) for r in ranks), end_section=True)
     for name in ADVANTAGES:
-        preset = name if name in PRESETS else "paretopo"
-        options = ParetoPOConfig.from_preset(preset, weights=config.weights, beta=config.beta)
-        stage = 2 if name == "pareto_rank" else 1
-        values = ADVANTAGES[name](rewards, group_size, **options.estimator_options(stage, meta_reward=1.0))
+        values = ADVANTAGES[name](rewards, group_size, **config.options_for_estimator(name, meta_reward=1.0))
         table.add_row(name, *(f"{v:+.2f}" for v in values))
     return table
 

@@ -106,9 +106,11 @@ def _run_dir(settings: StudySettings, configuration: Configuration, seed: int) -
 
 
 def _finished(run_dir: Path) -> bool:
-    evals = run_dir / "eval.parquet"
-    return (run_dir / "final" / "config.json").exists() and evals.exists() and \
-        pl.read_parquet(evals).filter(pl.col("split") == "test").height > 0
+    from paretopo.runlog import run_paths
+
+    paths = run_paths(run_dir)
+    return (paths.final / "config.json").exists() and paths.evals.exists() and \
+        pl.read_parquet(paths.evals).filter(pl.col("split") == "test").height > 0
 
 
 def _jobs(settings: StudySettings, chosen: list[Configuration]) -> list[Any]:
@@ -162,6 +164,7 @@ def _git_commit() -> str | None:
 
 def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Path:
     """Train what is missing, then write the results folder; returns its path."""
+    from paretopo.runlog import run_paths
     from paretopo.train import train_runs_parallel
 
     out = Path(settings.out)
@@ -185,7 +188,7 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     def done(job: Any, result: Any) -> None:
         # validation, not test: the progress lines are what one watches, and choices are made on validation
         finished[0] += 1
-        evals = pl.read_parquet(Path(job.settings.run_dir) / "eval.parquet").filter(pl.col("split") == "validation")
+        evals = pl.read_parquet(run_paths(job.settings.run_dir).evals).filter(pl.col("split") == "validation")
         last = evals.sort("step").tail(1).to_dicts()[0]
         log(f"  [{finished[0]}/{len(jobs)}] {job.settings.run_dir}: validation accuracy {last['accuracy']:.3f}, "
             f"mean calls {last['mean_tool_calls']:.2f} ({(time.perf_counter() - started) / 60:.1f} min)")
@@ -202,7 +205,9 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
         # the commit that trained the runs (a report-only invocation keeps it) and the one that wrote the report
         "commit": _git_commit() if jobs or "commit" not in previous else previous["commit"],
         "report_commit": _git_commit(),
-        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        # when training last finished (a report-only invocation keeps it)
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        if jobs or "finished" not in previous else previous["finished"],
         # a study continued after a stop adds up the training time of each invocation
         "training_seconds": previous.get("training_seconds", 0.0) + (training_seconds if jobs else 0.0),
         "runs_trained_by_last_invocation": len(jobs),
@@ -226,6 +231,7 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
 def _run_rows(out: Path, chosen: list[Configuration], settings: StudySettings) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per run (final validation and test numbers, frontier HV) and every checkpoint point."""
     from paretopo.evaluate import checkpoint_points, frontier, frontier_hypervolume
+    from paretopo.runlog import run_paths
 
     dirs = {str(_run_dir(settings, c, s)): (c, s) for c in chosen for s in settings.seeds
             if _finished(_run_dir(settings, c, s))}
@@ -244,7 +250,7 @@ def _run_rows(out: Path, chosen: list[Configuration], settings: StudySettings) -
         test = own.filter((pl.col("split") == "test") & pl.col("final")).sort("step")
         vectors = validation.select("obj_task", "obj_tool_efficiency").to_numpy()
         final_val, final_test = validation.tail(1).to_dicts()[0], test.tail(1).to_dicts()[0]
-        test_eval = pl.read_parquet(Path(run_dir) / "eval.parquet").filter(pl.col("split") == "test").tail(1)
+        test_eval = pl.read_parquet(run_paths(run_dir).evals).filter(pl.col("split") == "test").tail(1)
         rows.append({
             "configuration": configuration.name, "table": configuration.table, "method": configuration.preset,
             "seed": seed, "run": run_dir,

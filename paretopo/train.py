@@ -27,14 +27,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from paretopo import library_versions
 from paretopo.config import ParetoPOConfig
-from paretopo.runlog import RunLog, last_complete_checkpoint
+from paretopo.objectives import require_known_objectives, scoring_options
+from paretopo.runlog import RunLog, checkpoint_step, last_complete_checkpoint, run_paths
+from paretopo.trainer import (  # TRL contact lives in paretopo.trainer
+    CheckpointEvalCallback,
+    QuietProgressCallback,
+    grpo_config,
+    make_reward_functions,
+    make_rollout_func,
+    paretopo_trainer_class,
+)
 
-__all__ = ["DEFAULT_SPLITS", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
+__all__ = ["DEFAULT_SPLITS", "CheckpointEvalCallback", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
            "train_run", "train_runs_parallel"]
 
 logger = logging.getLogger(__name__)
@@ -111,43 +119,6 @@ class RunResult:
     trainer: Any = field(default=None, repr=False)  # the ParetoPOTrainer, for inspection
 
 
-def _grpo_config(settings: RunSettings, output_dir: Path) -> Any:
-    from trl import GRPOConfig
-
-    on_gpu = torch.cuda.is_available()
-    batch = settings.prompts_per_step * settings.num_generations
-    arguments = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=batch,
-        num_generations=settings.num_generations,
-        gradient_accumulation_steps=1,
-        max_completion_length=settings.max_completion_length,
-        learning_rate=settings.learning_rate or LORA_LR,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        temperature=settings.temperature,
-        beta=settings.kl_beta,
-        loss_type="dapo",
-        epsilon=0.2,
-        epsilon_high=settings.epsilon_high,
-        max_steps=settings.max_steps,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=None,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        fp16=on_gpu and not torch.cuda.is_bf16_supported(),  # e.g. a T4
-        use_cpu=not on_gpu,
-        gradient_checkpointing=on_gpu,  # costs ~18% for nothing on a tiny CPU model
-        report_to="none",
-        disable_tqdm=not settings.progress,
-        log_completions=False,
-    )
-    return GRPOConfig(**{**arguments, **settings.extra})  # `extra` may override any field above
-
-
 def _dataset(task: Any, examples: list[Any]) -> Any:
     from datasets import Dataset
 
@@ -175,12 +146,11 @@ def train_run(
     """
     from paretopo.evaluate import evaluate_policy
     from paretopo.models import load_policy
-    from paretopo.rollout_backends import make_rollout_func
     from paretopo.tasks import get_task
-    from paretopo.trainer import make_reward_functions, paretopo_trainer_class
 
     settings = settings or RunSettings()
     config = method if isinstance(method, ParetoPOConfig) else ParetoPOConfig.from_preset(method, **dict(method_overrides or {}))
+    require_known_objectives(config.objectives)  # before any model is loaded
     if not torch.cuda.is_available():
         torch.set_num_threads(settings.threads)
     if not settings.progress:  # also silences the weight loading / shard writing bars
@@ -188,8 +158,9 @@ def train_run(
 
         transformers_logging.disable_progress_bar()
     run_dir = Path(settings.run_dir)
-    checkpoint_dir = run_dir / "checkpoints"
-    if run_dir.exists() and any(checkpoint_dir.glob("checkpoint-*")) and not resume:
+    paths = run_paths(run_dir)
+    checkpoint_dir = paths.checkpoints
+    if run_dir.exists() and paths.checkpoint_folders() and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run folder")
     resume_from = last_complete_checkpoint(run_dir, config.method) if resume else None
 
@@ -201,7 +172,9 @@ def train_run(
         task = get_task(settings.task, **options)
     else:
         task = settings.task
-    config = ParetoPOConfig.from_dict({**config.to_dict(), "max_tool_calls": task.max_tool_calls})
+    # brevity (if it is an objective) reaches 0 at the longest completion the run generates
+    config = ParetoPOConfig.from_dict({**config.to_dict(), "max_tool_calls": task.max_tool_calls,
+                                       "brevity_length": config.brevity_length or settings.max_completion_length})
     model_path = settings.model or str(tiny_policy_path())
     is_tiny = settings.model is None
     # LoRA saves memory on real models; on a ~170k-parameter model its adapters are as large as
@@ -218,8 +191,7 @@ def train_run(
     train_examples = task.load(settings.train_split or default_train)[: settings.train_examples]
     validation = task.load(settings.validation_split or default_validation)[: settings.validation_examples]
     test = task.load(settings.test_split or default_test)[: settings.test_examples]
-    efficiency = {"form": config.tool_efficiency_form, "alpha": config.alpha, "max_calls": max(1, config.max_tool_calls),
-                  "unknown_nstar": config.unknown_nstar, "gate_tool_by_correctness": config.gate_tool_by_correctness}
+    efficiency = scoring_options(config)
 
     tools = {tool.__name__: tool for tool in task.tools()}
     run_log = RunLog(run_dir)
@@ -232,7 +204,7 @@ def train_run(
             "tool_isolation": {name: tool.isolation for name, tool in tools.items() if hasattr(tool, "isolation")},
         })
 
-    def validation_fn(trainer: Any) -> tuple[float, float]:
+    def validation_fn(trainer: Any) -> tuple[float, ...]:
         result = evaluate_policy(trainer.accelerator.unwrap_model(trainer.model), tokenizer, task, validation,
                                  greedy=True, max_new_tokens=settings.max_completion_length,
                                  tracker=trainer.validation_nstar, efficiency_options=efficiency,
@@ -245,7 +217,7 @@ def train_run(
         model=model,
         processing_class=tokenizer,
         reward_funcs=make_reward_functions(task),
-        args=_grpo_config(settings, checkpoint_dir),
+        args=grpo_config(settings, checkpoint_dir),
         train_dataset=_dataset(task, train_examples),
         rollout_func=make_rollout_func(tools, backend=settings.rollout_backend, max_tool_calls=task.max_tool_calls,
                                            answer_extractor=task.extract_answer, tools_in_prompt=tools_in_prompt),
@@ -257,7 +229,7 @@ def train_run(
         trainer.remove_callback(PrinterCallback)  # what transformers prints with when tqdm is off
         trainer.remove_callback(ProgressCallback)
         if settings.progress:
-            trainer.add_callback(_QuietProgressCallback)
+            trainer.add_callback(QuietProgressCallback)
     if settings.checkpoint_eval:
         trainer.add_callback(CheckpointEvalCallback(trainer, task, validation, tokenizer, run_log, settings,
                                                      efficiency, tools_in_prompt, config.method))
@@ -272,60 +244,17 @@ def train_run(
     run_log.log_eval([{"method": config.method, "seed": settings.seed, "step": step, "split": "test", "final": True,
                        **final.as_dict()}])
     run_log.log_eval_rows(step, "test", final.rows)
-    trainer.save_model(str(run_dir / "final"))
-    tokenizer.save_pretrained(str(run_dir / "final"))
+    trainer.save_model(str(paths.final))
+    tokenizer.save_pretrained(str(paths.final))
     return RunResult(run_dir=run_dir, method=config.method, test=final.as_dict(), steps=step, trainer=trainer)
 
 
 def _remove_incomplete_checkpoints_after(checkpoint: Path) -> None:
     """Delete checkpoints newer than `checkpoint`: a crash cut them short, resuming rewrites them."""
-    for later in checkpoint.parent.glob("checkpoint-*"):
-        number = later.name.rsplit("-", 1)[1]
-        if number.isdigit() and int(number) > int(checkpoint.name.rsplit("-", 1)[1]):
+    for later in run_paths(checkpoint.parent.parent).checkpoint_folders():
+        if checkpoint_step(later) > checkpoint_step(checkpoint):
             logger.warning("removing %s: a crash cut it short", later)
             shutil.rmtree(later)
-
-
-class _QuietProgressCallback(ProgressCallback):
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        return control
-
-
-class CheckpointEvalCallback(TrainerCallback):
-    """After each checkpoint save: evaluate on the validation subset (one point of the run's frontier)."""
-
-    def __init__(self, trainer: Any, task: Any, examples: list[Any], tokenizer: Any, run_log: RunLog,
-                 settings: RunSettings, efficiency: dict[str, Any], tools_in_prompt: bool, method: str):
-        self.trainer, self.task, self.examples, self.tokenizer, self.method = trainer, task, examples, tokenizer, method
-        self.run_log, self.settings, self.efficiency, self.tools_in_prompt = run_log, settings, efficiency, tools_in_prompt
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        """On resume: evaluate the checkpoint again if a crash cut its evaluation short."""
-        if state.global_step and state.is_world_process_zero:
-            evals = self.run_log.path / "eval.parquet"
-            import polars as pl
-
-            done = evals.exists() and pl.read_parquet(evals).filter(
-                (pl.col("step") == state.global_step) & (pl.col("split") == "validation")).height > 0
-            if not done:
-                self.on_save(args, state, control)
-        return control
-
-    def on_save(self, args, state, control, **kwargs):
-        from paretopo.evaluate import evaluate_policy
-
-        if not state.is_world_process_zero:
-            return control
-        result = evaluate_policy(self.trainer.accelerator.unwrap_model(self.trainer.model), self.tokenizer,
-                                 self.task, self.examples, greedy=True,
-                                 max_new_tokens=self.settings.max_completion_length,
-                                 efficiency_options=self.efficiency, tools_in_prompt=self.tools_in_prompt,
-                                 progress=False)
-        step = int(state.global_step)
-        self.run_log.log_eval([{"method": self.method, "seed": self.settings.seed, "step": step, "split": "validation",
-                                "final": False, **result.as_dict()}])
-        self.run_log.log_eval_rows(step, "validation", result.rows)
-        return control
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """ParetoPOTrainer: TRL's GRPOTrainer with ParetoPO's objectives, stages and advantages.
 
-This is the only module that touches TRL internals, through the hook measured to work on
-trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
+This is the only module that touches TRL: the ``GRPOConfig`` of a run (:func:`grpo_config`),
+the ``rollout_func`` adapter (:func:`make_rollout_func`, :func:`to_trl_rollout_output`; the
+decoding loop itself, ``paretopo.rollout``, knows no TRL), the callbacks ``train_run`` adds, and
+the trainer hook, measured to work on trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
 
 1. ``_calculate_rewards`` returns TRL's gathered ``[N, K]`` reward matrix unchanged; the two
    columns paretopo needs are *raw measurements*, produced by the reward functions of
    :func:`make_reward_functions`: ``task_correct`` (0/1) and ``tool_calls`` (m). The hook
    gathers the question ids, updates the n* tracker from the correct completions, and turns the
-   measurements into objective vectors ``(task, tool_efficiency)`` (paretopo.objectives).
+   measurements into objective vectors, one column per configured objective
+   (``paretopo.objectives.score_completions``).
 2. ``_generate_and_score_completions`` calls the parent, computes the configured estimator's
    advantages for all N rows at once (every rank computes the same numbers from the same
    gathered matrix), replaces this process's slice ``out["advantages"]``, rewrites the
@@ -34,7 +37,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +46,31 @@ import numpy as np
 import polars as pl
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from paretopo.advantages import compute_advantages
 from paretopo.config import ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, count_tool_calls, objective_matrix
-from paretopo.rollout import mask_segments
-from paretopo.runlog import RunLog, atomic_write_json
+from paretopo.objectives import (
+    OptimalCallTracker,
+    count_tool_calls,
+    require_known_objectives,
+    score_completions,
+)
+from paretopo.rollout import Rollout, ToolFunction, mask_segments
+from paretopo.rollout_backends import DEFAULT_ROLLOUT_BACKEND, get_rollout_backend
+from paretopo.runlog import CHECKPOINT_STATE_FILE, RunLog, atomic_write_json, objective_column
 from paretopo.scalarize import HVScalarizer
 
-__all__ = ["STATE_FILE", "RunLogCallback", "make_reward_functions", "paretopo_trainer_class"]
+__all__ = ["STATE_FILE", "CheckpointEvalCallback", "QuietProgressCallback", "RunLogCallback", "grpo_config",
+           "make_reward_functions", "make_rollout_func", "paretopo_trainer_class", "to_trl_rollout_output"]
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "paretopo_state.json"
+STATE_FILE = CHECKPOINT_STATE_FILE  # the run folder's contract (paretopo.runlog)
 TASK_COLUMN = "task_correct"
 CALLS_COLUMN = "tool_calls"
 
-ValidationFn = Callable[[Any], tuple[float, float]]
+ValidationFn = Callable[[Any], tuple[float, ...]]  # the mean objective vector
 
 
 # ------------------------------------------------------------------------------------------
@@ -98,6 +110,159 @@ def make_reward_functions(task: Any) -> list[Callable[..., list[float]]]:
 
 
 # ------------------------------------------------------------------------------------------
+# TRL's side of a run: its config, its rollout_func, and the callbacks train_run adds
+# ------------------------------------------------------------------------------------------
+
+
+def grpo_config(settings: Any, output_dir: Path) -> Any:
+    """TRL's ``GRPOConfig`` for a run's ``paretopo.train.RunSettings``, set up for the device
+    (``bf16=False``, no gradient checkpointing on CPU); ``settings.extra`` overrides any field."""
+    from trl import GRPOConfig
+
+    from paretopo.train import LORA_LR
+
+    on_gpu = torch.cuda.is_available()
+    batch = settings.prompts_per_step * settings.num_generations
+    arguments = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch,
+        num_generations=settings.num_generations,
+        gradient_accumulation_steps=1,
+        max_completion_length=settings.max_completion_length,
+        learning_rate=settings.learning_rate or LORA_LR,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        temperature=settings.temperature,
+        beta=settings.kl_beta,
+        loss_type="dapo",
+        epsilon=0.2,
+        epsilon_high=settings.epsilon_high,
+        max_steps=settings.max_steps,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=None,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        fp16=on_gpu and not torch.cuda.is_bf16_supported(),  # e.g. a T4
+        use_cpu=not on_gpu,
+        gradient_checkpointing=on_gpu,  # costs ~18% for nothing on a tiny CPU model
+        report_to="none",
+        disable_tqdm=not settings.progress,
+        log_completions=False,
+    )
+    return GRPOConfig(**{**arguments, **settings.extra})  # `extra` may override any field above
+
+
+def to_trl_rollout_output(rollouts: Sequence[Rollout]) -> dict[str, list]:
+    """The dict TRL's `GRPOTrainer(rollout_func=...)` expects, one entry per rollout.
+
+    Keys `prompt_ids`, `completion_ids`, `logprobs` are required by TRL; `env_mask` becomes its
+    tool mask (0 = environment token, excluded from the loss); the remaining keys are forwarded
+    to reward functions as keyword arguments (`num_tool_calls`, `tool_errors`, `finish_reason`,
+    `final_answer`, `transcript`, and `completion_text`: the decoded completion, since TRL's own
+    decoding of a multi-turn completion goes through its single-turn response parser). TRL
+    reads a None log-probability as NaN, which its importance-sampling and off-policy code skip.
+    """
+    return {
+        "prompt_ids": [r.prompt_ids for r in rollouts],
+        "completion_ids": [r.completion_ids for r in rollouts],
+        "logprobs": [r.logprobs for r in rollouts],
+        "env_mask": [r.loss_mask for r in rollouts],
+        "num_tool_calls": [r.num_tool_calls for r in rollouts],
+        "tool_errors": [r.tool_errors for r in rollouts],
+        "finish_reason": [r.finish_reason for r in rollouts],
+        "final_answer": [r.final_answer for r in rollouts],
+        "transcript": [r.transcript for r in rollouts],
+        "completion_text": [r.text for r in rollouts],
+    }
+
+
+def make_rollout_func(
+    tools: Mapping[str, ToolFunction],
+    *,
+    backend: str = DEFAULT_ROLLOUT_BACKEND,
+    max_tool_calls: int = 3,
+    max_tool_output_tokens: int = 256,
+    answer_extractor: Callable[[str], str | None] | None = None,
+    tools_in_prompt: bool = True,
+) -> Callable[[list, Any], dict[str, list]]:
+    """TRL's ``rollout_func(prompts, trainer)`` decoding with the backend named ``backend``.
+
+    TRL hands each process its prompts already
+    repeated ``num_generations`` times, so one completion is sampled per prompt, with the
+    trainer's ``temperature``, ``top_p`` and ``max_completion_length``.
+    """
+    decode = get_rollout_backend(backend)
+
+    def rollout_func(prompts: list, trainer: Any) -> dict[str, list]:
+        args = trainer.args
+        rollouts = decode(
+            trainer.accelerator.unwrap_model(trainer.model),
+            trainer.processing_class,
+            prompts,
+            tools=tools,
+            num_samples=1,
+            max_new_tokens=args.max_completion_length,
+            max_tool_calls=max_tool_calls,
+            max_tool_output_tokens=max_tool_output_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            answer_extractor=answer_extractor,
+            tools_in_prompt=tools_in_prompt,
+        )
+        return to_trl_rollout_output(rollouts)
+
+    rollout_func.rollout_backend = backend  # type: ignore[attr-defined]
+    return rollout_func
+
+
+class QuietProgressCallback(ProgressCallback):
+    """TRL's progress bar without the per-step dict dumps (they are in steps.parquet)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return control
+
+
+class CheckpointEvalCallback(TrainerCallback):
+    """After each checkpoint save: evaluate on the validation subset (one point of the run's frontier)."""
+
+    def __init__(self, trainer: Any, task: Any, examples: list[Any], tokenizer: Any, run_log: RunLog,
+                 settings: Any, efficiency: Any, tools_in_prompt: bool, method: str):
+        self.trainer, self.task, self.examples, self.tokenizer, self.method = trainer, task, examples, tokenizer, method
+        self.run_log, self.settings, self.efficiency, self.tools_in_prompt = run_log, settings, efficiency, tools_in_prompt
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """On resume: evaluate the checkpoint again if a crash cut its evaluation short."""
+        if state.global_step and state.is_world_process_zero:
+            evals = self.run_log.paths.evals
+            import polars as pl
+
+            done = evals.exists() and pl.read_parquet(evals).filter(
+                (pl.col("step") == state.global_step) & (pl.col("split") == "validation")).height > 0
+            if not done:
+                self.on_save(args, state, control)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        from paretopo.evaluate import evaluate_policy
+
+        if not state.is_world_process_zero:
+            return control
+        result = evaluate_policy(self.trainer.accelerator.unwrap_model(self.trainer.model), self.tokenizer,
+                                 self.task, self.examples, greedy=True,
+                                 max_new_tokens=self.settings.max_completion_length,
+                                 efficiency_options=self.efficiency, tools_in_prompt=self.tools_in_prompt,
+                                 progress=False)
+        step = int(state.global_step)
+        self.run_log.log_eval([{"method": self.method, "seed": self.settings.seed, "step": step, "split": "validation",
+                                "final": False, **result.as_dict()}])
+        self.run_log.log_eval_rows(step, "validation", result.rows)
+        return control
+
+
+# ------------------------------------------------------------------------------------------
 # the trainer
 # ------------------------------------------------------------------------------------------
 
@@ -118,6 +283,10 @@ class ParetoPOMixin:
     ):
         super().__init__(*args, **kwargs)
         self.method = method or ParetoPOConfig()
+        require_known_objectives(self.method.objectives)
+        if "brevity" in self.method.objectives and self.method.brevity_length is None:
+            # brevity reaches 0 at the longest completion TRL generates
+            self.method = replace(self.method, brevity_length=int(self.args.max_completion_length))
         names = list(self.reward_func_names)
         if TASK_COLUMN not in names or CALLS_COLUMN not in names:
             raise ValueError(
@@ -156,14 +325,6 @@ class ParetoPOMixin:
     def current_stage(self) -> int:
         return self.method.stage_at(self.state.global_step, self.steps_per_epoch)
 
-    def _efficiency_options(self) -> dict[str, Any]:
-        return {
-            "form": self.method.tool_efficiency_form,
-            "alpha": self.method.alpha,
-            "max_calls": max(1, self.method.max_tool_calls),
-            "unknown_nstar": self.method.unknown_nstar,
-        }
-
     # --- hook 1: measurements -> objectives ----------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: D401
         from accelerate.utils import gather_object
@@ -174,12 +335,14 @@ class ParetoPOMixin:
         measured = gathered.detach().double().cpu().numpy()
         correct = np.nan_to_num(measured[:, self._task_column], nan=0.0)
         calls = np.nan_to_num(measured[:, self._calls_column], nan=0.0).round().astype(np.int64)
+        lengths = None
+        if "brevity" in self.method.objectives:  # completion lengths in tokens, in the order of `gathered`
+            lengths = np.asarray(gather_object([len(ids) for ids in completion_ids_list]), dtype=np.float64)
         training = self.model.training
-        if training:  # n* learns from training batches only, before their rewards are computed
-            self.nstar.update(question_ids, calls, correct)
+        # n* learns from training batches only, before their rewards are computed
+        objectives = score_completions(question_ids, correct, calls, self.nstar, self.method, lengths=lengths,
+                                       update=training)
         nstar = self.nstar.lookup(question_ids)
-        objectives = objective_matrix(correct, calls, nstar, gate_tool_by_correctness=self.method.gate_tool_by_correctness,
-                                      **self._efficiency_options())
         self._batch = {"ids": question_ids, "correct": correct, "calls": calls, "nstar": nstar,
                        "objectives": objectives, "training": training,
                        "hook_seconds": time.perf_counter() - started}
@@ -263,7 +426,7 @@ class ParetoPOMixin:
             "group": row // group_size,
             "completion": row % group_size,
             "prompt_id": batch["ids"],
-            **{f"obj_{name}": objectives[:, k].astype(np.float64) for k, name in enumerate(self.method.objectives)},
+            **{objective_column(name): objectives[:, k].astype(np.float64) for k, name in enumerate(self.method.objectives)},
             "rank": np.asarray(result.ranks, dtype=np.int64),
             "advantage": self.last_advantages.double().numpy(),
             "tool_calls": batch["calls"].astype(np.int64),
@@ -380,8 +543,9 @@ class _Stage1ValidationCallback(TrainerCallback):
         update = trainer.scalarizer.update(outcome[0], step=step)
         trainer._record_stage1(update)
         if trainer.run_log is not None and trainer.accelerator.is_main_process:
-            trainer.run_log.log_step({"step": int(step), "stage1/outcome_task": float(outcome[0][0]),
-                                      "stage1/outcome_tool_efficiency": float(outcome[0][1]),
+            trainer.run_log.log_step({"step": int(step),
+                                      **{f"stage1/outcome_{name}": float(value)
+                                         for name, value in zip(method.objectives, outcome[0], strict=True)},
                                       "stage1/hv_gain": update.hv_gain, "stage1/meta_reward": update.meta_reward,
                                       "stage1/hypervolume": update.hypervolume})
         return control

@@ -16,8 +16,7 @@ from trainer_fixtures import ToyTask  # noqa: E402
 
 from paretopo.config import ParetoPOConfig  # noqa: E402
 from paretopo.models import load_policy  # noqa: E402
-from paretopo.rollout_backends import make_rollout_func  # noqa: E402
-from paretopo.trainer import make_reward_functions, paretopo_trainer_class  # noqa: E402
+from paretopo.trainer import make_reward_functions, make_rollout_func, paretopo_trainer_class  # noqa: E402
 
 
 def main(out_dir: str, policy: str) -> None:

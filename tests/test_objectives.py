@@ -116,3 +116,71 @@ def test_count_tool_calls_from_messages_and_text():
     ]
     assert count_tool_calls(messages) == 2
     assert count_tool_calls("<tool_call>{}</tool_call> x <tool_call>{}</tool_call>") == 2
+
+
+# Advantages of a fixed batch for every method, computed with the code before the scoring path was
+# unified (objective_matrix + hand-built efficiency options in trainer.py): they must never move.
+PINNED_ADVANTAGES = {
+    ("paretopo", 1): [0.43946021, 0.79384461, -1.45782003, 0.22451521, 0.0, 0.0, 0.0, 0.0, 0.66190762, -1.45138147, 0.12756623, 0.66190762],
+    ("paretopo", 2): [0.38726834, 1.16180501, -1.16180501, -0.38726834, 0.0, 0.0, 0.0, 0.0, 0.78326764, -1.30544607, -0.26108921, 0.78326764],
+    ("otc_grpo", 1): [0.50014914, 0.80097778, -1.44443773, 0.1433108, 0.0, 0.0, 0.0, 0.0, 0.72908596, -1.38956442, -0.06860751, 0.72908596],
+    ("torl_grpo", 1): [0.49990002, 0.49990002, -1.49970006, 0.49990002, 0.0, 0.0, 0.0, 0.0, 0.49990002, -1.49970006, 0.49990002, 0.49990002],
+    ("fixed_weight", 1): [0.43943738, 0.79380336, -1.45774428, 0.22450354, 0.0, 0.0, 0.0, 0.0, 0.66187534, -1.45131069, 0.12756001, 0.66187534],
+    ("mo_grpo", 1): [0.7688546, 1.70595839, -2.67528542, 0.20047243, 0.0, 0.0, 0.0, 0.0, 1.3248524, -2.69654043, 0.04683564, 1.3248524],
+    ("gdpo", 1): [0.58177873, 1.11690298, -1.95589117, 0.25720947, 0.0, 0.0, 0.0, 0.0, 0.89927601, -1.96802865, 0.16947663, 0.89927601],
+    ("no_dynamic_weighting", 1): [0.43943738, 0.79380336, -1.45774428, 0.22450354, 0.0, 0.0, 0.0, 0.0, 0.66187534, -1.45131069, 0.12756001, 0.66187534],
+    ("no_dynamic_weighting", 2): [0.38726834, 1.16180501, -1.16180501, -0.38726834, 0.0, 0.0, 0.0, 0.0, 0.78326764, -1.30544607, -0.26108921, 0.78326764],
+}
+
+
+@pytest.mark.parametrize(("preset", "stage"), sorted(PINNED_ADVANTAGES))
+def test_one_scoring_path_keeps_the_advantages_of_a_fixed_batch(preset, stage):
+    from paretopo.advantages import compute_advantages
+    from paretopo.config import ParetoPOConfig
+    from paretopo.objectives import score_completions
+
+    ids = [f"q{i // 4}" for i in range(12)]
+    correct = np.array([1, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 1], dtype=float)
+    calls = np.array([2, 1, 0, 3, 1, 0, 2, 1, 0, 1, 2, 0])
+    config = ParetoPOConfig.from_preset(preset)
+    tracker = OptimalCallTracker()
+    tracker.update(["q0"], [3], [1])  # an earlier batch
+    objectives = score_completions(ids, correct, calls, tracker, config)
+    result = compute_advantages(config.estimator_for_stage(stage), objectives, 4,
+                                **config.estimator_options(stage, meta_reward=1.3))
+    np.testing.assert_allclose(np.asarray(result.advantages, dtype=float), PINNED_ADVANTAGES[(preset, stage)],
+                               atol=1e-8)
+
+
+def test_score_completions_is_objective_matrix_after_the_nstar_update():
+    from paretopo.config import ParetoPOConfig
+    from paretopo.objectives import score_completions, scoring_options
+
+    ids, correct, calls = ["a", "a", "b"], [1, 0, 1], [2, 1, 0]
+    config = ParetoPOConfig(tool_efficiency_form="otc", gate_tool_by_correctness=False)
+    tracker = OptimalCallTracker()
+    scored = score_completions(ids, correct, calls, tracker, config)
+    reference = OptimalCallTracker()
+    reference.update(ids, calls, correct)
+    expected = objective_matrix(correct, calls, reference.lookup(ids), form="otc", alpha=0.5, max_calls=3,
+                                unknown_nstar="one")
+    np.testing.assert_array_equal(scored, expected)
+    assert tracker.as_dict() == reference.as_dict()
+    frozen = score_completions(["c"], [1], [1], tracker, config, update=False)  # n* of c stays unknown
+    assert "c" not in tracker and frozen.tolist() == [[1.0, 1.0]]
+    assert scoring_options(config)["objectives"] == ("task", "tool_efficiency")
+
+
+def test_brevity_is_a_third_objective_column():
+    from paretopo.config import ParetoPOConfig
+    from paretopo.objectives import brevity, score_completions
+
+    np.testing.assert_allclose(brevity([0, 40, 160, 400], 160), [1.0, 0.75, 0.0, 0.0])
+    config = ParetoPOConfig(objectives=("task", "tool_efficiency", "brevity"), weights=(0.5, 0.3, 0.2),
+                            brevity_length=100)
+    scored = score_completions(["q", "q"], [1, 0], [1, 0], OptimalCallTracker(), config, lengths=[25, 150])
+    np.testing.assert_allclose(scored, [[1.0, 1.0, 0.75], [0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="needs the completion lengths"):
+        score_completions(["q"], [1], [1], OptimalCallTracker(), config)
+    with pytest.raises(ValueError, match="cannot be scored"):
+        objective_matrix([1], [0], [0], objectives=("task", "colour"))

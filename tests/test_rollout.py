@@ -20,9 +20,8 @@ from paretopo.rollout import (
     ToolProtocol,
     generate_rollouts,
     parse_tool_call,
-    to_trl_rollout_output,
 )
-from paretopo.rollout_backends import make_rollout_func
+from paretopo.trainer import make_rollout_func, to_trl_rollout_output
 
 torch.set_num_threads(1)
 

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from paretopo.models import load_policy
-from paretopo.rollout import generate_rollouts, to_trl_rollout_output
+from paretopo.rollout import generate_rollouts
 from paretopo.rollout_backends import (
     DEFAULT_ROLLOUT_BACKEND,
     get_rollout_backend,
-    make_rollout_func,
     register_rollout_backend,
 )
 from paretopo.tasks import get_task
 from paretopo.train import tiny_policy_path
+from paretopo.trainer import make_rollout_func, to_trl_rollout_output
 
 
 def test_registry_names_the_tool_loop_and_rejects_unknown_or_duplicate_names():
@@ -45,3 +45,19 @@ def test_tool_loop_rollout_func_returns_generate_rollouts_as_trl_expects_it():
     rollout_func = make_rollout_func(tools, backend="tool_loop", **options)
     assert rollout_func.rollout_backend == "tool_loop"
     assert rollout_func(prompts, trainer) == expected
+
+
+def test_the_decoding_loop_knows_no_trl():
+    import ast
+    from pathlib import Path
+
+    import paretopo.rollout
+    import paretopo.rollout_backends
+
+    for module in (paretopo.rollout, paretopo.rollout_backends):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        assert "trl" not in imported, module.__name__

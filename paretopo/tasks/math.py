@@ -1,4 +1,4 @@
-"""Competition and grade-school maths with a Python tool (method_spec §3.1).
+"""Competition and grade-school maths with a Python tool (docs/method.md).
 
 Splits are benchmarks: ``math500``, ``gsm8k_test``, ``gsm8k_train_first200``, ``aime2024``,
 ``aime2025``, ``amc23``, ``olympiadbench`` ship in ``data/``; ``gsm8k_train`` (all 7,473) comes

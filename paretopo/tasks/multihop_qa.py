@@ -1,4 +1,4 @@
-"""Open-domain QA with a search tool (method_spec §3.2): HotpotQA and NQ-open.
+"""Open-domain QA with a search tool (docs/method.md): HotpotQA and NQ-open.
 
 The final answer is the last ``<answer>...</answer>`` span; it is correct when it matches any
 gold answer after SQuAD normalisation (exact match, as Search-R1 grades); token F1 is available

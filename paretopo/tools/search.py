@@ -1,4 +1,4 @@
-"""Local passage retrieval for the QA search tool (method_spec §3.2).
+"""Local passage retrieval for the QA search tool (docs/method.md).
 
 * ``Passage`` / ``Corpus`` -- passages with ``id``, ``title``, ``text``; JSONL in and out.
 * ``BM25Retriever`` -- ``bm25s`` over "title. text" with PyStemmer's English stemmer and English
