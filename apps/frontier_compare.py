@@ -11,9 +11,9 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
-    from paretopo import plots
-    from paretopo.evaluate import checkpoint_points, compare_runs
-    from paretopo.runlog import list_runs, read_run
+    from paretopo.evaluation import plots
+    from paretopo.evaluation.evaluate import checkpoint_points, compare_runs
+    from paretopo.evaluation.runlog import list_runs, read_run
 
 
 @app.cell(hide_code=True)
@@ -25,7 +25,7 @@ def _():
     Tool efficiency depends on n\*, the fewest tool calls of a correct answer to each question, and
     each run tracks its own; here n\* is shared: the fewest calls of a correct answer in *any*
     evaluation of *any* selected run, and every checkpoint is re-scored with it
-    (`paretopo.evaluate.checkpoint_points`). A run's frontier is its non-dominated checkpoints;
+    (`paretopo.evaluation.evaluate.checkpoint_points`). A run's frontier is its non-dominated checkpoints;
     its hypervolume (from the origin), cardinality and spread summarise it. Start with
     `marimo run apps/frontier_compare.py -- --runs-dir runs`.
     """)

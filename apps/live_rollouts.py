@@ -13,15 +13,15 @@ with app.setup:
     import polars as pl
     import torch
 
-    from paretopo import plots
-    from paretopo.config import ParetoPOConfig
-    from paretopo.models import build_tiny_policy, build_tiny_tokenizer, load_policy
-    from paretopo.objectives import OptimalCallTracker, score_completions
-    from paretopo.rollout import generate_rollouts, mask_segments
-    from paretopo.runlog import list_runs, run_paths
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.core.objectives import OptimalCallTracker, score_completions
+    from paretopo.evaluation import plots
+    from paretopo.evaluation.runlog import list_runs, run_paths
     from paretopo.tasks import Example, get_task
     from paretopo.tools.calculator import calculator
-    from paretopo.train import tiny_policy_path
+    from paretopo.training.models import build_tiny_policy, build_tiny_tokenizer, load_policy
+    from paretopo.training.rollout import generate_rollouts, mask_segments
+    from paretopo.training.train import tiny_policy_path
 
     def model_source_problem(path):
         """Why ``path`` cannot be a policy, in a sentence (None when it may be): checked before loading, so a
@@ -68,7 +68,7 @@ def _():
     # Live rollouts
 
     Sample **G** completions of one arithmetic question with the real tool loop
-    (`paretopo.rollout.generate_rollouts`, the calculator as the tool), score them exactly as
+    (`paretopo.training.rollout.generate_rollouts`, the calculator as the tool), score them exactly as
     training does — correctness, tool calls, n\* from this group's correct answers, the objective
     vectors (task, tool efficiency) — and see their Pareto ranks and the advantage every estimator
     gives them. Tool output (amber) is written by the environment and masked from the loss.
@@ -114,7 +114,7 @@ def _(model_choice, model_typed):
         model = build_tiny_policy(tokenizer)
         model_note = mo.callout(mo.md(
             f"`{model_path}` is missing, so this is a **randomly initialised** tiny policy: expect noise. "
-            "Regenerate the warm-started one with `python -m paretopo.warmstart`."), kind="warn")
+            "Regenerate the warm-started one with `python -m paretopo.training.warmstart`."), kind="warn")
     else:
         _problem = model_source_problem(model_path)
         if _problem is None:

@@ -8,8 +8,8 @@ with app.setup:
     import numpy as np
     import polars as pl
 
-    from paretopo import plots
-    from paretopo.advantages import degenerate_groups
+    from paretopo.core.advantages import degenerate_groups
+    from paretopo.evaluation import plots
 
     DEFAULT_WEIGHTS = {"task": 0.6, "tool_efficiency": 0.4}
 
@@ -21,7 +21,7 @@ def _():
 
     A group of **G** completions of one prompt, each scored on **M** objectives (all maximised:
     task correctness, tool efficiency, ...). Pick or edit the group below and see how every
-    advantage estimator of `paretopo.advantages` turns the group's objective vectors into
+    advantage estimator of `paretopo.core.advantages` turns the group's objective vectors into
     per-completion advantages — the only thing the methods of the comparison change.
 
     *Pareto rank* 1 is the set of completions no other completion of the group dominates (at least

@@ -12,10 +12,10 @@ with app.setup:
     import numpy as np
     import polars as pl
 
-    from paretopo import plots
-    from paretopo.advantages import compute_advantages
-    from paretopo.config import ParetoPOConfig
-    from paretopo.runlog import is_run_folder, list_runs, read_run, run_paths
+    from paretopo.core.advantages import compute_advantages
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.evaluation import plots
+    from paretopo.evaluation.runlog import is_run_folder, list_runs, read_run, run_paths
     from paretopo.tasks import get_task
 
     CURVES = {
@@ -184,7 +184,7 @@ def _(get_picked_group, method, run, set_picked_group, step_picker):
 
 @app.cell
 def _(method, run, step_picker, step_rows):
-    # Recompute the step's advantages from its logged objective vectors with paretopo.advantages:
+    # Recompute the step's advantages from its logged objective vectors with paretopo.core.advantages:
     # a mismatch would mean the run log and the estimator disagree.
     objective_columns = [f"obj_{name}" for name in method.objectives]
     group_size = int(step_rows.group_by("group").len()["len"].max())
@@ -225,9 +225,9 @@ def _(consistent, group_chart, group_header, group_rows, method, step_estimator,
     _label = f"{step_estimator} (stage {step_stage})" if method.two_stage else step_estimator
     _bars = plots.advantage_bars(group_rows.with_columns(pl.lit(_label).alias("estimator")),
                                  facet=None, title="advantages used in training", width=240, height=260)
-    _check = (mo.callout(mo.md(f"Logged ranks and advantages of this step match `paretopo.advantages` "
+    _check = (mo.callout(mo.md(f"Logged ranks and advantages of this step match `paretopo.core.advantages` "
                                f"(`{step_estimator}`)."), kind="success") if consistent else
-              mo.callout(mo.md(f"Logged ranks or advantages differ from `paretopo.advantages` (`{step_estimator}`) "
+              mo.callout(mo.md(f"Logged ranks or advantages differ from `paretopo.core.advantages` (`{step_estimator}`) "
                                "recomputed on the logged objective vectors."), kind="danger"))
     _note = mo.md(plots.PARETO_RANK_NOTE) if step_estimator == "pareto_rank" else mo.md("")
     _table = mo.ui.table(plots.display_table(group_rows.drop("step", "stage", "group", strict=False)),

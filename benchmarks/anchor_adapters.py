@@ -2,7 +2,7 @@
 its own folder) the signatures it expects for paretopo's functions:
 
     cd ../shared/bench && python anchors.py check \
-        --impl rank=paretopo.pareto:pareto_ranks --impl hv=paretopo.hypervolume:hypervolume \
+        --impl rank=paretopo.core.pareto:pareto_ranks --impl hv=paretopo.core.hypervolume:hypervolume \
         --impl hvc=$REPO/benchmarks/anchor_adapters.py:hvc \
         --impl archive=$REPO/benchmarks/anchor_adapters.py:archive_insert
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from paretopo.hypervolume import ParetoArchive, hv_contribution
+from paretopo.core.hypervolume import ParetoArchive, hv_contribution
 
 
 def hvc(archive: torch.Tensor, new: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

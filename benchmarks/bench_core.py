@@ -30,8 +30,8 @@ import moocore
 import numpy as np
 import torch
 
-from paretopo.hypervolume import ParetoArchive, hv_contribution, hypervolume
-from paretopo.pareto import pareto_ranks
+from paretopo.core.hypervolume import ParetoArchive, hv_contribution, hypervolume
+from paretopo.core.pareto import pareto_ranks
 
 RANK_SHAPES = [(32, 8, 2), (128, 16, 2), (512, 16, 2), (512, 64, 3), (64, 64, 4)]
 ARCHIVE_SIZES = [100, 1_000, 10_000]

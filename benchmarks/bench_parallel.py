@@ -3,7 +3,7 @@
 
 The same short ``torl_grpo`` run (the shipped tiny policy, today's defaults, one thread) is
 timed alone and as one of two identical runs started together by
-``paretopo.train.train_runs_parallel`` (one process and one thread each), alternating
+``paretopo.training.train.train_runs_parallel`` (one process and one thread each), alternating
 ``--rounds`` times so load drift hits both sides. A run's speed is the median of its
 ``step_time`` column in steps.parquet after the first step (the same steps are trained in both
 cases: same seed, same batch). Prints the per-step medians and the ratio alone / paired.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from paretopo.train import RunJob, RunSettings, train_runs_parallel
+from paretopo.training.train import RunJob, RunSettings, train_runs_parallel
 
 
 def _step_seconds(run_dir: Path) -> float:

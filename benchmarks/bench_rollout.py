@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from paretopo.models import load_policy
-from paretopo.rollout import generate_rollouts
 from paretopo.tasks import get_task
-from paretopo.train import tiny_policy_path
+from paretopo.training.models import load_policy
+from paretopo.training.rollout import generate_rollouts
+from paretopo.training.train import tiny_policy_path
 
 
 def median_seconds(call, repeats: int = 5) -> float:
@@ -45,7 +45,7 @@ def main() -> None:
     chats = [task.messages(e) for e in task.load("test")[: args.prompts]]
     tools = {tool.__name__: tool for tool in task.tools()}
     print(f"tiny policy, {args.prompts} prompts x {args.samples} samples x {args.tokens} new tokens, one thread")
-    print("| prompt | prompt tokens | paretopo.rollout (tool loop, KV cache) | model.generate (single turn) |")
+    print("| prompt | prompt tokens | paretopo.training.rollout (tool loop, KV cache) | model.generate (single turn) |")
     print("|---|---:|---:|---:|")
     for label, with_tools in (("compact", False), ("with tools block", True)):
         text = tokenizer.apply_chat_template(chats[0], tools=list(tools.values()) if with_tools else None,

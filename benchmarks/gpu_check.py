@@ -9,13 +9,13 @@ On a CUDA machine (the lent H200; see docs/gpu.md for the wheels and the two dev
    and a local tokenizer: the tiny policy's byte-level tokenizer with its vocabulary padded to
    Qwen2.5's 151,936 ids (no hub, no network);
 2. runs the ``gpu``-marked tests;
-3. trains ParetoPO (``paretopo.train.train_run``) on the 0.5B shape for ``--stage1-steps`` stage-1
+3. trains ParetoPO (``paretopo.training.train.train_run``) on the 0.5B shape for ``--stage1-steps`` stage-1
    and ``--stage2-steps`` stage-2 steps, same batch (``--prompts`` x ``--generations``, the
    arithmetic task) and seed, (a) with Unsloth fast LoRA and (b) with plain TRL + PEFT, each in
    its own process (importing Unsloth patches TRL and transformers for the whole process), and
    reports s/step, completion tokens/s, peak GPU memory, the Unsloth/TRL ratio and the stage of
    every step;
-4. exports the Unsloth run's adapter and a merged 16-bit model (``paretopo.export``) and checks
+4. exports the Unsloth run's adapter and a merged 16-bit model (``paretopo.evaluation.export``) and checks
    that each reloads and changes greedy outputs against the base model;
 5. times generation for the 0.5B shape: paretopo's tool loop vs ``model.generate`` (dynamic
    cache, static cache, static cache + ``torch.compile``), same prompts, samples and length;
@@ -87,14 +87,14 @@ SHAPES: dict[str, dict[str, int]] = {
 
 
 def build_padded_tokenizer(vocab_size: int):
-    """The tiny policy's byte-level tokenizer (``paretopo.models.build_tiny_tokenizer``) with
+    """The tiny policy's byte-level tokenizer (``paretopo.training.models.build_tiny_tokenizer``) with
     filler entries ``x<id>`` appended up to ``vocab_size`` ids.
 
     Encoding is unchanged (no merges: one token per byte, ChatML and tool tags whole), so a
     prompt is about 4x longer in tokens than with Qwen2.5's BPE tokenizer; the fillers only make
     every id a random-weight model can sample decodable. Raises ValueError below the tiny size.
     """
-    from paretopo.models import build_tiny_tokenizer
+    from paretopo.training.models import build_tiny_tokenizer
 
     tiny = build_tiny_tokenizer()
     tokenizer = build_tiny_tokenizer(vocab_size)
@@ -106,10 +106,10 @@ def build_padded_tokenizer(vocab_size: int):
 
 def build_shaped_model(shape: str, folder: Path, *, device: str, seed: int = 0) -> dict[str, Any]:
     """Save a random-weight Qwen2 model of ``SHAPES[shape]`` (bf16 on CUDA, else fp32) and its
-    padded tokenizer to ``folder``, loadable with ``paretopo.models.load_policy(folder)``."""
+    padded tokenizer to ``folder``, loadable with ``paretopo.training.models.load_policy(folder)``."""
     import torch
 
-    from paretopo.models import build_tiny_policy, save_tiny_policy
+    from paretopo.training.models import build_tiny_policy, save_tiny_policy
 
     spec = dict(SHAPES[shape])
     started = time.perf_counter()
@@ -173,10 +173,10 @@ def phase_train(spec: dict[str, Any]) -> dict[str, Any]:
         _block_unsloth()
     import torch
 
-    from paretopo.models import policy_backend
-    from paretopo.runlog import read_run
+    from paretopo.evaluation.runlog import read_run
     from paretopo.tasks import get_task
-    from paretopo.train import RunSettings, train_run
+    from paretopo.training.models import policy_backend
+    from paretopo.training.train import RunSettings, train_run
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -230,18 +230,18 @@ def phase_train(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _trl_base_class(trainer_class: type) -> str:
     """The GRPOTrainer class ParetoPO was built over (TRL's own, or Unsloth's rewrite of it)."""
-    from paretopo.trainer import ParetoPOMixin
+    from paretopo.training.trainer import ParetoPOMixin
 
     base = next(c for c in trainer_class.__mro__[1:] if c is not ParetoPOMixin)
     return f"{base.__module__}.{base.__qualname__}"
 
 
 def export_and_verify(run_dir: Path, export_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    """``paretopo.export``: adapter + merged 16-bit weights; each reloaded and compared with the base."""
+    """``paretopo.evaluation.export``: adapter + merged 16-bit weights; each reloaded and compared with the base."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from paretopo.export import export_adapter, verify_adapter
+    from paretopo.evaluation.export import export_adapter, verify_adapter
     from paretopo.tasks import get_task
 
     started = time.perf_counter()
@@ -285,8 +285,8 @@ def phase_generation(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from paretopo.rollout_backends import get_rollout_backend
     from paretopo.tasks import get_task
+    from paretopo.training.rollout_backends import get_rollout_backend
 
     on_cuda = torch.cuda.is_available()
     device = "cuda" if on_cuda else "cpu"
@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = "cuda" if on_cuda else "cpu"
     if dry:
-        from paretopo.train import tiny_policy_path
+        from paretopo.training.train import tiny_policy_path
 
         main_model = str(tiny_policy_path())  # read only; never written
         check.record("build_models", {"main": {"shape": "shipped tiny policy", "path": main_model},

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import polars as pl
 
-from paretopo.demo import DemoSettings
-from paretopo.evaluate import checkpoint_points, frontier_hypervolume
-from paretopo.runlog import read_run
-from paretopo.train import RunJob, RunSettings, train_runs_parallel
+from paretopo.commands.demo import DemoSettings
+from paretopo.evaluation.evaluate import checkpoint_points, frontier_hypervolume
+from paretopo.evaluation.runlog import read_run
+from paretopo.training.train import RunJob, RunSettings, train_runs_parallel
 
 GRIDS: dict[str, dict[str, dict]] = {
     "stage2": {

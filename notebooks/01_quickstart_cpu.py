@@ -28,7 +28,7 @@
 # ## Install
 # On Colab (or wherever `paretopo` does not import) this installs the project with its pinned
 # dependencies. The project has no published repository yet (`REPOSITORY = None`, from
-# `paretopo.home`), so instead of cloning it installs what you upload next to the notebook: a zip
+# `paretopo.commands.home`), so instead of cloning it installs what you upload next to the notebook: a zip
 # of the repository, its folder, or a wheel plus the `data/` folder; the cell prints which it used,
 # or says what to upload. Once the project is published, `REPOSITORY` is its URL and the cell clones it.
 # Locally nothing is installed when `paretopo` already imports
@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 
 IN_COLAB = "google.colab" in sys.modules
-REPOSITORY = None  # paretopo.home.PUBLISHED_REPOSITORY: no published home yet
+REPOSITORY = None  # paretopo.commands.home.PUBLISHED_REPOSITORY: no published home yet
 CHECKOUT = Path("paretopo-checkout")
 
 
@@ -107,12 +107,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from paretopo.config import ParetoPOConfig
-from paretopo.evaluate import checkpoint_points, evaluate_policy
-from paretopo.export import export_adapter
-from paretopo.models import load_policy
-from paretopo.objectives import OptimalCallTracker, score_completions, tool_efficiency
-from paretopo.plots import (
+from paretopo.core.config import ParetoPOConfig
+from paretopo.evaluation.evaluate import checkpoint_points, evaluate_policy
+from paretopo.evaluation.export import export_adapter
+from paretopo.training.models import load_policy
+from paretopo.core.objectives import OptimalCallTracker, score_completions, tool_efficiency
+from paretopo.evaluation.plots import (
     PARETO_RANK_NOTE,
     advantage_bars,
     estimator_advantages,
@@ -123,10 +123,10 @@ from paretopo.plots import (
     stage_switch_step,
     use_offline_renderer,
 )
-from paretopo.rollout import generate_rollouts
-from paretopo.runlog import read_run
+from paretopo.training.rollout import generate_rollouts
+from paretopo.evaluation.runlog import read_run
 from paretopo.tasks import get_task
-from paretopo.train import RunSettings, tiny_policy_path, train_run
+from paretopo.training.train import RunSettings, tiny_policy_path, train_run
 
 torch.set_num_threads(1)  # on a small shared CPU more threads make these tiny matrix products slower
 use_offline_renderer()  # charts drawn here as PNG (+ their spec): visible offline and in the saved notebook
@@ -149,7 +149,7 @@ print("run folder:", RUN_DIR)
 # %%
 task = get_task("arithmetic")
 if not (tiny_policy_path() / "config.json").exists():
-    from paretopo.warmstart import warm_start
+    from paretopo.training.warmstart import warm_start
 
     warm_start(task)
 policy, tokenizer = load_policy(tiny_policy_path(), lora=False)

@@ -29,7 +29,7 @@
 # ## Install
 # On Colab (or wherever `paretopo` does not import) this installs the project with its pinned
 # dependencies. The project has no published repository yet (`REPOSITORY = None`, from
-# `paretopo.home`), so instead of cloning it installs what you upload next to the notebook: a zip
+# `paretopo.commands.home`), so instead of cloning it installs what you upload next to the notebook: a zip
 # of the repository, its folder, or a wheel plus the `data/` folder; the cell prints which it used,
 # or says what to upload. Once the project is published, `REPOSITORY` is its URL and the cell clones it.
 # Then, on a GPU, the pinned Unsloth set. Unsloth needs `trl<=1.15.0`; paretopo runs on TRL 1.15 and 1.16, so pip's note
@@ -46,7 +46,7 @@ import sys
 from pathlib import Path
 
 IN_COLAB = "google.colab" in sys.modules
-REPOSITORY = None  # paretopo.home.PUBLISHED_REPOSITORY: no published home yet
+REPOSITORY = None  # paretopo.commands.home.PUBLISHED_REPOSITORY: no published home yet
 CHECKOUT = Path("paretopo-checkout")
 UNSLOTH = ["unsloth==2026.10.9", "unsloth_zoo==2026.10.9", "trl==1.15.0"]
 
@@ -159,16 +159,16 @@ import gc
 
 import polars as pl
 
-from paretopo.answers import math_equal
-from paretopo.config import ParetoPOConfig
-from paretopo.evaluate import evaluate_policy
-from paretopo.export import export_adapter
-from paretopo.models import load_policy, policy_backend
-from paretopo.objectives import tool_efficiency
-from paretopo.runlog import read_run
+from paretopo.tasks.answers import math_equal
+from paretopo.core.config import ParetoPOConfig
+from paretopo.evaluation.evaluate import evaluate_policy
+from paretopo.evaluation.export import export_adapter
+from paretopo.training.models import load_policy, policy_backend
+from paretopo.core.objectives import tool_efficiency
+from paretopo.evaluation.runlog import read_run
 from paretopo.tasks import get_task
 from paretopo.tools.sandbox import detect_isolation
-from paretopo.train import RunSettings, tiny_policy_path, train_run
+from paretopo.training.train import RunSettings, tiny_policy_path, train_run
 
 if not torch.cuda.is_available():
     torch.set_num_threads(1)  # more threads are slower for small models on a shared CPU

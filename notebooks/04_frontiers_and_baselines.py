@@ -24,7 +24,7 @@
 # ## Install
 # On Colab (or wherever `paretopo` does not import) this installs the project with its pinned
 # dependencies. The project has no published repository yet (`REPOSITORY = None`, from
-# `paretopo.home`), so instead of cloning it installs what you upload next to the notebook: a zip
+# `paretopo.commands.home`), so instead of cloning it installs what you upload next to the notebook: a zip
 # of the repository, its folder, or a wheel plus the `data/` folder; the cell prints which it used,
 # or says what to upload. Once the project is published, `REPOSITORY` is its URL and the cell clones it.
 # Locally nothing is installed when `paretopo` already imports
@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 
 IN_COLAB = "google.colab" in sys.modules
-REPOSITORY = None  # paretopo.home.PUBLISHED_REPOSITORY: no published home yet
+REPOSITORY = None  # paretopo.commands.home.PUBLISHED_REPOSITORY: no published home yet
 CHECKOUT = Path("paretopo-checkout")
 
 
@@ -116,11 +116,11 @@ import altair as alt
 import polars as pl
 import torch
 
-from paretopo.evaluate import checkpoint_points, compare_runs, frontier
-from paretopo.export import export_adapter
-from paretopo.plots import frontier_chart
-from paretopo.runlog import read_run, run_paths
-from paretopo.train import RunSettings, train_run
+from paretopo.evaluation.evaluate import checkpoint_points, compare_runs, frontier
+from paretopo.evaluation.export import export_adapter
+from paretopo.evaluation.plots import frontier_chart
+from paretopo.evaluation.runlog import read_run, run_paths
+from paretopo.training.train import RunSettings, train_run
 
 torch.set_num_threads(1)  # more threads are slower for the tiny policy on a shared CPU
 

@@ -14,9 +14,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from trainer_fixtures import ToyTask  # noqa: E402
 
-from paretopo.config import ParetoPOConfig  # noqa: E402
-from paretopo.models import load_policy  # noqa: E402
-from paretopo.trainer import make_reward_functions, make_rollout_func, paretopo_trainer_class  # noqa: E402
+from paretopo.core.config import ParetoPOConfig  # noqa: E402
+from paretopo.training.models import load_policy  # noqa: E402
+from paretopo.training.trainer import (  # noqa: E402
+    make_reward_functions,
+    make_rollout_func,
+    paretopo_trainer_class,
+)
 
 
 def main(out_dir: str, policy: str) -> None:

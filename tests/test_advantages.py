@@ -5,8 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from paretopo.advantages import ADVANTAGES, compute_advantages, degenerate_groups, get_estimator
-from paretopo.pareto import pareto_ranks
+from paretopo.core.advantages import (
+    ADVANTAGES,
+    compute_advantages,
+    degenerate_groups,
+    get_estimator,
+)
+from paretopo.core.pareto import pareto_ranks
 
 WEIGHTED = {"fixed_weight", "gdpo", "hv_scalarized", "pareto_rank"}
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paretopo import answers
-from paretopo.answers import (
+from paretopo.tasks import answers
+from paretopo.tasks.answers import (
     extract_boxed,
     extract_tag,
     math_equal,

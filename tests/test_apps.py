@@ -19,13 +19,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from paretopo.advantages import ADVANTAGES, compute_advantages
-from paretopo.config import ParetoPOConfig
-from paretopo.evaluate import checkpoint_points, compare_runs
-from paretopo.objectives import OptimalCallTracker, objective_matrix
-from paretopo.pareto import pareto_ranks
-from paretopo.runlog import read_run
-from paretopo.scalarize import HVScalarizer
+from paretopo.core.advantages import ADVANTAGES, compute_advantages
+from paretopo.core.config import ParetoPOConfig
+from paretopo.core.objectives import OptimalCallTracker, objective_matrix
+from paretopo.core.pareto import pareto_ranks
+from paretopo.core.scalarize import HVScalarizer
+from paretopo.evaluation.evaluate import checkpoint_points, compare_runs
+from paretopo.evaluation.runlog import read_run
 from paretopo.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ def demo_runs(tmp_path_factory) -> Path:
 
 
 def test_list_runs_finds_runs_at_any_depth_and_not_inside_runs(demo_runs, tmp_path):
-    from paretopo.runlog import RunLog, is_run_folder, list_runs
+    from paretopo.evaluation.runlog import RunLog, is_run_folder, list_runs
 
     RunLog(demo_runs / "nested" / "deeper" / "solo").write_config({"task": "arithmetic"})
     found = [p.relative_to(demo_runs).as_posix() for p in list_runs(demo_runs)]
@@ -249,7 +249,7 @@ def test_list_runs_finds_runs_at_any_depth_and_not_inside_runs(demo_runs, tmp_pa
 def test_app_commands_name_the_four_apps_on_the_demo_folder(demo_runs):
     import shlex
 
-    from paretopo.launch import app_commands
+    from paretopo.commands.launch import app_commands
 
     demo = demo_runs / "demo-20261130-120000"
     commands = app_commands(demo, apps_dir="apps")
@@ -263,7 +263,7 @@ def test_app_commands_name_the_four_apps_on_the_demo_folder(demo_runs):
 
 def test_the_cli_compare_takes_a_folder_of_runs(demo_runs, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")
-    from paretopo.cli import main
+    from paretopo.commands.cli import main
 
     assert main(["compare", str(demo_runs)]) in (0, None)
     out = capsys.readouterr().out
@@ -348,7 +348,7 @@ def test_live_rollouts_lists_the_demos_policies(demo_runs):
 
 
 def test_playground_table_puts_rank_and_advantage_first_and_presets_read_short():
-    from paretopo import plots
+    from paretopo.evaluation import plots
 
     _, defs = load_app("pareto_playground").run(defs={"source": {"kind": "same_sums", "weights": (0.6, 0.4)}})
     shown = plots.display_table(defs["advantage_table"])
@@ -363,7 +363,7 @@ def test_playground_table_puts_rank_and_advantage_first_and_presets_read_short()
 
 
 def test_playground_meta_reward_axis_without_dynamic_weighting_is_centred():
-    from paretopo import plots
+    from paretopo.evaluation import plots
 
     history = plots.stage1_history([[0.3, 0.6], [0.4, 0.5]], dynamic=False)
     spec = plots.metric_lines(history, ["meta_reward"], title="m").to_dict()

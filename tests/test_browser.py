@@ -1,6 +1,6 @@
 """Each app served by ``marimo run`` and driven in Debian's chromium with Playwright.
 
-The servers are started with the exact commands :func:`paretopo.launch.app_commands` gives for a
+The servers are started with the exact commands :func:`paretopo.commands.launch.app_commands` gives for a
 demo-like folder (``runs/demo-<ts>/<method>/``, copied from the fixture runs, with the tiny policy
 as the paretopo run's ``final/``), so the commands ``paretopo demo`` prints are the ones tested;
 one more frontier comparison runs on an empty folder. Per app: open the page, wait for its last
@@ -125,7 +125,7 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server_urls(tmp_path_factory, demo_root):
     """name -> (URL, log) of its server, started on first use (so ``-k`` starts only what it needs)."""
-    from paretopo.launch import app_commands
+    from paretopo.commands.launch import app_commands
 
     logs = tmp_path_factory.mktemp("marimo-logs")
     commands = {Path(shlex.split(c)[2]).stem: c for c in app_commands(demo_root, apps_dir=ROOT / "apps")}
@@ -306,7 +306,7 @@ def drive_playground(page) -> None:
 
 def drive_inspector(page) -> None:
     shows(page, "Completions", exact=True)
-    shows(page, "match paretopo.advantages (pareto_rank)")
+    shows(page, "match paretopo.core.advantages (pareto_rank)")
     # it opens on a group whose text was logged, with the question and the gold answer
     shows(page, "gold answer")
     assert "text not kept" not in body_text(page)
@@ -315,11 +315,11 @@ def drive_inspector(page) -> None:
     wait_for_count(page, ".vega-embed", 6, "paretopo: 4 curves with the stage-1 panels, the group's scatter and bars")
     page.get_by_role("slider").first.focus()
     page.keyboard.press("Home")  # step 1: stage 1
-    shows(page, "match paretopo.advantages (hv_scalarized)")
+    shows(page, "match paretopo.core.advantages (hv_scalarized)")
     # a single-stage baseline: no stage-1 panels, no "(stage N)" labels
     type_into(page, "or type a run folder path", str(both.evaluate("s => s.options[1].value")))
     shows(page, "torl_grpo throughout so far")
-    shows(page, "match paretopo.advantages (torl_grpo)")
+    shows(page, "match paretopo.core.advantages (torl_grpo)")
     wait_for_count(page, ".vega-embed", 4, "torl_grpo: 2 curves (no stage-1 panels), the group's scatter and bars")
     # a missing folder: a sentence, and no polling of it as a run "still writing"
     type_into(page, "or type a run folder path", "runs/no-such-run")

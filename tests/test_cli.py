@@ -3,8 +3,8 @@ import shlex
 import pytest
 from rich.console import Console
 
-from paretopo import showcase
-from paretopo.cli import build_parser, main
+from paretopo.commands import showcase
+from paretopo.commands.cli import build_parser, main
 
 
 def test_showcase_prints_ranks_advantages_and_meta_reward(capsys):

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from paretopo.advantages import ADVANTAGES
-from paretopo.config import PRESETS, ParetoPOConfig
+from paretopo.core.advantages import ADVANTAGES
+from paretopo.core.config import PRESETS, ParetoPOConfig
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

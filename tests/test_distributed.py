@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from trainer_fixtures import tiny_random_policy
 
-from paretopo.advantages import compute_advantages
-from paretopo.config import ParetoPOConfig
+from paretopo.core.advantages import compute_advantages
+from paretopo.core.config import ParetoPOConfig
 
 
 def _free_port() -> int:

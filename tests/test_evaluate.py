@@ -4,12 +4,17 @@ import numpy as np
 import pytest
 from scripted import ScriptedPolicy
 
-from paretopo.evaluate import compare_runs, evaluate_policy, frontier, frontier_hypervolume
-from paretopo.models import build_tiny_tokenizer
-from paretopo.objectives import OptimalCallTracker
-from paretopo.runlog import RunLog
+from paretopo.core.objectives import OptimalCallTracker
+from paretopo.evaluation.evaluate import (
+    compare_runs,
+    evaluate_policy,
+    frontier,
+    frontier_hypervolume,
+)
+from paretopo.evaluation.runlog import RunLog
 from paretopo.tasks import get_task
 from paretopo.tasks.base import Example
+from paretopo.training.models import build_tiny_tokenizer
 
 CALL = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "393*56"}}\n</tool_call>'
 EXAMPLES = [

@@ -3,8 +3,8 @@ import json
 import pytest
 from trainer_fixtures import fast_settings, tiny_random_policy
 
-from paretopo.export import export_adapter, verify_adapter
-from paretopo.train import train_run
+from paretopo.evaluation.export import export_adapter, verify_adapter
+from paretopo.training.train import train_run
 
 
 @pytest.fixture(scope="module")

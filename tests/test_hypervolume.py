@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from paretopo.hypervolume import ParetoArchive, hv_contribution, hypervolume
+from paretopo.core.hypervolume import ParetoArchive, hv_contribution, hypervolume
 
 
 def brute_force_hv(points: np.ndarray, ref: np.ndarray) -> float:

@@ -1,9 +1,9 @@
 """The notebooks: structure, and execution on a CPU with nbclient (about 2.5 minutes for all four,
 so it stays in the default run and CI executes every notebook).
 
-Fast checks, per notebook: it opens with what ``paretopo.home`` decides (the "Open in Colab" badge
+Fast checks, per notebook: it opens with what ``paretopo.commands.home`` decides (the "Open in Colab" badge
 of the published repository, or, while there is none, a note on how to open it in Colab), has
-exactly one install cell, whose ``REPOSITORY`` is ``paretopo.home.PUBLISHED_REPOSITORY`` and
+exactly one install cell, whose ``REPOSITORY`` is ``paretopo.commands.home.PUBLISHED_REPOSITORY`` and
 which, on Colab without a repository, installs an uploaded folder, zip or wheel or says what to
 upload (run here with a fake ``google.colab`` and a recording ``subprocess.run``), is stored
 without outputs, and its jupytext pair (``notebooks/<name>.py``, percent format,
@@ -31,7 +31,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from paretopo.home import PUBLISHED_REPOSITORY, colab_badge
+from paretopo.commands.home import PUBLISHED_REPOSITORY, colab_badge
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 QUICKSTART = "01_quickstart_cpu"
@@ -165,7 +165,7 @@ def test_quickstart_runs_end_to_end_on_cpu(tmp_path, monkeypatch):
     assert "\r" not in printed and "it/s" not in printed, printed[-2000:]
     assert len(printed.splitlines()) < 60, printed[-2000:]
     # the settings table carries every help text in full
-    from paretopo.config import ParetoPOConfig
+    from paretopo.core.config import ParetoPOConfig
 
     settings = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     for field in ("weights", "beta", "stage1_eval_every"):

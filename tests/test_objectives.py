@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paretopo.objectives import (
+from paretopo.core.objectives import (
     OptimalCallTracker,
     count_tool_calls,
     objective_matrix,
@@ -135,9 +135,9 @@ PINNED_ADVANTAGES = {
 
 @pytest.mark.parametrize(("preset", "stage"), sorted(PINNED_ADVANTAGES))
 def test_one_scoring_path_keeps_the_advantages_of_a_fixed_batch(preset, stage):
-    from paretopo.advantages import compute_advantages
-    from paretopo.config import ParetoPOConfig
-    from paretopo.objectives import score_completions
+    from paretopo.core.advantages import compute_advantages
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.core.objectives import score_completions
 
     ids = [f"q{i // 4}" for i in range(12)]
     correct = np.array([1, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 1], dtype=float)
@@ -153,8 +153,8 @@ def test_one_scoring_path_keeps_the_advantages_of_a_fixed_batch(preset, stage):
 
 
 def test_score_completions_is_objective_matrix_after_the_nstar_update():
-    from paretopo.config import ParetoPOConfig
-    from paretopo.objectives import score_completions, scoring_options
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.core.objectives import score_completions, scoring_options
 
     ids, correct, calls = ["a", "a", "b"], [1, 0, 1], [2, 1, 0]
     config = ParetoPOConfig(tool_efficiency_form="otc", gate_tool_by_correctness=False)
@@ -172,8 +172,8 @@ def test_score_completions_is_objective_matrix_after_the_nstar_update():
 
 
 def test_brevity_is_a_third_objective_column():
-    from paretopo.config import ParetoPOConfig
-    from paretopo.objectives import brevity, score_completions
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.core.objectives import brevity, score_completions
 
     np.testing.assert_allclose(brevity([0, 40, 160, 400], 160), [1.0, 0.75, 0.0, 0.0])
     config = ParetoPOConfig(objectives=("task", "tool_efficiency", "brevity"), weights=(0.5, 0.3, 0.2),

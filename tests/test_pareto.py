@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from paretopo.pareto import dominance_matrix, dominates, nondominated_mask, pareto_ranks
+from paretopo.core.pareto import dominance_matrix, dominates, nondominated_mask, pareto_ranks
 
 
 def brute_force_ranks(group: np.ndarray) -> np.ndarray:

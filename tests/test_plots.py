@@ -1,4 +1,4 @@
-"""paretopo.plots: the frames hold the package's numbers, and the chart specs carry the encodings
+"""paretopo.evaluation.plots: the frames hold the package's numbers, and the chart specs carry the encodings
 and data the apps rely on (checked on ``chart.to_dict()``, no rendering)."""
 
 import json
@@ -8,13 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from paretopo import plots
-from paretopo.advantages import ADVANTAGES
-from paretopo.config import ParetoPOConfig
-from paretopo.models import build_tiny_tokenizer
-from paretopo.pareto import pareto_ranks
-from paretopo.rollout import mask_segments
-from paretopo.scalarize import HVScalarizer
+from paretopo.core.advantages import ADVANTAGES
+from paretopo.core.config import ParetoPOConfig
+from paretopo.core.pareto import pareto_ranks
+from paretopo.core.scalarize import HVScalarizer
+from paretopo.evaluation import plots
+from paretopo.training.models import build_tiny_tokenizer
+from paretopo.training.rollout import mask_segments
 
 WEIGHTS = (0.6, 0.4)
 # one group of five: two identical vectors, three fronts

@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from paretopo import plots, showcase
-from paretopo.advantages import ADVANTAGES, ESTIMATORS, compute_advantages, register
-from paretopo.config import ParetoPOConfig
+from paretopo.core.advantages import ADVANTAGES, ESTIMATORS, compute_advantages, register
+from paretopo.core.config import ParetoPOConfig
+from paretopo.evaluation import plots, showcase
 
 
 def _task_sign(rewards, group_size, *, eps=1e-4, weights=None):
@@ -55,8 +55,8 @@ def test_registering_needs_known_inputs_and_a_new_name():
 
 
 def test_a_registered_estimator_trains_through_the_cli(task_sign, tmp_path):
-    from paretopo.cli import main
-    from paretopo.runlog import read_run
+    from paretopo.commands.cli import main
+    from paretopo.evaluation.runlog import read_run
 
     run_dir = tmp_path / "run"
     assert main(["train", "--run-dir", str(run_dir), "--steps", "2", "--prompts", "2", "--generations", "4",

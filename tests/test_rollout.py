@@ -9,19 +9,19 @@ from scripted import ScriptedPolicy
 from tokenizers import AddedToken, pre_tokenizers
 from transformers import Qwen2Tokenizer
 
-from paretopo.models import (
+from paretopo.training.models import (
     SPECIAL_TOKENS,
     build_tiny_policy,
     build_tiny_tokenizer,
     qwen2_5_chat_template,
 )
-from paretopo.rollout import (
+from paretopo.training.rollout import (
     ToolCallError,
     ToolProtocol,
     generate_rollouts,
     parse_tool_call,
 )
-from paretopo.trainer import make_rollout_func, to_trl_rollout_output
+from paretopo.training.trainer import make_rollout_func, to_trl_rollout_output
 
 torch.set_num_threads(1)
 
@@ -450,7 +450,7 @@ def test_batched_greedy_decoding_equals_a_naive_per_row_loop():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from paretopo.tasks.arithmetic import ArithmeticTask
-    from paretopo.warmstart import default_policy_path
+    from paretopo.training.warmstart import default_policy_path
 
     model = AutoModelForCausalLM.from_pretrained(default_policy_path()).eval()
     tokenizer = AutoTokenizer.from_pretrained(default_policy_path())

@@ -1,20 +1,20 @@
-"""paretopo.rollout_backends: the registry, and its rollout_func matching the built-in one."""
+"""paretopo.training.rollout_backends: the registry, and its rollout_func matching the built-in one."""
 
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from paretopo.models import load_policy
-from paretopo.rollout import generate_rollouts
-from paretopo.rollout_backends import (
+from paretopo.tasks import get_task
+from paretopo.training.models import load_policy
+from paretopo.training.rollout import generate_rollouts
+from paretopo.training.rollout_backends import (
     DEFAULT_ROLLOUT_BACKEND,
     get_rollout_backend,
     register_rollout_backend,
 )
-from paretopo.tasks import get_task
-from paretopo.train import tiny_policy_path
-from paretopo.trainer import make_rollout_func, to_trl_rollout_output
+from paretopo.training.train import tiny_policy_path
+from paretopo.training.trainer import make_rollout_func, to_trl_rollout_output
 
 
 def test_registry_names_the_tool_loop_and_rejects_unknown_or_duplicate_names():
@@ -51,10 +51,10 @@ def test_the_decoding_loop_knows_no_trl():
     import ast
     from pathlib import Path
 
-    import paretopo.rollout
-    import paretopo.rollout_backends
+    import paretopo.training.rollout
+    import paretopo.training.rollout_backends
 
-    for module in (paretopo.rollout, paretopo.rollout_backends):
+    for module in (paretopo.training.rollout, paretopo.training.rollout_backends):
         tree = ast.parse(Path(module.__file__).read_text())
         imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}

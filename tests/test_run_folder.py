@@ -1,4 +1,4 @@
-"""The run folder is one contract: paretopo.runlog names every path and column, with a schema version."""
+"""The run folder is one contract: paretopo.evaluation.runlog names every path and column, with a schema version."""
 
 import json
 import re
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from paretopo.runlog import (
+from paretopo.evaluation.runlog import (
     CHECKPOINT_STATE_FILE,
     SCHEMA_VERSION,
     RunLog,
@@ -58,9 +58,9 @@ _LAYOUT = re.compile(r'"(eval|steps|archive)\.parquet"|/ "(checkpoints|final|gro
                      r'|glob\("checkpoint-|"checkpoints/')
 
 
-@pytest.mark.parametrize("path", ["paretopo/train.py", "paretopo/export.py", "paretopo/cli.py", "paretopo/evaluate.py",
-                                  "paretopo/trainer.py", "apps/run_inspector.py", "apps/live_rollouts.py",
+@pytest.mark.parametrize("path", ["paretopo/training/train.py", "paretopo/evaluation/export.py", "paretopo/commands/cli.py", "paretopo/evaluation/evaluate.py",
+                                  "paretopo/training/trainer.py", "apps/run_inspector.py", "apps/live_rollouts.py",
                                   "apps/frontier_compare.py", "notebooks/04_frontiers_and_baselines.py"])
 def test_callers_go_through_runlog_for_the_layout(path):
     hits = [line.strip() for line in (ROOT / path).read_text().splitlines() if _LAYOUT.search(line)]
-    assert not hits, f"{path} hard-codes run-folder names; use paretopo.runlog.run_paths: {hits}"
+    assert not hits, f"{path} hard-codes run-folder names; use paretopo.evaluation.runlog.run_paths: {hits}"

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from paretopo.scalarize import (
+from paretopo.core.scalarize import (
     HVScalarizer,
     initial_state,
     meta_reward,

@@ -1,7 +1,7 @@
 """The warm-started tiny policy shipped in data/tiny_policy: its record, and the conflict it was built for.
 
 A policy file overwritten by accident (a notebook or script saving into data/) would silently
-change the demo; the checksum recorded by ``paretopo.warmstart`` catches it. The slow test
+change the demo; the checksum recorded by ``paretopo.training.warmstart`` catches it. The slow test
 re-measures what the policy is for (issue: "a tiny policy that must choose"): direct answers
 right on easy sums, a gamble on sums with a carry, hopeless on products; calculator answers
 right everywhere; and every tier still sampling 0, 1 and >= 2 calls.
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from paretopo.tasks.base import data_dir
-from paretopo.warmstart import weights_sha256
+from paretopo.training.warmstart import weights_sha256
 
 TIER_TARGETS = {  # tier -> (lowest, highest) share of direct answers that are right
     1: (0.95, 1.0),
@@ -56,9 +56,9 @@ def test_shipped_policy_matches_its_warm_start_record():
 @pytest.mark.slow
 def test_shipped_policy_meets_its_tier_targets_when_re_measured():
     """What `paretopo eval data/tiny_policy --split test --by tier --samples 4` measures."""
-    from paretopo.evaluate import behaviour_table, evaluate_policy
-    from paretopo.models import load_policy
+    from paretopo.evaluation.evaluate import behaviour_table, evaluate_policy
     from paretopo.tasks import get_task
+    from paretopo.training.models import load_policy
 
     torch.set_num_threads(1)
     model, tokenizer = load_policy(data_dir() / "tiny_policy", lora=False)

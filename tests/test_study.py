@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from paretopo import study
-from paretopo.cli import main
-from paretopo.runlog import RunLog
+from paretopo.commands import study
+from paretopo.commands.cli import main
+from paretopo.evaluation.runlog import RunLog
 
 REQUIRED_EVAL_COLUMNS = {"method", "seed", "split", "step", "accuracy", "mean_tool_calls"}
 
@@ -72,7 +72,7 @@ def test_docs_without_a_study_section_fails_before_training(tmp_path, capsys):
 
 
 def test_full_study_covers_every_preset_ablation_and_table4_weight():
-    from paretopo.config import PRESETS, ParetoPOConfig
+    from paretopo.core.config import PRESETS, ParetoPOConfig
 
     found = study.configurations()
     names = [c.name for c in found]

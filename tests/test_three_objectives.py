@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from paretopo.advantages import compute_advantages
-from paretopo.config import ParetoPOConfig
+from paretopo.core.advantages import compute_advantages
+from paretopo.core.config import ParetoPOConfig
 
 OBJECTIVES = ("task", "tool_efficiency", "brevity")
 COLUMNS = [f"obj_{name}" for name in OBJECTIVES]
@@ -15,7 +15,7 @@ COLUMNS = [f"obj_{name}" for name in OBJECTIVES]
 
 @pytest.fixture(scope="module")
 def three_objective_run(tmp_path_factory):
-    from paretopo.cli import main
+    from paretopo.commands.cli import main
 
     run_dir = tmp_path_factory.mktemp("m3") / "run"
     assert main(["train", "--run-dir", str(run_dir), "--objectives", ",".join(OBJECTIVES), "--weights", "0.5,0.3,0.2",
@@ -26,7 +26,7 @@ def three_objective_run(tmp_path_factory):
 
 
 def test_the_run_log_carries_one_column_per_objective(three_objective_run):
-    from paretopo.runlog import read_run
+    from paretopo.evaluation.runlog import read_run
 
     run = read_run(three_objective_run)
     method = json.loads((three_objective_run / "config.json").read_text())["method"]
@@ -46,12 +46,12 @@ def test_the_run_log_carries_one_column_per_objective(three_objective_run):
 
 
 def test_compare_uses_every_objective(three_objective_run):
-    from paretopo.evaluate import compare_runs, frontier, frontier_hypervolume
+    from paretopo.evaluation.evaluate import compare_runs, frontier, frontier_hypervolume
 
     summary, dominance = compare_runs([str(three_objective_run)])
     row = summary.to_dicts()[0]
     assert {f"test_{c}" for c in COLUMNS} <= set(row)
-    from paretopo.evaluate import checkpoint_points
+    from paretopo.evaluation.evaluate import checkpoint_points
 
     points = checkpoint_points([str(three_objective_run)]).filter(pl.col("split") == "validation")
     vectors = points.select(COLUMNS).to_numpy()
@@ -60,15 +60,15 @@ def test_compare_uses_every_objective(three_objective_run):
 
 
 def test_unknown_objective_is_refused_before_training(tmp_path, capsys):
-    from paretopo.cli import main
+    from paretopo.commands.cli import main
 
     assert main(["train", "--run-dir", str(tmp_path / "x"), "--objectives", "task,colour", "--weights", "1,1"]) == 2
     assert "cannot be scored" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_frontier_charts_draw_every_pairwise_projection(three_objective_run):
-    from paretopo import plots
-    from paretopo.evaluate import checkpoint_points
+    from paretopo.evaluation import plots
+    from paretopo.evaluation.evaluate import checkpoint_points
 
     points = checkpoint_points([str(three_objective_run)])
     spec = plots.frontier_charts(points).to_dict()

@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import load_file
 from trainer_fixtures import ToyTask, fast_settings, tiny_random_policy
 
-from paretopo.advantages import compute_advantages
-from paretopo.config import PRESETS, ParetoPOConfig
-from paretopo.runlog import read_run
-from paretopo.train import train_run
-from paretopo.trainer import STATE_FILE, paretopo_trainer_class
+from paretopo.core.advantages import compute_advantages
+from paretopo.core.config import PRESETS, ParetoPOConfig
+from paretopo.evaluation.runlog import read_run
+from paretopo.training.train import train_run
+from paretopo.training.trainer import STATE_FILE, paretopo_trainer_class
 
 TESTS = Path(__file__).parent
 
@@ -76,8 +76,8 @@ RESUME_SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from trainer_fixtures import fast_settings
-import paretopo.trainer as trainer_module
-from paretopo.train import train_run
+import paretopo.training.trainer as trainer_module
+from paretopo.training.train import train_run
 
 original = trainer_module.RunLogCallback.on_log
 def slow_on_log(self, *args, **kwargs):  # give the test time to kill mid-run
@@ -134,7 +134,7 @@ def test_reward_functions_are_required(policy, tmp_path):
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from paretopo.models import load_policy
+    from paretopo.training.models import load_policy
 
     model, tokenizer = load_policy(policy)
     with pytest.raises(ValueError, match="make_reward_functions"):
@@ -159,7 +159,7 @@ def test_config_records_which_sandbox_level_the_python_tool_had(policy, tmp_path
 
 
 def test_run_log_knows_the_checkpoint_state_file():
-    from paretopo.runlog import CHECKPOINT_STATE_FILE
+    from paretopo.evaluation.runlog import CHECKPOINT_STATE_FILE
 
     assert CHECKPOINT_STATE_FILE == STATE_FILE  # how resume tells a complete checkpoint
 
@@ -169,7 +169,7 @@ def test_toy_task_is_what_the_fixtures_say():
 
 
 def test_parallel_runs_match_their_settings_and_return_in_job_order(policy, tmp_path):
-    from paretopo.train import RunJob, train_runs_parallel
+    from paretopo.training.train import RunJob, train_runs_parallel
 
     jobs = [RunJob(method, fast_settings(tmp_path / method, policy, checkpoint_eval=False, seed=seed))
             for method, seed in (("torl_grpo", 0), ("paretopo", 1))]
@@ -187,7 +187,7 @@ def test_parallel_runs_match_their_settings_and_return_in_job_order(policy, tmp_
 def test_train_batch_ema_outcome_smooths_batch_means_and_is_checkpointed():
     from types import SimpleNamespace
 
-    from paretopo.trainer import ParetoPOMixin
+    from paretopo.training.trainer import ParetoPOMixin
 
     method = ParetoPOConfig(stage1_outcome="train_batch_ema", stage1_outcome_decay=0.5)
     holder = SimpleNamespace(method=method, _outcome_ema=None)
@@ -203,7 +203,7 @@ CRASH_SCRIPT = """
 import os, sys, time
 sys.path.insert(0, {tests!r})
 from trainer_fixtures import fast_settings
-from paretopo.train import train_run
+from paretopo.training.train import train_run
 
 def hang(marker):  # tell the test where we are, then wait for its SIGKILL
     open(marker, "w").close()
@@ -228,7 +228,7 @@ transformers.Trainer._save_optimizer_and_scheduler = save_then_hang
 # Killed while the first validation evaluation is being written: the temporary parquet file is
 # complete on disk but not yet renamed over eval.parquet.
 HANG_IN_EVALUATION_WRITE = """
-import paretopo.runlog as runlog
+import paretopo.evaluation.runlog as runlog
 original_replace = os.replace
 def replace_then_hang(source, target):
     if str(target).endswith("eval.parquet"):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paretopo.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
 from paretopo.tasks.arithmetic import ArithmeticTask
+from paretopo.training.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
 
 
 class ToyTask(ArithmeticTask):
@@ -30,7 +30,7 @@ def tiny_random_policy(folder: str | Path, hidden_size: int = 32, seed: int = 0)
 
 
 def fast_settings(run_dir, model_path, **overrides):
-    from paretopo.train import RunSettings
+    from paretopo.training.train import RunSettings
 
     values = dict(run_dir=str(run_dir), task=ToyTask(), model=model_path, tools_in_prompt=False, max_steps=2,
                   prompts_per_step=2, num_generations=4, max_completion_length=24, save_steps=1,

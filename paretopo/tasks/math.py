@@ -3,7 +3,7 @@
 Splits are benchmarks: ``math500``, ``gsm8k_test``, ``gsm8k_train_first200``, ``aime2024``,
 ``aime2025``, ``amc23``, ``olympiadbench`` ship in ``data/``; ``gsm8k_train`` (all 7,473) comes
 from the Hub. The final answer is the last ``\\boxed{}`` of the completion, checked against the
-gold answer with ``paretopo.answers.math_equal`` (string equality, then math-verify). The tool
+gold answer with ``paretopo.tasks.answers.math_equal`` (string equality, then math-verify). The tool
 is the sandboxed Python interpreter; the default budget is 3 calls (OTC's setting for ToRL).
 """
 

@@ -5,7 +5,7 @@ Table-3 ablations, ParetoPO at the five Table-4 weights and with ``stage1_adv_no
 (stage 1's meta reward only acts on the advantages under that normalisation), each for several
 seeds with the same trainer, policy, budget and seeds, in parallel processes (one thread each).
 Every run evaluates its checkpoints on the validation split and its final policy on the test
-split (``paretopo.train``); the study then writes one results folder::
+split (``paretopo.training.train``); the study then writes one results folder::
 
     <out>/runs/<configuration>/seed<S>/   run logs (eval tables, steps) and the final policy
     <out>/runs.parquet                    one row per run: validation and test numbers, frontier HV
@@ -68,7 +68,7 @@ class StudySettings:
     save_steps: int = 30
     validation_examples: int = 200
     test_examples: int | None = None  # None: the whole test split
-    learning_rate: float | None = None  # None: the trainer's default for the policy (paretopo.train)
+    learning_rate: float | None = None  # None: the trainer's default for the policy (paretopo.training.train)
     processes: int | None = None  # default: one per core
     only: tuple[str, ...] | None = None  # configuration names to run (default: all)
     quick: bool = False
@@ -85,7 +85,7 @@ def configurations(quick: bool = False) -> list[Configuration]:
     """The study's configurations, main methods first (so a study cut short has the main table)."""
     if quick:
         return [Configuration("paretopo", "methods", "paretopo"), Configuration("torl_grpo", "methods", "torl_grpo")]
-    from paretopo.config import ParetoPOConfig
+    from paretopo.core.config import ParetoPOConfig
 
     default_weights = tuple(ParetoPOConfig().weights)
     found = [Configuration(name, "methods", name) for name in (*BASELINES, "paretopo")]
@@ -106,7 +106,7 @@ def _run_dir(settings: StudySettings, configuration: Configuration, seed: int) -
 
 
 def _finished(run_dir: Path) -> bool:
-    from paretopo.runlog import run_paths
+    from paretopo.evaluation.runlog import run_paths
 
     paths = run_paths(run_dir)
     return (paths.final / "config.json").exists() and paths.evals.exists() and \
@@ -114,9 +114,9 @@ def _finished(run_dir: Path) -> bool:
 
 
 def _jobs(settings: StudySettings, chosen: list[Configuration]) -> list[Any]:
-    from paretopo.config import PRESETS
-    from paretopo.runlog import last_complete_checkpoint
-    from paretopo.train import RunJob, RunSettings
+    from paretopo.core.config import PRESETS
+    from paretopo.evaluation.runlog import last_complete_checkpoint
+    from paretopo.training.train import RunJob, RunSettings
 
     base = RunSettings(max_steps=settings.max_steps, prompts_per_step=settings.prompts_per_step,
                        num_generations=settings.num_generations, save_steps=settings.save_steps,
@@ -164,8 +164,8 @@ def _git_commit() -> str | None:
 
 def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Path:
     """Train what is missing, then write the results folder; returns its path."""
-    from paretopo.runlog import run_paths
-    from paretopo.train import train_runs_parallel
+    from paretopo.evaluation.runlog import run_paths
+    from paretopo.training.train import train_runs_parallel
 
     out = Path(settings.out)
     if settings.docs:
@@ -195,7 +195,7 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
 
     train_runs_parallel(jobs, processes=settings.processes, on_done=done)
     training_seconds = time.perf_counter() - started
-    from paretopo.runlog import atomic_write_json
+    from paretopo.evaluation.runlog import atomic_write_json
 
     record = {
         "command": "paretopo study" + (" --quick" if settings.quick else ""),
@@ -230,8 +230,8 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
 
 def _run_rows(out: Path, chosen: list[Configuration], settings: StudySettings) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per run (final validation and test numbers, frontier HV) and every checkpoint point."""
-    from paretopo.evaluate import checkpoint_points, frontier, frontier_hypervolume
-    from paretopo.runlog import run_paths
+    from paretopo.evaluation.evaluate import checkpoint_points, frontier, frontier_hypervolume
+    from paretopo.evaluation.runlog import run_paths
 
     dirs = {str(_run_dir(settings, c, s)): (c, s) for c in chosen for s in settings.seeds
             if _finished(_run_dir(settings, c, s))}
@@ -265,8 +265,8 @@ def _run_rows(out: Path, chosen: list[Configuration], settings: StudySettings) -
 
 
 def _tier_rows(runs: pl.DataFrame) -> pl.DataFrame:
-    from paretopo.evaluate import behaviour_table
-    from paretopo.runlog import read_run
+    from paretopo.evaluation.evaluate import behaviour_table
+    from paretopo.evaluation.runlog import read_run
 
     frames = []
     for row in runs.iter_rows(named=True):
@@ -286,7 +286,7 @@ def _paired_tests(runs: pl.DataFrame, reference: str, others: Sequence[str]) -> 
     """
     from scipy.stats import binomtest, wilcoxon
 
-    from paretopo.runlog import read_run
+    from paretopo.evaluation.runlog import read_run
 
     def final_test_rows(run: str) -> pl.DataFrame:
         rows = read_run(run).eval_rows.filter(pl.col("split") == "test")
@@ -315,7 +315,7 @@ def _frontier_chart(points: pl.DataFrame, configurations_shown: Sequence[str]) -
     """Mean validation point of each checkpoint step per configuration, with its frontier marked."""
     import altair as alt
 
-    from paretopo.evaluate import frontier
+    from paretopo.evaluation.evaluate import frontier
 
     mean_points = (points.filter((pl.col("split") == "validation") & pl.col("configuration").is_in(configurations_shown))
                    .group_by("configuration", "step").agg(pl.col("obj_task").mean(), pl.col("obj_tool_efficiency").mean(),
@@ -347,7 +347,7 @@ def _warm_start(out: Path, settings: StudySettings) -> pl.DataFrame:
     """The policy before RL, evaluated like a final checkpoint (greedy; cached per policy file)."""
     import hashlib
 
-    from paretopo.train import tiny_policy_path
+    from paretopo.training.train import tiny_policy_path
 
     weights = tiny_policy_path() / "model.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
@@ -359,10 +359,10 @@ def _warm_start(out: Path, settings: StudySettings) -> pl.DataFrame:
             return cached
     import torch
 
-    from paretopo.evaluate import evaluate_policy
-    from paretopo.models import load_policy
+    from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
-    from paretopo.train import DEFAULT_SPLITS, RunSettings
+    from paretopo.training.models import load_policy
+    from paretopo.training.train import DEFAULT_SPLITS, RunSettings
 
     torch.set_num_threads(1)
     task = get_task("arithmetic")
@@ -540,7 +540,7 @@ def study_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) -
         tiers = pl.read_parquet(tiers_file)
         warm = out / "warm_start.parquet"
         if warm.exists():
-            from paretopo.evaluate import behaviour_table
+            from paretopo.evaluation.evaluate import behaviour_table
 
             tiers = pl.concat([tiers, behaviour_table(pl.read_parquet(warm), "tier").with_columns(
                 pl.lit("warm start").alias("configuration"), pl.lit(0).alias("seed"))], how="diagonal_relaxed")
@@ -554,7 +554,7 @@ def study_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) -
 
 
 def _learning_rate(settings: StudySettings) -> float:
-    from paretopo.train import TINY_POLICY_LR
+    from paretopo.training.train import TINY_POLICY_LR
 
     return settings.learning_rate or TINY_POLICY_LR
 
@@ -571,7 +571,7 @@ def _warm_start_row(out: Path) -> list[list[Any]]:
 
 
 def _weight_of(name: str, runs: pl.DataFrame) -> tuple[float, ...]:
-    from paretopo.config import ParetoPOConfig
+    from paretopo.core.config import ParetoPOConfig
 
     for configuration in configurations():
         if configuration.name == name:
@@ -619,7 +619,7 @@ def _study_section_bounds(text: str, docs: Any) -> tuple[str, str]:
 
 
 def _write_markdown(out: Path, settings: StudySettings, record: dict[str, Any]) -> None:
-    from paretopo.runlog import atomic_write_bytes
+    from paretopo.evaluation.runlog import atomic_write_bytes
 
     body = study_markdown(out, settings, record)
     atomic_write_bytes(out / "results.md", ("# Study results\n\n" + body).encode())

@@ -1,6 +1,6 @@
 """Evaluate a policy on a task: accuracy, tool use, the objective vector, and frontiers.
 
-``evaluate_policy`` runs the same tool-using rollouts as training (``paretopo.rollout``) over a
+``evaluate_policy`` runs the same tool-using rollouts as training (``paretopo.training.rollout``) over a
 list of examples in batches with a progress bar and returns per-question rows plus summary
 numbers:
 
@@ -28,12 +28,12 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from paretopo.hypervolume import hypervolume
-from paretopo.objectives import OptimalCallTracker, score_completions, scored_objectives
-from paretopo.pareto import nondominated_mask
-from paretopo.rollout import generate_rollouts
-from paretopo.runlog import objective_column, objective_columns
+from paretopo.core.hypervolume import hypervolume
+from paretopo.core.objectives import OptimalCallTracker, score_completions, scored_objectives
+from paretopo.core.pareto import nondominated_mask
+from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
+from paretopo.training.rollout import generate_rollouts
 
 __all__ = ["EvalResult", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "frontier",
            "frontier_hypervolume", "objective_columns", "summarize"]
@@ -73,7 +73,7 @@ def summarize(
     """Accuracy, mean calls, productivity, mean objective vector and the per-row objectives.
 
     ``efficiency_options`` is a ``ParetoPOConfig`` or a mapping of scoring options
-    (``paretopo.objectives.score_completions``); ``lengths`` are completion lengths in tokens
+    (``paretopo.core.objectives.score_completions``); ``lengths`` are completion lengths in tokens
     (needed for ``brevity``).
     """
     if len(question_ids) == 0:
@@ -119,7 +119,7 @@ def evaluate_policy(
         tracker: n* tracker of the evaluation questions, kept across calls (stage 1 passes
             its validation tracker); a fresh one when None.
         efficiency_options: a ``ParetoPOConfig`` or a mapping of scoring options
-            (``paretopo.objectives.scoring_options``: tool-efficiency form, alpha, ..., the
+            (``paretopo.core.objectives.scoring_options``: tool-efficiency form, alpha, ..., the
             objective names), as in training.
         tools_in_prompt: render the tools block in the prompt (False for the tiny policy, which
             learned the convention in its warm start).
@@ -220,7 +220,7 @@ def checkpoint_points(run_dirs: Sequence[str], efficiency_options: Mapping[str, 
     comparable. Here n* of a question is the fewest tool calls among correct answers to it in
     *any* evaluation of *any* of the runs, and every (run, step, split) is re-scored with it.
 
-    ``efficiency_options`` are scoring options (``paretopo.objectives.score_completions``);
+    ``efficiency_options`` are scoring options (``paretopo.core.objectives.score_completions``);
     their ``objectives`` default to every objective any of the runs trained on (in order of
     appearance), with ``brevity_length`` from the first run that has one.
 
@@ -228,7 +228,7 @@ def checkpoint_points(run_dirs: Sequence[str], efficiency_options: Mapping[str, 
         One row per (run, step, split): run, method, step, split, final, accuracy,
         mean_tool_calls, one ``obj_<name>`` column per objective, n.
     """
-    from paretopo.runlog import read_run
+    from paretopo.evaluation.runlog import read_run
 
     frames, configs = [], []
     for path in run_dirs:

@@ -1,4 +1,4 @@
-"""Multi-turn tool-using generation: evaluation, apps, and training (through ``paretopo.trainer``'s
+"""Multi-turn tool-using generation: evaluation, apps, and training (through ``paretopo.training.trainer``'s
 `rollout_func` adapter; this module knows nothing of TRL).
 
 Protocol (the `<tool_call>` convention of the Qwen2.5 chat template that TRL's tool loop uses):

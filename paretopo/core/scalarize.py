@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from paretopo.hypervolume import ParetoArchive
+from paretopo.core.hypervolume import ParetoArchive
 
 InitialMetaReward = Literal["one", "formula"]
 Reference = Literal["nadir", "initial"]

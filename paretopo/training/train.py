@@ -1,12 +1,12 @@
 """One training run, end to end: policy, task, rollouts, trainer, run log, evaluation.
 
 ``train_run`` is what ``paretopo train`` and ``paretopo demo`` call. It loads the policy
-(``paretopo.models.load_policy``: Unsloth on CUDA, transformers + PEFT elsewhere; the shipped
-warm-started tiny policy by default), builds the task's dataset, plugs ``paretopo.rollout``'s
+(``paretopo.training.models.load_policy``: Unsloth on CUDA, transformers + PEFT elsewhere; the shipped
+warm-started tiny policy by default), builds the task's dataset, plugs ``paretopo.training.rollout``'s
 tool-using decoding loop into TRL as ``rollout_func``, configures TRL's ``GRPOConfig`` for the
 device (``bf16=False``, one thread, no gradient checkpointing on CPU), trains with the method
 preset, evaluates every checkpoint on the validation split and the final policy on the test
-split, and leaves everything in the run folder (``paretopo.runlog``).
+split, and leaves everything in the run folder (``paretopo.evaluation.runlog``).
 
 Resuming: ``train_run(..., resume=True)`` continues from the last complete checkpoint of the
 same run folder with the same trainer state (n*, archive, EMA gain, stage, optimiser, RNG). A
@@ -30,10 +30,10 @@ import torch
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from paretopo import library_versions
-from paretopo.config import ParetoPOConfig
-from paretopo.objectives import require_known_objectives, scoring_options
-from paretopo.runlog import RunLog, checkpoint_step, last_complete_checkpoint, run_paths
-from paretopo.trainer import (  # TRL contact lives in paretopo.trainer
+from paretopo.core.config import ParetoPOConfig
+from paretopo.core.objectives import require_known_objectives, scoring_options
+from paretopo.evaluation.runlog import RunLog, checkpoint_step, last_complete_checkpoint, run_paths
+from paretopo.training.trainer import (  # TRL contact lives in paretopo.training.trainer
     CheckpointEvalCallback,
     QuietProgressCallback,
     grpo_config,
@@ -66,7 +66,7 @@ LORA_LR = 2e-3
 
 
 def tiny_policy_path() -> Path:
-    from paretopo.warmstart import default_policy_path
+    from paretopo.training.warmstart import default_policy_path
 
     return default_policy_path()
 
@@ -90,7 +90,7 @@ class RunSettings:
     lora_rank: int = 16
     lora_alpha: int = 32
     prefer_unsloth: bool = True  # use Unsloth when CUDA and unsloth are there; False forces transformers + PEFT
-    rollout_backend: str = "tool_loop"  # a name in paretopo.rollout_backends.ROLLOUT_BACKENDS
+    rollout_backend: str = "tool_loop"  # a name in paretopo.training.rollout_backends.ROLLOUT_BACKENDS
     load_in_4bit: bool = False  # 4-bit base weights (QLoRA); needs the Unsloth backend (CUDA)
     max_seq_length: int = 2048  # longest prompt + completion Unsloth prepares its kernels for
     save_steps: int = 10
@@ -144,9 +144,9 @@ def train_run(
         method_overrides: ``ParetoPOConfig`` fields overriding the preset.
         resume: continue the run in ``settings.run_dir`` from its last checkpoint.
     """
-    from paretopo.evaluate import evaluate_policy
-    from paretopo.models import load_policy
+    from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
+    from paretopo.training.models import load_policy
 
     settings = settings or RunSettings()
     config = method if isinstance(method, ParetoPOConfig) else ParetoPOConfig.from_preset(method, **dict(method_overrides or {}))

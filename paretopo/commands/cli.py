@@ -20,12 +20,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from paretopo.config import PRESETS
-from paretopo.demo import DemoSettings
+from paretopo.commands.demo import DemoSettings
+from paretopo.core.config import PRESETS
 
 
 def _showcase(_: argparse.Namespace) -> int:
-    from paretopo import showcase
+    from paretopo.commands import showcase
 
     showcase.run()
     return 0
@@ -39,7 +39,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise BadInput(f"--runs {args.runs} is a file; pass a folder for the run logs")
     if args.name is not None and (Path(args.runs) / args.name).exists():
         raise BadInput(f"{Path(args.runs) / args.name} already exists; choose another --name")
-    from paretopo.demo import DemoSettings, run_demo
+    from paretopo.commands.demo import DemoSettings, run_demo
 
     run_demo(DemoSettings(runs_root=args.runs, name=args.name, max_steps=args.steps, stage1_steps=args.stage1_steps,
                           seed=args.seed, test_examples=args.test_examples, parallel=not args.sequential))
@@ -47,7 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from paretopo.study import StudySettings, configurations, run_study
+    from paretopo.commands.study import StudySettings, configurations, run_study
 
     _at_least("--processes", args.processes, 1)
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
@@ -132,12 +132,12 @@ def _check_task(name: str, *splits: str | None) -> None:
 
 def _check_run_folder(name: str) -> None:
     """A run folder written by `paretopo train`, with a readable config and tables."""
-    from paretopo.runlog import read_run
+    from paretopo.evaluation.runlog import read_run
 
     path = Path(name)
     if not path.is_dir():
         raise BadInput(f"{name}: no such run folder; pass runs/<name> as written by paretopo train")
-    from paretopo.runlog import run_paths
+    from paretopo.evaluation.runlog import run_paths
 
     if not run_paths(path).config.exists():
         raise BadInput(f"{name} has no config.json, so it is not a complete run folder; pass one written by "
@@ -146,7 +146,7 @@ def _check_run_folder(name: str) -> None:
 
 
 def _config_field_types() -> dict[str, typing.Any]:
-    from paretopo.config import ParetoPOConfig
+    from paretopo.core.config import ParetoPOConfig
 
     return typing.get_type_hints(ParetoPOConfig)
 
@@ -182,7 +182,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             value = text
         if not _fits(value, types[key]):
-            from paretopo.config import ParetoPOConfig
+            from paretopo.core.config import ParetoPOConfig
 
             hint = types[key]
             kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
@@ -198,7 +198,7 @@ def _one_line(error: BaseException) -> str:
 
 def _check_train(args: argparse.Namespace) -> dict:
     """Everything `train` can check before loading a model; returns the --set overrides."""
-    from paretopo.config import ParetoPOConfig
+    from paretopo.core.config import ParetoPOConfig
 
     for flag, value, minimum in (("--steps", args.steps, 1), ("--prompts", args.prompts, 1),
                                  ("--generations", args.generations, 2), ("--save-steps", args.save_steps, 1),
@@ -215,7 +215,7 @@ def _check_train(args: argparse.Namespace) -> dict:
         _check_model_source("--model", args.model)
     overrides = _parse_overrides(args.set)
     if args.objectives is not None:
-        from paretopo.objectives import require_known_objectives
+        from paretopo.core.objectives import require_known_objectives
 
         overrides["objectives"] = require_known_objectives([n.strip() for n in args.objectives.split(",") if n.strip()])
     if args.weights is not None:
@@ -228,7 +228,7 @@ def _check_train(args: argparse.Namespace) -> dict:
     if run_dir.exists() and not run_dir.is_dir():
         raise BadInput(f"--run-dir {args.run_dir} is a file; pass a folder")
     if args.resume:
-        from paretopo.runlog import last_complete_checkpoint
+        from paretopo.evaluation.runlog import last_complete_checkpoint
 
         last_complete_checkpoint(run_dir, args.method)
     return overrides
@@ -236,7 +236,7 @@ def _check_train(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     overrides = _check_train(args)
-    from paretopo.train import RunSettings, train_run
+    from paretopo.training.train import RunSettings, train_run
 
     settings = RunSettings(run_dir=args.run_dir, task=args.task, model=args.model, seed=args.seed,
                            max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
@@ -258,7 +258,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.data and not Path(args.data).is_file():
         raise BadInput(f"--data {args.data}: no such file; pass a JSONL file with id, question, answer")
     _check_output_file("--out", args.out)
-    from paretopo.runlog import run_paths
+    from paretopo.evaluation.runlog import run_paths
 
     source = Path(args.policy)
     paths = run_paths(source)
@@ -268,10 +268,10 @@ def _eval(args: argparse.Namespace) -> int:
     if paths.final.is_dir():
         source = paths.final
     _check_model_source("policy", str(source))
-    from paretopo.evaluate import evaluate_policy
-    from paretopo.models import load_adapter, load_policy
+    from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
     from paretopo.tasks.base import read_jsonl_examples
+    from paretopo.training.models import load_adapter, load_policy
 
     if (source / "adapter_config.json").exists():
         model, tokenizer = load_adapter(source)
@@ -295,7 +295,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _breakdown(rows, column: str) -> list[dict]:
     """Accuracy (direct and with a tool) and the call distribution per value of ``column``."""
-    from paretopo.evaluate import behaviour_table
+    from paretopo.evaluation.evaluate import behaviour_table
 
     return behaviour_table(rows, column).to_dicts()
 
@@ -314,7 +314,7 @@ def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from paretopo.runlog import is_run_folder, list_runs
+    from paretopo.evaluation.runlog import is_run_folder, list_runs
 
     # a folder of runs (e.g. a demo's runs/demo-<ts>) stands for every evaluated run under it
     runs = []
@@ -327,7 +327,7 @@ def _compare(args: argparse.Namespace) -> int:
     for run in runs:
         _check_run_folder(run)
     _check_output_file("--out", args.out)
-    from paretopo.evaluate import compare_runs
+    from paretopo.evaluation.evaluate import compare_runs
 
     summary, dominance = compare_runs(runs, split=args.split)
     console = Console()
@@ -356,7 +356,7 @@ def _export(args: argparse.Namespace) -> int:
         raise BadInput(f"{args.out} is a file; pass a folder to export into")
     if out.resolve() == Path(args.source).resolve() or Path(args.source).resolve() in out.resolve().parents:
         raise BadInput(f"{args.out} is inside the source {args.source}; export to a folder outside it")
-    from paretopo.export import export_adapter
+    from paretopo.evaluation.export import export_adapter
 
     report = export_adapter(args.source, args.out, merged=args.merged, gguf=args.gguf)
     Console().print_json(json.dumps({"path": str(report.path), "verify": asdict(report.verify),
@@ -372,7 +372,7 @@ def _warmstart(args: argparse.Namespace) -> int:
     holds_a_policy = out is not None and any((out / weights).exists() for weights in WEIGHT_FILES)
     if out is not None and out.is_dir() and any(out.iterdir()) and not holds_a_policy:
         raise BadInput(f"--out {args.out} holds other files; pass a new folder or one holding a tiny policy")
-    from paretopo.warmstart import main
+    from paretopo.training.warmstart import main
 
     main(["--out", args.out] if args.out else [])
     return 0

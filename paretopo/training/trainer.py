@@ -2,7 +2,7 @@
 
 This is the only module that touches TRL: the ``GRPOConfig`` of a run (:func:`grpo_config`),
 the ``rollout_func`` adapter (:func:`make_rollout_func`, :func:`to_trl_rollout_output`; the
-decoding loop itself, ``paretopo.rollout``, knows no TRL), the callbacks ``train_run`` adds, and
+decoding loop itself, ``paretopo.training.rollout``, knows no TRL), the callbacks ``train_run`` adds, and
 the trainer hook, measured to work on trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
 
 1. ``_calculate_rewards`` returns TRL's gathered ``[N, K]`` reward matrix unchanged; the two
@@ -10,7 +10,7 @@ the trainer hook, measured to work on trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
    :func:`make_reward_functions`: ``task_correct`` (0/1) and ``tool_calls`` (m). The hook
    gathers the question ids, updates the n* tracker from the correct completions, and turns the
    measurements into objective vectors, one column per configured objective
-   (``paretopo.objectives.score_completions``).
+   (``paretopo.core.objectives.score_completions``).
 2. ``_generate_and_score_completions`` calls the parent, computes the configured estimator's
    advantages for all N rows at once (every rank computes the same numbers from the same
    gathered matrix), replaces this process's slice ``out["advantages"]``, rewrites the
@@ -22,11 +22,11 @@ TRL's own advantage computation still runs on the raw columns and is discarded (
 
 Nothing from TRL is copied: Unsloth rewrites TRL's source at import time, so the class is
 built over whatever ``trl.GRPOTrainer`` is when :func:`paretopo_trainer_class` is called
-(after ``paretopo.models.load_policy`` imported Unsloth on a GPU).
+(after ``paretopo.training.models.load_policy`` imported Unsloth on a GPU).
 
 Stage 1 lasts ``stage1_steps`` optimiser steps (default one epoch), then stage 2. The stage-1
 outcome vector comes from a validation evaluation every ``stage1_eval_every`` steps (a
-callable you pass, see ``paretopo.train``) or from the training batch's mean. The n* tracker,
+callable you pass, see ``paretopo.training.train``) or from the training batch's mean. The n* tracker,
 the validation tracker, the stage-1 state and the stage are saved in every checkpoint
 (``paretopo_state.json``) and restored on resume.
 """
@@ -49,24 +49,29 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from paretopo.advantages import compute_advantages
-from paretopo.config import ParetoPOConfig
-from paretopo.objectives import (
+from paretopo.core.advantages import compute_advantages
+from paretopo.core.config import ParetoPOConfig
+from paretopo.core.objectives import (
     OptimalCallTracker,
     count_tool_calls,
     require_known_objectives,
     score_completions,
 )
-from paretopo.rollout import Rollout, ToolFunction, mask_segments
-from paretopo.rollout_backends import DEFAULT_ROLLOUT_BACKEND, get_rollout_backend
-from paretopo.runlog import CHECKPOINT_STATE_FILE, RunLog, atomic_write_json, objective_column
-from paretopo.scalarize import HVScalarizer
+from paretopo.core.scalarize import HVScalarizer
+from paretopo.evaluation.runlog import (
+    CHECKPOINT_STATE_FILE,
+    RunLog,
+    atomic_write_json,
+    objective_column,
+)
+from paretopo.training.rollout import Rollout, ToolFunction, mask_segments
+from paretopo.training.rollout_backends import DEFAULT_ROLLOUT_BACKEND, get_rollout_backend
 
 __all__ = ["STATE_FILE", "CheckpointEvalCallback", "QuietProgressCallback", "RunLogCallback", "grpo_config",
            "make_reward_functions", "make_rollout_func", "paretopo_trainer_class", "to_trl_rollout_output"]
 
 logger = logging.getLogger(__name__)
-STATE_FILE = CHECKPOINT_STATE_FILE  # the run folder's contract (paretopo.runlog)
+STATE_FILE = CHECKPOINT_STATE_FILE  # the run folder's contract (paretopo.evaluation.runlog)
 TASK_COLUMN = "task_correct"
 CALLS_COLUMN = "tool_calls"
 
@@ -81,7 +86,7 @@ ValidationFn = Callable[[Any], tuple[float, ...]]  # the mean objective vector
 def make_reward_functions(task: Any) -> list[Callable[..., list[float]]]:
     """TRL reward functions measuring correctness and tool calls for ``task``.
 
-    They read the extra fields ``paretopo.rollout``'s ``rollout_func`` returns (``final_answer``
+    They read the extra fields ``paretopo.training.rollout``'s ``rollout_func`` returns (``final_answer``
     is not trusted for checking: the task's own checker reads the completion text) or, on TRL's
     own ``tools=`` path, the conversational completion with its ``tool_calls``.
     """
@@ -115,11 +120,11 @@ def make_reward_functions(task: Any) -> list[Callable[..., list[float]]]:
 
 
 def grpo_config(settings: Any, output_dir: Path) -> Any:
-    """TRL's ``GRPOConfig`` for a run's ``paretopo.train.RunSettings``, set up for the device
+    """TRL's ``GRPOConfig`` for a run's ``paretopo.training.train.RunSettings``, set up for the device
     (``bf16=False``, no gradient checkpointing on CPU); ``settings.extra`` overrides any field."""
     from trl import GRPOConfig
 
-    from paretopo.train import LORA_LR
+    from paretopo.training.train import LORA_LR
 
     on_gpu = torch.cuda.is_available()
     batch = settings.prompts_per_step * settings.num_generations
@@ -246,7 +251,7 @@ class CheckpointEvalCallback(TrainerCallback):
         return control
 
     def on_save(self, args, state, control, **kwargs):
-        from paretopo.evaluate import evaluate_policy
+        from paretopo.evaluation.evaluate import evaluate_policy
 
         if not state.is_world_process_zero:
             return control
@@ -290,7 +295,7 @@ class ParetoPOMixin:
         names = list(self.reward_func_names)
         if TASK_COLUMN not in names or CALLS_COLUMN not in names:
             raise ValueError(
-                f"ParetoPOTrainer needs the reward functions of paretopo.trainer.make_reward_functions "
+                f"ParetoPOTrainer needs the reward functions of paretopo.training.trainer.make_reward_functions "
                 f"(named {TASK_COLUMN!r} and {CALLS_COLUMN!r}); got {names}"
             )
         self._task_column, self._calls_column = names.index(TASK_COLUMN), names.index(CALLS_COLUMN)

@@ -29,7 +29,7 @@ length in tokens (model and tool-output tokens alike, as the rollout returns the
 ``max_completion_length``).
 
 Correctness checkers (math via math-verify, QA via SQuAD exact match / F1) live in
-``paretopo.answers`` and are re-exported here.
+``paretopo.tasks.answers`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def require_known_objectives(names: Sequence[str]) -> tuple[str, ...]:
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown:
         raise ValueError(f"objectives {unknown} cannot be scored; choose among {list(OBJECTIVES)} "
-                         "(paretopo.objectives.OBJECTIVES)")
+                         "(paretopo.core.objectives.OBJECTIVES)")
     return names
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from paretopo._arrays import like_input, require_finite, to_tensor
+from paretopo.core._arrays import like_input, require_finite, to_tensor
 
 __all__ = ["dominates", "dominance_matrix", "nondominated_mask", "pareto_ranks"]
 

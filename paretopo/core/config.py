@@ -22,8 +22,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from paretopo.advantages import ADVANTAGES, ESTIMATORS
-from paretopo.advantages import estimator_options as _estimator_options
+from paretopo.core.advantages import ADVANTAGES, ESTIMATORS
+from paretopo.core.advantages import estimator_options as _estimator_options
 
 __all__ = ["PRESETS", "ParetoPOConfig"]
 
@@ -79,7 +79,7 @@ class ParetoPOConfig:
         "brevity_length, 0, 1)); None = the run's max_completion_length (set by paretopo train).", None
     )
     # stage 1 (Eqs. 5-6)
-    stage1_estimator: str = _help("Advantage estimator of stage 1 (a name in paretopo.advantages.ADVANTAGES).",
+    stage1_estimator: str = _help("Advantage estimator of stage 1 (a name in paretopo.core.advantages.ADVANTAGES).",
                                   "hv_scalarized")
     stage1_steps: int | None = _help(
         "Length of stage 1 in optimiser steps; None = one epoch over the training set, 0 = no stage 1.", None
@@ -222,7 +222,7 @@ class ParetoPOConfig:
 
     def options_for_estimator(self, name: str, meta_reward: float = 1.0) -> dict[str, Any]:
         """Keyword options of any registered estimator: the config fields it declared (see
-        ``paretopo.advantages.register``) and the meta reward (1 without dynamic weighting)."""
+        ``paretopo.core.advantages.register``) and the meta reward (1 without dynamic weighting)."""
         return _estimator_options(name, self, meta_reward=meta_reward if self.dynamic_weighting else 1.0)
 
     # ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Every chart function takes polars frames (or arrays) and returns an altair chart; nothing here
 touches marimo, so notebooks use the same pictures as the apps. Column conventions follow the
-run log (``paretopo.runlog``): objectives are maximised, ranks are 1-based, completions are
+run log (``paretopo.evaluation.runlog``): objectives are maximised, ranks are 1-based, completions are
 numbered from 0 within their group.
 
 Frames:
@@ -15,7 +15,7 @@ Frames:
   vectors arrive.
 * :func:`random_groups`, :func:`llm_like_groups`, :func:`equal_sum_group`,
   :func:`same_sums_two_groups`: example groups for the playground.
-* :func:`transcript_html`: a completion's segments (``paretopo.rollout.mask_segments``: model
+* :func:`transcript_html`: a completion's segments (``paretopo.training.rollout.mask_segments``: model
   text and loss-masked tool output) as HTML; :func:`rounded_for_display` for tables.
 
 Charts: :func:`objective_scatter`, :func:`advantage_bars`, :func:`metric_lines`,
@@ -43,11 +43,11 @@ import altair as alt
 import numpy as np
 import polars as pl
 
-from paretopo.advantages import ADVANTAGES
-from paretopo.config import ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, score_completions
-from paretopo.pareto import nondominated_mask, pareto_ranks
-from paretopo.scalarize import HVScalarizer
+from paretopo.core.advantages import ADVANTAGES
+from paretopo.core.config import ParetoPOConfig
+from paretopo.core.objectives import OptimalCallTracker, score_completions
+from paretopo.core.pareto import nondominated_mask, pareto_ranks
+from paretopo.core.scalarize import HVScalarizer
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 DEFAULT_OBJECTIVES = ("task", "tool_efficiency")
-ESTIMATOR_ORDER = tuple(ADVANTAGES)  # the order of paretopo.advantages' table, used on every axis
+ESTIMATOR_ORDER = tuple(ADVANTAGES)  # the order of paretopo.core.advantages' table, used on every axis
 RANK_SCHEME = "viridis"  # rank 1 darkest; ordinal, so colours stay put as fronts appear
 TOOL_OUTPUT_STYLE = "background:#fde68a;color:#713f12;border-radius:3px"
 TOOL_CALL_STYLE = "background:#dbeafe;color:#1e3a8a;border-radius:3px"
@@ -132,9 +132,9 @@ def ranked_group_frame(rewards: Any, group_size: int, objectives: Sequence[str] 
 
 def estimator_advantages(rewards: Any, group_size: int, *, weights: Sequence[float], beta: float = 0.5,
                          meta_reward: float = 1.0) -> pl.DataFrame:
-    """The advantage every estimator of :data:`paretopo.advantages.ADVANTAGES` gives each completion.
+    """The advantage every estimator of :data:`paretopo.core.advantages.ADVANTAGES` gives each completion.
 
-    Each estimator runs with the options it declares (``paretopo.advantages.register``) taken
+    Each estimator runs with the options it declares (``paretopo.core.advantages.register``) taken
     from ParetoPO's default config with the given ``weights`` and ``beta`` (``hv_scalarized``
     with ``meta_reward``), on the same objective columns (``otc_grpo`` multiplies columns 0 and
     1, whatever form of tool efficiency they hold).
@@ -617,7 +617,7 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
     """Evaluated checkpoints of several runs in objective space, with each run's frontier.
 
     Args:
-        points: :func:`paretopo.evaluate.checkpoint_points`'s frame (run, method, step, split,
+        points: :func:`paretopo.evaluation.evaluate.checkpoint_points`'s frame (run, method, step, split,
             final, accuracy, mean_tool_calls, obj_task, obj_tool_efficiency, n).
         split: the split whose checkpoints make each run's frontier: a staircase line bounding the
             shaded region it dominates (a frontier of one point is its dominated box); the other
@@ -706,7 +706,7 @@ def frontier_charts(points: pl.DataFrame, *, split: str = "validation", selectio
 
     With M > 2 objectives each panel is a pairwise projection: a checkpoint on a panel's front is
     non-dominated in those two objectives (the run's M-objective frontier HV is in
-    ``paretopo.evaluate.compare_runs``).
+    ``paretopo.evaluation.evaluate.compare_runs``).
     """
     columns = [c for c in points.columns if c.startswith("obj_")]
     pairs = [(a, b) for i, a in enumerate(columns) for b in columns[i + 1:]]

@@ -55,7 +55,7 @@ GROUPS_DIR, SAMPLES_DIR, EVAL_ROWS_DIR = "groups", "samples", "eval_rows"
 CHECKPOINTS_DIR, FINAL_DIR, EXPORT_DIR = "checkpoints", "final", "export"
 CHECKPOINT_PREFIX = "checkpoint-"
 OBJECTIVE_PREFIX = "obj_"
-# Written last (and atomically) into a checkpoint by paretopo.trainer (its STATE_FILE): a
+# Written last (and atomically) into a checkpoint by paretopo.training.trainer (its STATE_FILE): a
 # checkpoint folder without it was cut short.
 CHECKPOINT_STATE_FILE = "paretopo_state.json"
 

@@ -42,8 +42,8 @@ from typing import Any, Literal
 
 import torch
 
-from paretopo._arrays import like_input, require_finite, to_tensor
-from paretopo.pareto import pareto_ranks
+from paretopo.core._arrays import like_input, require_finite, to_tensor
+from paretopo.core.pareto import pareto_ranks
 
 __all__ = ["ADVANTAGES", "ESTIMATORS", "RUNTIME_INPUTS", "AdvantageResult", "EstimatorSpec", "compute_advantages",
            "degenerate_groups", "estimator_options", "get_estimator", "register"]

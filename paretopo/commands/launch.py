@@ -28,7 +28,7 @@ APPS = {
 
 def apps_folder() -> Path:
     """``apps/`` of the checkout this package was imported from (the apps are not part of the wheel)."""
-    return Path(__file__).resolve().parents[1] / "apps"
+    return Path(__file__).resolve().parents[2] / "apps"
 
 
 def app_commands(root: str | os.PathLike[str], apps_dir: str | os.PathLike[str] | None = None) -> list[str]:

@@ -11,11 +11,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from paretopo.advantages import ADVANTAGES
-from paretopo.config import ParetoPOConfig
-from paretopo.objectives import OptimalCallTracker, score_completions
-from paretopo.pareto import pareto_ranks
-from paretopo.scalarize import HVScalarizer
+from paretopo.core.advantages import ADVANTAGES
+from paretopo.core.config import ParetoPOConfig
+from paretopo.core.objectives import OptimalCallTracker, score_completions
+from paretopo.core.pareto import pareto_ranks
+from paretopo.core.scalarize import HVScalarizer
 
 # one prompt, eight sampled completions: was the answer right, and how many tool calls it made
 EXAMPLE_CORRECT = np.array([1, 1, 1, 0, 1, 0, 1, 0])

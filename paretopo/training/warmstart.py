@@ -19,7 +19,7 @@ traces are built so that RL has something to choose, and a reason to:
 
 So one call is safe but costs efficiency on tiers 1-2, no call is free and right on tier 1,
 and on tier 3 a call is needed: the optimum depends on the question. Each trace is
-token-for-token what ``paretopo.rollout`` produces (the prompt rendered by the chat template,
+token-for-token what ``paretopo.training.rollout`` produces (the prompt rendered by the chat template,
 the tool call, the environment's response from ``ToolProtocol.response_ids``, the answer); the
 loss covers the model's tokens only.
 
@@ -43,9 +43,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from paretopo.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
-from paretopo.rollout import ToolProtocol
 from paretopo.tasks.base import Example, Task, data_dir
+from paretopo.training.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
+from paretopo.training.rollout import ToolProtocol
 
 __all__ = ["BEHAVIOUR_SHARES", "WarmStartConfig", "build_trace", "default_policy_path", "warm_start",
            "weights_sha256"]
@@ -179,7 +179,7 @@ def _batch(traces: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[
 
 
 def _tier_table(model, tokenizer, task: Task, examples: Sequence[Example], samples: int, seed: int) -> list[dict]:
-    from paretopo.evaluate import behaviour_table, evaluate_policy
+    from paretopo.evaluation.evaluate import behaviour_table, evaluate_policy
 
     result = evaluate_policy(model, tokenizer, task, examples, num_samples=samples, greedy=False, temperature=1.0,
                              max_new_tokens=160, tools_in_prompt=False, progress=False, seed=seed)

@@ -230,12 +230,12 @@ class _MathVerifyWorker:
         if alive and self._owner_pid == os.getpid():
             return
         self._stop()
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", "from paretopo.answers import serve_math_worker; serve_math_worker()"],
+                [sys.executable, "-c", "from paretopo.tasks.answers import serve_math_worker; serve_math_worker()"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
