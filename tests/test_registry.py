@@ -6,9 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from paretopo.commands import showcase
 from paretopo.core.advantages import ADVANTAGES, ESTIMATORS, compute_advantages, register
 from paretopo.core.config import ParetoPOConfig
-from paretopo.evaluation import plots, showcase
+from paretopo.evaluation import plots
 
 
 def _task_sign(rewards, group_size, *, eps=1e-4, weights=None):

@@ -281,3 +281,12 @@ def test_arithmetic_prompt_is_compact_by_default():
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert prompt == "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nWhat is 417*38?<|im_end|>\n<|im_start|>assistant\n"
     assert len(tokenizer.encode(prompt, add_special_tokens=False)) == 25
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "math", "hotpotqa", "nq_open"])
+def test_default_splits_live_on_the_task_and_exist(name):
+    from paretopo.tasks import get_task
+
+    task = get_task(name)
+    assert len(task.default_splits) == 3
+    assert set(task.default_splits) <= set(task.splits), (task.default_splits, task.splits)

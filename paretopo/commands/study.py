@@ -362,12 +362,12 @@ def _warm_start(out: Path, settings: StudySettings) -> pl.DataFrame:
     from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
     from paretopo.training.models import load_policy
-    from paretopo.training.train import DEFAULT_SPLITS, RunSettings
+    from paretopo.training.train import RunSettings
 
     torch.set_num_threads(1)
     task = get_task("arithmetic")
     model, tokenizer = load_policy(str(tiny_policy_path()), lora=False)
-    _, _, test_split = DEFAULT_SPLITS["arithmetic"]
+    _, _, test_split = task.default_splits
     examples = task.load(test_split)[: settings.test_examples]
     result = evaluate_policy(model, tokenizer, task, examples, greedy=True,
                              max_new_tokens=RunSettings.max_completion_length, tools_in_prompt=False, progress=False)

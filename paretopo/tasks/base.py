@@ -122,13 +122,16 @@ def load_hub_examples(source: HubSplit) -> list[Example]:
 class Task(ABC):
     """A tool-using task: splits, prompt, answer checker, tools and tool-call budget.
 
-    Subclasses set ``name``, ``local_splits``, optionally ``hub_splits``, and implement the
+    Subclasses set ``name``, ``local_splits``, optionally ``hub_splits`` and ``default_splits``, and implement the
     abstract methods. ``max_tool_calls`` is an instance attribute so a run can change the budget.
     """
 
     name: ClassVar[str]
     local_splits: ClassVar[dict[str, LocalSplit]] = {}
     hub_splits: ClassVar[dict[str, HubSplit]] = {}
+    # (train, validation, test) split names a run uses unless told otherwise; validation takes
+    # its first RunSettings.validation_examples questions
+    default_splits: ClassVar[tuple[str, str, str]] = ("train", "validation", "test")
 
     def __init__(self, max_tool_calls: int) -> None:
         if max_tool_calls < 0:
@@ -181,6 +184,6 @@ class BoxedAnswerTask(Task):
         ]
 
     def extract_answer(self, completion_text: str) -> str | None:
-        from ..answers import extract_boxed
+        from .answers import extract_boxed
 
         return extract_boxed(completion_text)

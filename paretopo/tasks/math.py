@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..answers import math_equal
+from .answers import math_equal
 from .base import BoxedAnswerTask, Example, HubSplit, LocalSplit
 
 __all__ = ["MathTask"]
@@ -36,6 +36,8 @@ class MathTask(BoxedAnswerTask):
 
     system_prompt = SYSTEM_PROMPT
     name = "math"
+    # trains on the local GSM8K sample (the full train split loads from the Hub)
+    default_splits = ("gsm8k_train_first200", "gsm8k_test", "math500")
     local_splits = {
         "math500": LocalSplit("math500.jsonl", metadata_fields=("subject", "level")),
         "gsm8k_test": LocalSplit("gsm8k_test.jsonl"),

@@ -19,7 +19,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from ..answers import extract_tag, qa_exact_match, qa_f1
+from .answers import extract_tag, qa_exact_match, qa_f1
 from ..tools.search import BM25Retriever, Retriever, load_hotpotqa_corpus, make_search_tool
 from .base import Example, HubSplit, LocalSplit, Task, data_path
 
@@ -81,6 +81,7 @@ class HotpotQATask(_SearchQATask):
     """HotpotQA (distractor); answers in ``<answer>``; tool: search (budget 4, top 3)."""
 
     name = "hotpotqa"
+    default_splits = ("train", "dev_500", "dev_500")  # train from the Hub; the local dev sample validates
     local_splits = {
         "dev_500": LocalSplit("hotpotqa_dev_500.jsonl", "answers", ("type", "level", "supporting_titles", "context")),
     }
@@ -104,6 +105,7 @@ class NQOpenTask(_SearchQATask):
     """NQ-open; answers in ``<answer>``; tool: search over a retriever you provide (budget 4)."""
 
     name = "nq_open"
+    default_splits = ("train", "dev", "dev")
     local_splits = {"dev": LocalSplit("nq_open_dev.jsonl", "answers")}
     hub_splits = {
         split: HubSplit("google-research-datasets/nq_open", None, split, _nq_open_hub_converter(split))

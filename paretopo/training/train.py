@@ -42,21 +42,10 @@ from paretopo.training.trainer import (  # TRL contact lives in paretopo.trainin
     paretopo_trainer_class,
 )
 
-__all__ = ["DEFAULT_SPLITS", "CheckpointEvalCallback", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
+__all__ = ["CheckpointEvalCallback", "LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
            "train_run", "train_runs_parallel"]
 
 logger = logging.getLogger(__name__)
-
-
-# task -> (train, validation, test) split names; validation uses its first `validation_examples`.
-# Only arithmetic ships disjoint local splits; math trains on the local GSM8K sample (the full
-# train split loads from the Hub), and the QA tasks train on the Hub's train split.
-DEFAULT_SPLITS: dict[str, tuple[str, str, str]] = {
-    "arithmetic": ("train", "validation", "test"),
-    "math": ("gsm8k_train_first200", "gsm8k_test", "math500"),
-    "hotpotqa": ("train", "dev_500", "dev_500"),
-    "nq_open": ("train", "dev", "dev"),
-}
 
 
 TINY_POLICY_LR = 3e-4
@@ -97,7 +86,7 @@ class RunSettings:
     validation_examples: int = 48
     test_examples: int | None = None  # None = the whole test split
     train_examples: int | None = None
-    train_split: str | None = None  # None = the task's default (DEFAULT_SPLITS)
+    train_split: str | None = None  # None = the task's default (Task.default_splits)
     validation_split: str | None = None
     test_split: str | None = None
     checkpoint_eval: bool = True
@@ -187,7 +176,7 @@ def train_run(
                                    lora_alpha=settings.lora_alpha, load_in_4bit=settings.load_in_4bit,
                                    max_seq_length=settings.max_seq_length, prefer_unsloth=settings.prefer_unsloth)
 
-    default_train, default_validation, default_test = DEFAULT_SPLITS.get(task.name, ("train", "validation", "test"))
+    default_train, default_validation, default_test = task.default_splits
     train_examples = task.load(settings.train_split or default_train)[: settings.train_examples]
     validation = task.load(settings.validation_split or default_validation)[: settings.validation_examples]
     test = task.load(settings.test_split or default_test)[: settings.test_examples]
