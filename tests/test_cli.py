@@ -151,3 +151,40 @@ def test_bad_input_gives_one_line_and_writes_nothing(command, message, tmp_path,
     assert "\n" not in err and "Traceback" not in err, err
     assert message.format(tmp=fixtures) in err, err
     assert _tree(tmp_path) == before  # nothing written, nothing overwritten
+
+
+def test_train_options_are_generated_from_the_dataclasses():
+    """Every RunSettings field with a flag and every ParetoPOConfig field is a `train` option with its help."""
+    from dataclasses import fields
+
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.training.train import RunSettings
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    options = {action.dest: action for action in train._actions}
+    for item in fields(RunSettings):
+        if item.metadata.get("flag") == "":
+            continue
+        assert item.name in options, item.name
+        assert options[item.name].default == item.default and item.metadata["help"] in options[item.name].help
+    for item in fields(ParetoPOConfig):
+        if item.name in {"method", "objectives", "weights", "max_tool_calls"}:
+            continue
+        action = options["method__" + item.name]
+        assert action.help.startswith(item.metadata["help"].replace("%", "%%")), item.name
+
+
+def test_method_options_reach_the_config_and_none_is_a_value():
+    from paretopo.commands.cli import _method_options
+
+    args = build_parser().parse_args(shlex.split(
+        "train --beta 0.3 --stage2-center group_mean --no-dynamic-weighting --stage1-steps none --steps 5"))
+    assert _method_options(args) == {"beta": 0.3, "stage2_center": "group_mean", "dynamic_weighting": False,
+                                     "stage1_steps": None}
+    assert args.max_steps == 5 and args.prompts_per_step == 8  # RunSettings defaults
+    assert _method_options(build_parser().parse_args(["train"])) == {}
+
+
+def test_a_method_option_and_the_same_set_field_is_one_line_error(capsys):
+    assert main(["train", "--beta", "0.3", "--set", "beta=0.2"]) == 2
+    assert "--beta and --set beta=... both given" in capsys.readouterr().err

@@ -15,7 +15,9 @@ import json
 import os
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -198,22 +200,25 @@ def _one_line(error: BaseException) -> str:
 
 def _check_train(args: argparse.Namespace) -> dict:
     """Everything `train` can check before loading a model; returns the --set overrides."""
-    from paretopo.core.config import ParetoPOConfig
+    from dataclasses import fields
 
-    for flag, value, minimum in (("--steps", args.steps, 1), ("--prompts", args.prompts, 1),
-                                 ("--generations", args.generations, 2), ("--save-steps", args.save_steps, 1),
-                                 ("--max-completion-length", args.max_completion_length, 1),
-                                 ("--max-tool-calls", args.max_tool_calls, 0),
-                                 ("--validation-examples", args.validation_examples, 1),
-                                 ("--test-examples", args.test_examples, 1),
-                                 ("--train-examples", args.train_examples, 1)):
-        _at_least(flag, value, minimum)
-    if args.lr is not None and not args.lr > 0:
-        raise BadInput(f"--lr must be positive, got {args.lr}; try 3e-4 (full fine-tuning) or 2e-3 (LoRA)")
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.training.train import RunSettings
+
+    for item in fields(RunSettings):
+        minimum = item.metadata.get("minimum")
+        if minimum is not None and hasattr(args, item.name):
+            _at_least(item.metadata.get("flag") or _option_name(item.name), getattr(args, item.name), minimum)
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise BadInput(f"--lr must be positive, got {args.learning_rate}; try 3e-4 (full fine-tuning) or 2e-3 (LoRA)")
     _check_task(args.task)
     if args.model is not None:
         _check_model_source("--model", args.model)
     overrides = _parse_overrides(args.set)
+    for name, value in _method_options(args).items():
+        if name in overrides:
+            raise BadInput(f"{_option_name(name)} and --set {name}=... both given; give one of them")
+        overrides[name] = value
     if args.objectives is not None:
         from paretopo.core.objectives import require_known_objectives
 
@@ -236,14 +241,12 @@ def _check_train(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     overrides = _check_train(args)
+    from dataclasses import fields
+
     from paretopo.training.train import RunSettings, train_run
 
-    settings = RunSettings(run_dir=args.run_dir, task=args.task, model=args.model, seed=args.seed,
-                           max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
-                           learning_rate=args.lr, max_completion_length=args.max_completion_length,
-                           save_steps=args.save_steps, lora=False if args.no_lora else (True if args.lora else None), max_tool_calls=args.max_tool_calls,
-                           validation_examples=args.validation_examples, test_examples=args.test_examples,
-                           train_examples=args.train_examples)
+    settings = RunSettings(**{item.name: getattr(args, item.name) for item in fields(RunSettings)
+                              if hasattr(args, item.name)})
     result = train_run(args.method, settings, method_overrides=overrides, resume=args.resume)
     Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
                                      "test": result.test}, default=str))
@@ -385,6 +388,92 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+# ------------------------------------------------------------------------------------------
+# `paretopo train` options, generated from RunSettings and ParetoPOConfig (one owner each)
+# ------------------------------------------------------------------------------------------
+
+# ParetoPOConfig fields with their own train option (or set by the task) rather than a generated one
+_METHOD_FIELDS_NOT_GENERATED = frozenset({"method", "objectives", "weights", "max_tool_calls"})
+_METHOD_DEST = "method__"
+
+
+def _option_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _value_parser(kind: Any) -> Callable[[str], Any]:
+    """argparse type for ``int``, ``float``, ``str`` and ``X | None`` (the word ``none`` gives None)."""
+    arguments = [a for a in typing.get_args(kind) if a is not type(None)]
+    if arguments:  # X | None
+        inner = arguments[0]
+
+        def parse(text: str) -> Any:
+            return None if text.lower() == "none" else inner(text)
+
+        parse.__name__ = inner.__name__  # argparse names the type in its error
+        return parse
+    return kind
+
+
+def _default_text(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def add_run_setting_options(parser: argparse.ArgumentParser) -> list[Any]:
+    """One option per RunSettings field that has a flag; returns those fields."""
+    from dataclasses import fields
+
+    from paretopo.training.train import RunSettings
+
+    exposed = []
+    for item in fields(RunSettings):
+        flag = item.metadata.get("flag")
+        if flag == "":
+            continue
+        kind, text = item.metadata.get("kind"), item.metadata["help"]
+        name = flag or _option_name(item.name)
+        if kind is bool:
+            parser.add_argument(name, dest=item.name, action=argparse.BooleanOptionalAction, default=item.default,
+                                help=text + ("" if item.default is None else f" (default: {str(item.default).lower()})"))
+        else:
+            said = item.default is None and "default:" in text  # the help already says what None means
+            parser.add_argument(name, dest=item.name, type=kind, default=item.default, metavar=item.name.upper(),
+                                help=text if said else f"{text} (default: {_default_text(item.default)})")
+        exposed.append(item)
+    return exposed
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """One option per ParetoPOConfig field (default: the preset's value), in their own help group."""
+    from dataclasses import fields
+
+    from paretopo.core.config import _CHOICES, ParetoPOConfig
+
+    group = parser.add_argument_group("method options (ParetoPOConfig; default: the --method preset's value, "
+                                      "shown for paretopo)")
+    hints = typing.get_type_hints(ParetoPOConfig)
+    for item in fields(ParetoPOConfig):
+        if item.name in _METHOD_FIELDS_NOT_GENERATED:
+            continue
+        text = f"{item.metadata['help']} (paretopo: {_default_text(item.default)})".replace("%", "%%")
+        dest = _METHOD_DEST + item.name
+        if hints[item.name] is bool:
+            group.add_argument(_option_name(item.name), dest=dest, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=text)
+        else:
+            # SUPPRESS: an option not given leaves no attribute, so `--stage1-steps none` (None) is seen
+            group.add_argument(_option_name(item.name), dest=dest, type=_value_parser(hints[item.name]),
+                               default=argparse.SUPPRESS,
+                               choices=_CHOICES.get(item.name), metavar=None if item.name in _CHOICES else
+                               item.name.upper(), help=text)
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The method options given on the command line (field -> value)."""
+    return {dest.removeprefix(_METHOD_DEST): value for dest, value in vars(args).items()
+            if dest.startswith(_METHOD_DEST)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="paretopo", description="ParetoPO: accurate and tool-frugal LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -417,29 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.set_defaults(handler=_study)
 
     train = commands.add_parser("train", help="train one method on one task")
-    train.add_argument("--method", default="paretopo", choices=sorted(PRESETS))
-    train.add_argument("--task", default="arithmetic")
-    train.add_argument("--model", default=None, help="hub id or local path (default: the shipped tiny policy)")
-    train.add_argument("--run-dir", default="runs/paretopo")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--steps", type=int, default=40)
-    train.add_argument("--prompts", type=int, default=8, help="prompts per step")
-    train.add_argument("--generations", type=int, default=8, help="completions per prompt (G)")
-    train.add_argument("--lr", type=float, default=None,
-                       help="learning rate (default: 3e-4 for full fine-tuning of the tiny policy, 2e-3 for LoRA)")
-    train.add_argument("--max-completion-length", type=int, default=160)
-    train.add_argument("--max-tool-calls", type=int, default=None, help="tool budget (default: the task's)")
-    train.add_argument("--save-steps", type=int, default=10)
-    train.add_argument("--validation-examples", type=int, default=48,
-                       help="validation questions each checkpoint is evaluated on (default 48)")
-    train.add_argument("--test-examples", type=int, default=None,
-                       help="evaluate the final policy on the first N test questions (default: all)")
-    train.add_argument("--train-examples", type=int, default=None,
-                       help="train on the first N training questions (default: all)")
-    lora = train.add_mutually_exclusive_group()
-    lora.add_argument("--lora", action="store_true", help="train LoRA adapters (default for any --model)")
-    lora.add_argument("--no-lora", action="store_true",
-                      help="train all weights (default for the shipped tiny policy)")
+    train.add_argument("--method", default="paretopo", choices=sorted(PRESETS),
+                       help="method preset: a baseline, ParetoPO or an ablation (default: paretopo)")
+    add_run_setting_options(train)
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     train.add_argument("--objectives", default=None, metavar="NAMES",
                        help="objectives, comma-separated, all maximised, e.g. task,tool_efficiency,brevity "
@@ -447,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weights", default=None, metavar="W",
                        help="preference weights, one per objective, comma-separated (default: 0.6,0.4)")
     train.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                       help="ParetoPOConfig overrides, e.g. --set beta=0.3 stage2_center=group_mean")
+                       help="ParetoPOConfig overrides, e.g. --set beta=0.3 stage2_center=group_mean "
+                            "(the same as the method options below)")
+    add_method_options(train)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a run, checkpoint, adapter or model")
