@@ -282,7 +282,11 @@ pl.DataFrame(memory)
 # The trained adapter on the same benchmarks, next to the base model.
 
 # %%
-trained = result.trainer.accelerator.unwrap_model(result.trainer.model)
+# the saved run, as anyone re-opening it later would (not the live trainer): runs/<name>/final
+from paretopo.evaluation.runlog import run_paths
+from paretopo.training.models import load_adapter
+
+trained, _ = load_adapter(run_paths(result.run_dir).final)
 after = evaluate_benchmarks(trained, f"{METHOD}, {result.steps} steps")
 pl.concat([before, after]).select("benchmark", "policy", "accuracy", "mean_tool_calls", "tool_productivity").sort(
     "benchmark", "policy")

@@ -295,7 +295,11 @@ pl.DataFrame(memory)
 # ## 5. Before and after
 
 # %%
-trained = result.trainer.accelerator.unwrap_model(result.trainer.model)
+# the saved run, as anyone re-opening it later would (not the live trainer): runs/<name>/final
+from paretopo.evaluation.runlog import run_paths
+from paretopo.training.models import load_adapter
+
+trained, _ = load_adapter(run_paths(result.run_dir).final)
 pl.DataFrame([before, evaluate(trained, f"{METHOD}, {result.steps} steps")])
 
 # %% [markdown]

@@ -19,8 +19,8 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from .answers import extract_tag, qa_exact_match, qa_f1
 from ..tools.search import BM25Retriever, Retriever, load_hotpotqa_corpus, make_search_tool
+from .answers import extract_tag, qa_exact_match, qa_f1
 from .base import Example, HubSplit, LocalSplit, Task, data_path
 
 __all__ = ["HotpotQATask", "NQOpenTask"]

@@ -364,4 +364,6 @@ def load_adapter(folder: str | Path, base_model: str | None = None) -> tuple[tor
     if not base_name:
         raise ValueError(f"{config_path} names no base model; pass base_model=")
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_name), folder)
+    if torch.cuda.is_available():  # where training ran; evaluation on a CPU would take hours for a real model
+        model = model.to("cuda")
     return model.eval(), AutoTokenizer.from_pretrained(folder)
