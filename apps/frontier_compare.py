@@ -96,9 +96,21 @@ def _(run_picker, runs_root, split_picker):
 
 
 @app.cell
-def _(points, split_picker):
+def _(points):
+    # with M > 2 objectives the chart is one pairwise projection at a time, picked here
+    _columns = [c for c in points.columns if c.startswith("obj_")]
+    _pairs = {f"{a.removeprefix('obj_')} × {b.removeprefix('obj_')}": (a, b)
+              for i, a in enumerate(_columns) for b in _columns[i + 1:]}
+    pair_picker = mo.ui.dropdown(options=_pairs, value=next(iter(_pairs)), label="objectives drawn")
+    pair_picker if len(_pairs) > 1 else None
+    return (pair_picker,)
+
+
+@app.cell
+def _(pair_picker, points, split_picker):
+    _x, _y = pair_picker.value
     frontier_plot = mo.ui.altair_chart(
-        plots.frontier_chart(points, split=split_picker.value,
+        plots.frontier_chart(points, split=split_picker.value, x=_x, y=_y,
                              selection=alt.selection_point(fields=["run", "step", "split"])),
         chart_selection=False, legend_selection=False)
     frontier_plot

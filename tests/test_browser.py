@@ -132,6 +132,8 @@ def server_urls(tmp_path_factory, demo_root):
     assert sorted(commands) == sorted(APPS)
     empty = tmp_path_factory.mktemp("empty-runs")
     commands["frontier_compare_empty"] = f"marimo run {ROOT / 'apps' / 'frontier_compare.py'} -- --runs-dir {empty}"
+    commands["frontier_compare_three_objectives"] = (
+        f"marimo run {ROOT / 'apps' / 'frontier_compare.py'} -- --runs-dir {ROOT / 'tests' / 'fixtures' / 'runs_three_objectives'}")
     # the committed study (paretopo study): 48 runs two folders down, as the README shows it
     commands["frontier_compare_study"] = (f"marimo run {ROOT / 'apps' / 'frontier_compare.py'} -- --runs-dir "
                                           f"{ROOT / 'results' / 'study' / 'runs'}")
@@ -368,6 +370,17 @@ def drive_frontier_compare_study(page) -> None:
     shows(page, "paretopo/seed0")  # runs are labelled by their path below --runs-dir
 
 
+def drive_frontier_compare_three_objectives(page) -> None:
+    shows(page, "1 evaluated run(s) found")
+    shows(page, "frontier HV (validation)")
+    # one pairwise projection at a time: task x tool efficiency first, then the user picks another
+    pairs = page.locator("select").filter(has_text="task × tool_efficiency").first
+    assert pairs.locator("option").all_inner_texts() == [
+        "task × tool_efficiency", "task × brevity", "tool_efficiency × brevity"]
+    pairs.select_option("task × brevity")
+    page.wait_for_timeout(1500)  # the chart is redrawn for the new pair
+
+
 def drive_frontier_compare_empty(page) -> None:
     shows(page, "No evaluated runs selected")
     shows(page, "holds none")
@@ -380,7 +393,8 @@ APPS: dict[str, Callable] = {
     "frontier_compare": drive_frontier_compare,
 }
 PAGES = {**APPS, "frontier_compare_empty": drive_frontier_compare_empty,
-         "frontier_compare_study": drive_frontier_compare_study}
+         "frontier_compare_study": drive_frontier_compare_study,
+         "frontier_compare_three_objectives": drive_frontier_compare_three_objectives}
 
 
 @pytest.mark.parametrize("app", list(PAGES))
@@ -400,7 +414,7 @@ def test_app_in_the_browser(app, browser, server_urls):
         problems += [f"{width} px: {problem}" for problem in layout_problems(page)]
         if app in APPS:
             save_full_page(page, SCREENSHOTS / (f"{app}.png" if width == WIDTHS[0] else f"{app}-{width}.png"), width)
-        elif app == "frontier_compare_study" and width == WIDTHS[0]:
+        elif app in ("frontier_compare_study", "frontier_compare_three_objectives") and width == WIDTHS[0]:
             save_full_page(page, SCREENSHOTS / f"{app}.png", width)
     body = body_text(page)
     page.close()

@@ -72,5 +72,5 @@ def test_frontier_charts_draw_every_pairwise_projection(three_objective_run):
 
     points = checkpoint_points([str(three_objective_run)])
     spec = plots.frontier_charts(points).to_dict()
-    assert len(spec["hconcat"]) == 3  # (task, tool), (task, brevity), (tool, brevity)
-    assert "hconcat" not in plots.frontier_charts(points.drop("obj_brevity")).to_dict()
+    assert len(spec["concat"]) == 3 and spec["columns"] == 2  # (task, tool), (task, brevity), (tool, brevity)
+    assert "concat" not in plots.frontier_charts(points.drop("obj_brevity")).to_dict()

@@ -712,5 +712,6 @@ def frontier_charts(points: pl.DataFrame, *, split: str = "validation", selectio
     pairs = [(a, b) for i, a in enumerate(columns) for b in columns[i + 1:]]
     if len(pairs) <= 1:
         return frontier_chart(points, split=split, selection=selection, width=width, height=height)
-    return alt.hconcat(*(frontier_chart(points, split=split, selection=selection, width=width, height=height, x=a, y=b)
-                         for a, b in pairs))
+    # two panels a row: three or more side by side overflow a laptop-wide page
+    return alt.concat(*(frontier_chart(points, split=split, selection=selection, width=width, height=height, x=a, y=b)
+                        for a, b in pairs), columns=2)
