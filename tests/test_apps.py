@@ -181,7 +181,7 @@ def test_frontier_compare_shows_the_runs_frontiers_and_a_checkpoints_samples():
     assert (Path(chosen["run"]).name, chosen["split"], chosen["final"]) == ("paretopo", "test", True)
     eval_rows = read_run(chosen["run"]).eval_rows
     expected_rows = eval_rows.filter((pl.col("step") == chosen["step"]) & (pl.col("split") == "test"))
-    assert defs["chosen_rows"].equals(expected_rows) and expected_rows.height == 6
+    assert defs["chosen_rows"].equals(expected_rows) and expected_rows.height == 16  # the fixture's test questions
 
 
 # --- live_rollouts -----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from paretopo.evaluation.runlog import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_RUN = ROOT / "tests" / "fixtures" / "runs" / "paretopo"
+# a run folder written by paretopo before config.json recorded a schema version (kept as it was)
+FIXTURE_RUN = ROOT / "tests" / "fixtures" / "runs_schema_v1" / "paretopo"
 
 
 def test_a_new_run_folder_records_the_schema_version(tmp_path):
