@@ -141,7 +141,7 @@ print("run folder:", RUN_DIR)
 
 # %% [markdown]
 # ## 1. The policy
-# A two-layer Qwen2 with a byte-level tokenizer, warm-started on synthetic traces that mix three
+# A three-layer Qwen2 (d = 64) with a byte-level tokenizer plus single-token protocol pieces, warm-started on synthetic traces that mix three
 # behaviours (answer directly, call the calculator once, call it twice), so RL has choices to
 # make. It ships in `data/tiny_policy`; if it is missing, the warm start runs here (minutes).
 # The cell prints its size: parameters and the byte-level vocabulary.
