@@ -360,8 +360,13 @@ def drive_frontier_compare(page) -> None:
     shows(page, "frontier HV (test)")
     split.select_option("validation")  # back, for the screenshot: the frontiers over several checkpoints
     shows(page, "frontier HV (validation)")
-    # Not checked here: the tool-output highlight of the samples below the chart (its cell draws only
-    # once a checkpoint is chosen, and a click on the canvas chart is not driven yet).
+    # the samples below the chart (the last test checkpoint until one is clicked) mark tool output as
+    # the other apps do: spans titled as environment-written and masked from the loss
+    shows(page, "tool output (written by the environment, masked from the loss)")
+    marked = page.locator('span[title^="tool output: written by the environment"]')
+    marked.first.wait_for()
+    assert marked.count() >= 1
+    # Not driven: a click on the canvas chart choosing another checkpoint.
 
 
 def drive_frontier_compare_study(page) -> None:
