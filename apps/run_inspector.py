@@ -139,6 +139,7 @@ def _(method, run, switch):
     # a run without stage 1's archive (every baseline, no_stage1) has nothing to draw in its panels
     _curves = {title: columns for title, columns in CURVES.items()
                if method.uses_meta_reward or title not in STAGE1_CURVES}
+    _curves["objectives (batch means)"] = [f"objectives/{name}" for name in run.objectives]  # M of them
     mo.hstack([plots.metric_lines(run.steps, columns, title=title, switch=switch, width=340, height=170)
                for title, columns in _curves.items()], wrap=True, justify="start", gap=1.5)
     return
