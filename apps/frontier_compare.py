@@ -13,7 +13,7 @@ with app.setup:
 
     from paretopo.evaluation import plots
     from paretopo.evaluation.evaluate import checkpoint_points, compare_runs
-    from paretopo.evaluation.runlog import list_runs, read_run
+    from paretopo.evaluation.runlog import OBJECTIVE_PREFIX, list_runs, read_run
 
 
 @app.cell(hide_code=True)
@@ -98,8 +98,8 @@ def _(run_picker, runs_root, split_picker):
 @app.cell
 def _(points):
     # with M > 2 objectives the chart is one pairwise projection at a time, picked here
-    _columns = [c for c in points.columns if c.startswith("obj_")]
-    _pairs = {f"{a.removeprefix('obj_')} × {b.removeprefix('obj_')}": (a, b)
+    _columns = [c for c in points.columns if c.startswith(OBJECTIVE_PREFIX)]
+    _pairs = {f"{a.removeprefix(OBJECTIVE_PREFIX)} × {b.removeprefix(OBJECTIVE_PREFIX)}": (a, b)
               for i, a in enumerate(_columns) for b in _columns[i + 1:]}
     pair_picker = mo.ui.dropdown(options=_pairs, value=next(iter(_pairs)), label="objectives drawn")
     pair_picker if len(_pairs) > 1 else None
@@ -157,7 +157,7 @@ def _(frontier_plot, points):
 @app.cell
 def _(chosen_point, chosen_rows, runs_root):
     _columns = [c for c in ("correct", "tool_calls", "question", "answer", "final_answer",
-                            *(c for c in chosen_rows.columns if c.startswith("obj_")), "tool_errors",
+                            *(c for c in chosen_rows.columns if c.startswith(OBJECTIVE_PREFIX)), "tool_errors",
                             "finish_reason") if c in chosen_rows.columns]
     _samples = [mo.vstack([mo.Html(f"<div><b>{html.escape(str(row['question']))}</b> (answer "
                                    f"{html.escape(str(row['answer']))}) · {'correct' if row['correct'] else 'wrong'} · "

@@ -15,7 +15,13 @@ with app.setup:
     from paretopo.core.advantages import compute_advantages
     from paretopo.core.config import ParetoPOConfig
     from paretopo.evaluation import plots
-    from paretopo.evaluation.runlog import is_run_folder, list_runs, read_run, run_paths
+    from paretopo.evaluation.runlog import (
+        OBJECTIVE_PREFIX,
+        is_run_folder,
+        list_runs,
+        read_run,
+        run_paths,
+    )
     from paretopo.tasks import get_task
 
     CURVES = {
@@ -257,7 +263,7 @@ def _(objective_columns, shown_completions):
     def _card(row):
         head = (f"**#{row['completion']}** · rank {row['rank']} · advantage {row['advantage']:+.3f} · "
                 f"{row['tool_calls']} tool call(s) · {'correct' if row['correct'] else 'wrong'} · "
-                + " · ".join(f"{c.removeprefix('obj_')} {row[c]:.3f}" for c in objective_columns))
+                + " · ".join(f"{c.removeprefix(OBJECTIVE_PREFIX)} {row[c]:.3f}" for c in objective_columns))
         body = (mo.Html(plots.transcript_html(row["segments"])) if row["segments"] else
                 mo.md("*text not kept: the run log stores the text of the first completions of each step only*"))
         return mo.vstack([mo.md(head), body])

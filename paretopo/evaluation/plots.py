@@ -48,6 +48,7 @@ from paretopo.core.config import ParetoPOConfig
 from paretopo.core.objectives import OptimalCallTracker, score_completions
 from paretopo.core.pareto import nondominated_mask, pareto_ranks
 from paretopo.core.scalarize import HVScalarizer
+from paretopo.evaluation.runlog import OBJECTIVE_PREFIX
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -100,7 +101,7 @@ def objective_names(n_objectives: int) -> tuple[str, ...]:
 
 def _title(column: str) -> str:
     """Axis title of a column: ``obj_tool_efficiency`` -> ``tool efficiency``."""
-    return column.removeprefix("obj_").replace("/", ": ").replace("_", " ")
+    return column.removeprefix(OBJECTIVE_PREFIX).replace("/", ": ").replace("_", " ")
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,7 +686,7 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
         shape=alt.Shape("split:N", title="split (hollow: not the frontier's split)",
                         legend=alt.Legend(orient="bottom")),
         tooltip=["label", "step", "split", "final", alt.Tooltip("accuracy:Q", format=".3f"),
-                 alt.Tooltip("mean_tool_calls:Q", format=".2f"), *(alt.Tooltip(f"{c}:Q", format=".3f") for c in points.columns if c.startswith("obj_")),
+                 alt.Tooltip("mean_tool_calls:Q", format=".2f"), *(alt.Tooltip(f"{c}:Q", format=".3f") for c in points.columns if c.startswith(OBJECTIVE_PREFIX)),
                  alt.Tooltip("together:Q", title="checkpoints at this position"), "n"])
     if selection is not None:
         dots = dots.add_params(selection).encode(size=alt.condition(selection, alt.value(160), alt.value(70)))
@@ -708,7 +709,7 @@ def frontier_charts(points: pl.DataFrame, *, split: str = "validation", selectio
     non-dominated in those two objectives (the run's M-objective frontier HV is in
     ``paretopo.evaluation.evaluate.compare_runs``).
     """
-    columns = [c for c in points.columns if c.startswith("obj_")]
+    columns = [c for c in points.columns if c.startswith(OBJECTIVE_PREFIX)]
     pairs = [(a, b) for i, a in enumerate(columns) for b in columns[i + 1:]]
     if len(pairs) <= 1:
         return frontier_chart(points, split=split, selection=selection, width=width, height=height)
