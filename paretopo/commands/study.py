@@ -23,6 +23,7 @@ finished runs are kept, a run cut short resumes from its last complete checkpoin
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import os
@@ -168,6 +169,7 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     from paretopo.training.train import train_runs_parallel
 
     out = Path(settings.out)
+    _final_test_rows.cache_clear()  # runs may have changed since an earlier call in this process
     if settings.docs:
         _study_section_bounds(Path(settings.docs).read_text(), settings.docs)  # fail before hours of training
     chosen = configurations(settings.quick)
@@ -264,14 +266,21 @@ def _run_rows(out: Path, chosen: list[Configuration], settings: StudySettings) -
     return pl.DataFrame(rows), points
 
 
+@functools.cache
+def _final_test_rows(run: str) -> pl.DataFrame:
+    """The completions of a run's final test evaluation (read once per run for every table)."""
+    from paretopo.evaluation.runlog import read_eval_rows
+
+    rows = read_eval_rows(run).filter(pl.col("split") == "test")
+    return rows.filter(pl.col("step") == rows["step"].max())
+
+
 def _tier_rows(runs: pl.DataFrame) -> pl.DataFrame:
     from paretopo.evaluation.evaluate import behaviour_table
-    from paretopo.evaluation.runlog import read_run
 
     frames = []
     for row in runs.iter_rows(named=True):
-        data = read_run(row["run"]).eval_rows.filter(pl.col("split") == "test")
-        final = data.filter(pl.col("step") == data["step"].max())
+        final = _final_test_rows(row["run"])
         if "meta_tier" not in final.columns:
             continue
         frames.append(behaviour_table(final, "tier").with_columns(
@@ -286,11 +295,8 @@ def _paired_tests(runs: pl.DataFrame, reference: str, others: Sequence[str]) -> 
     """
     from scipy.stats import binomtest, wilcoxon
 
-    from paretopo.evaluation.runlog import read_run
-
     def final_test_rows(run: str) -> pl.DataFrame:
-        rows = read_run(run).eval_rows.filter(pl.col("split") == "test")
-        return rows.filter(pl.col("step") == rows["step"].max()).select("id", "correct", "tool_calls")
+        return _final_test_rows(run).select("id", "correct", "tool_calls")
 
     def per_question(configuration: str) -> pl.DataFrame:
         frames = [final_test_rows(r["run"]).with_columns(pl.lit(r["seed"]).alias("seed"))
@@ -579,34 +585,31 @@ def _weight_of(name: str, runs: pl.DataFrame) -> tuple[float, ...]:
     return tuple(ParetoPOConfig().weights)
 
 
+def _grid_markdown(means: pl.DataFrame, names: Sequence[str], by: str, label: Callable[[Any], str]) -> str:
+    """One row per configuration, one column per value of ``by``: "accuracy / mean calls" cells."""
+    values = sorted(means[by].unique().to_list())
+    rows = []
+    for name in names:
+        cells = []
+        for value in values:
+            cell = means.filter((pl.col("configuration") == name) & (pl.col(by) == value))
+            cells.append("-" if cell.height == 0 else f"{cell['accuracy'][0]:.3f} / {cell['mean_tool_calls'][0]:.2f}")
+        rows.append([f"`{name}`", *cells])
+    return _markdown_table(["configuration", *(label(v) for v in values)], rows)
+
+
 def _tier_markdown(tiers: pl.DataFrame, names: Sequence[str]) -> str:
     from paretopo.tasks.arithmetic import TIER_NAMES
 
     means = tiers.group_by("configuration", "tier").agg(pl.col("accuracy", "mean_tool_calls").mean())
-    tier_values = sorted(means["tier"].unique().to_list())
-    rows = []
-    for name in names:
-        cells = []
-        for tier in tier_values:
-            cell = means.filter((pl.col("configuration") == name) & (pl.col("tier") == tier))
-            cells.append("-" if cell.height == 0 else f"{cell['accuracy'][0]:.3f} / {cell['mean_tool_calls'][0]:.2f}")
-        rows.append([f"`{name}`", *cells])
-    return _markdown_table(["configuration", *(f"tier {t}: {TIER_NAMES.get(t, '')}" for t in tier_values)], rows)
+    return _grid_markdown(means, names, "tier", lambda t: f"tier {t}: {TIER_NAMES.get(t, '')}")
 
 
 def _frontier_markdown(out: Path, names: Sequence[str]) -> str:
     points = pl.read_parquet(out / "checkpoints.parquet").filter(pl.col("split") == "validation")
     means = points.group_by("configuration", "step").agg(pl.col("accuracy", "mean_tool_calls").mean())
-    steps = sorted(means["step"].unique().to_list())
-    rows = []
-    for name in names:
-        cells = []
-        for step in steps:
-            cell = means.filter((pl.col("configuration") == name) & (pl.col("step") == step))
-            cells.append("-" if cell.height == 0 else f"{cell['accuracy'][0]:.3f} / {cell['mean_tool_calls'][0]:.2f}")
-        rows.append([f"`{name}`", *cells])
     return ("Validation accuracy / mean calls at each checkpoint (mean over seeds):\n\n"
-            + _markdown_table(["configuration", *(f"step {s}" for s in steps)], rows))
+            + _grid_markdown(means, names, "step", lambda s: f"step {s}"))
 
 
 def _study_section_bounds(text: str, docs: Any) -> tuple[str, str]:

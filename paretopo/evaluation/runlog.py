@@ -340,6 +340,11 @@ def _read_parts(folder: Path) -> pl.DataFrame:
     return pl.concat([_read_parquet(p) for p in parts], how="diagonal_relaxed")
 
 
+def read_eval_rows(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """Only the evaluated completions of a run (``eval_rows/``), without reading its other tables."""
+    return _read_parts(run_paths(path).eval_rows)
+
+
 def read_run(path: str | os.PathLike[str]) -> RunData:
     """Read a run folder written by :class:`RunLog` (also while the run is still writing).
 
