@@ -188,3 +188,54 @@ def test_method_options_reach_the_config_and_none_is_a_value():
 def test_a_method_option_and_the_same_set_field_is_one_line_error(capsys):
     assert main(["train", "--beta", "0.3", "--set", "beta=0.2"]) == 2
     assert "--beta and --set beta=... both given" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, settings_path", [
+    ("demo", "paretopo.commands.demo:DemoSettings"),
+    ("study", "paretopo.commands.study:StudySettings"),
+    ("eval", "paretopo.evaluation.evaluate:EvalSettings"),
+])
+def test_demo_study_and_eval_options_are_generated_from_their_settings(command, settings_path):
+    """Each command offers every field of its settings dataclass, with the field's help text."""
+    import importlib
+    from dataclasses import fields
+
+    module, name = settings_path.split(":")
+    settings_class = getattr(importlib.import_module(module), name)
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    options = {action.dest: action for action in parser._actions}
+    for item in fields(settings_class):
+        if item.metadata.get("flag") == "":
+            continue
+        assert item.name in options, item.name
+        assert options[item.name].help.startswith(item.metadata["help"].replace("%", "%%")), item.name
+
+
+def test_typed_values_reach_the_settings():
+    from paretopo.commands.cli import _given_settings, _settings_from_args
+    from paretopo.commands.demo import DemoSettings
+    from paretopo.commands.study import StudySettings
+    from paretopo.evaluation.evaluate import EvalSettings
+
+    demo = _settings_from_args(DemoSettings, build_parser().parse_args(
+        shlex.split("demo --steps 12 --no-parallel --seed 3 --generations 4")))
+    assert (demo.max_steps, demo.parallel, demo.seed, demo.num_generations, demo.stage1_steps) == (12, False, 3, 4, 30)
+    evaluation = _settings_from_args(EvalSettings, build_parser().parse_args(
+        shlex.split("eval runs/x --split validation --samples 4 --by tier")))
+    assert (evaluation.policy, evaluation.split, evaluation.samples, evaluation.by, evaluation.limit) == (
+        "runs/x", "validation", 4, "tier", None)
+    # the study keeps only what was typed, so --quick's own defaults are not overwritten
+    given = _given_settings(StudySettings, build_parser().parse_args(shlex.split("study --quick --seeds 4 5")))
+    assert given == {"quick": True, "seeds": (4, 5)}
+
+
+def test_study_quick_takes_its_own_defaults_and_typed_values(tmp_path, monkeypatch):
+    import paretopo.commands.study as study
+
+    seen = {}
+    monkeypatch.setattr(study, "run_study", lambda settings: seen.setdefault("settings", settings))
+    assert main(["study", "--quick", "--out", str(tmp_path / "s"), "--steps", "3", "--seeds", "7"]) == 0
+    settings = seen["settings"]
+    assert (settings.quick, settings.seeds, settings.max_steps, settings.save_steps, settings.num_generations) == (
+        True, (7,), 3, 3, 4)
+    assert settings.out == str(tmp_path / "s")

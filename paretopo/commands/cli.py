@@ -16,6 +16,7 @@ import os
 import sys
 import typing
 from collections.abc import Callable
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,46 +35,35 @@ def _showcase(_: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    _at_least("--steps", args.steps, 1)
-    _at_least("--stage1-steps", args.stage1_steps, 0)
-    _at_least("--test-examples", args.test_examples, 1)
-    if Path(args.runs).exists() and not Path(args.runs).is_dir():
-        raise BadInput(f"--runs {args.runs} is a file; pass a folder for the run logs")
-    if args.name is not None and (Path(args.runs) / args.name).exists():
-        raise BadInput(f"{Path(args.runs) / args.name} already exists; choose another --name")
     from paretopo.commands.demo import DemoSettings, run_demo
 
-    run_demo(DemoSettings(runs_root=args.runs, name=args.name, max_steps=args.steps, stage1_steps=args.stage1_steps,
-                          seed=args.seed, test_examples=args.test_examples, parallel=not args.sequential))
+    settings = _settings_from_args(DemoSettings, args)
+    if Path(settings.runs_root).exists() and not Path(settings.runs_root).is_dir():
+        raise BadInput(f"--runs {settings.runs_root} is a file; pass a folder for the run logs")
+    if settings.name is not None and (Path(settings.runs_root) / settings.name).exists():
+        raise BadInput(f"{Path(settings.runs_root) / settings.name} already exists; choose another --name")
+    run_demo(settings)
     return 0
 
 
 def _study(args: argparse.Namespace) -> int:
     from paretopo.commands.study import StudySettings, configurations, run_study
 
-    _at_least("--processes", args.processes, 1)
-    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
-        raise BadInput(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give each seed once")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise BadInput(f"--out {args.out} is a file; pass a folder for the study's results")
-    if args.docs is not None and not Path(args.docs).is_file():
-        raise BadInput(f"--docs {args.docs} is not a file; pass the markdown file whose study section to replace")
-    names = [c.name for c in configurations(args.quick)]
-    unknown = sorted(set(args.only or ()) - set(names))
+    given = _given_settings(StudySettings, args)  # the study's options leave out what was not typed
+    base = StudySettings.quick_settings(given.get("out", StudySettings.out)) if given.get("quick") else StudySettings()
+    settings = replace(base, **given)
+    if "max_steps" in given and "save_steps" not in given:
+        settings.save_steps = max(1, min(settings.save_steps, settings.max_steps))
+    if len(set(settings.seeds)) != len(settings.seeds):
+        raise BadInput(f"--seeds {' '.join(map(str, settings.seeds))} repeats a seed; give each seed once")
+    if Path(settings.out).exists() and not Path(settings.out).is_dir():
+        raise BadInput(f"--out {settings.out} is a file; pass a folder for the study's results")
+    if settings.docs is not None and not Path(settings.docs).is_file():
+        raise BadInput(f"--docs {settings.docs} is not a file; pass the markdown file whose study section to replace")
+    names = [c.name for c in configurations(settings.quick)]
+    unknown = sorted(set(settings.only or ()) - set(names))
     if unknown:
         raise BadInput(f"--only {' '.join(unknown)}: not a study configuration; choose from {', '.join(names)}")
-    settings = StudySettings.quick_settings(args.out) if args.quick else StudySettings(out=args.out)
-    settings.processes, settings.docs = args.processes, args.docs
-    settings.only = tuple(args.only) if args.only else None
-    if args.seeds is not None:
-        settings.seeds = tuple(args.seeds)
-    if args.steps is not None:
-        _at_least("--steps", args.steps, 1)
-        settings.max_steps = args.steps
-        settings.save_steps = max(1, min(settings.save_steps, args.steps))
-    if args.learning_rate is not None:
-        _at_least("--learning-rate", args.learning_rate, 1e-12)
-        settings.learning_rate = args.learning_rate
     run_study(settings)
     return 0
 
@@ -200,15 +190,10 @@ def _one_line(error: BaseException) -> str:
 
 def _check_train(args: argparse.Namespace) -> dict:
     """Everything `train` can check before loading a model; returns the --set overrides."""
-    from dataclasses import fields
-
     from paretopo.core.config import ParetoPOConfig
     from paretopo.training.train import RunSettings
 
-    for item in fields(RunSettings):
-        minimum = item.metadata.get("minimum")
-        if minimum is not None and hasattr(args, item.name):
-            _at_least(item.metadata.get("flag") or _option_name(item.name), getattr(args, item.name), minimum)
+    _check_minimums(RunSettings, args)
     if args.learning_rate is not None and not args.learning_rate > 0:
         raise BadInput(f"--lr must be positive, got {args.learning_rate}; try 3e-4 (full fine-tuning) or 2e-3 (LoRA)")
     _check_task(args.task)
@@ -241,12 +226,9 @@ def _check_train(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     overrides = _check_train(args)
-    from dataclasses import fields
-
     from paretopo.training.train import RunSettings, train_run
 
-    settings = RunSettings(**{item.name: getattr(args, item.name) for item in fields(RunSettings)
-                              if hasattr(args, item.name)})
+    settings = _settings_from_args(RunSettings, args)
     result = train_run(args.method, settings, method_overrides=overrides, resume=args.resume)
     Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
                                      "test": result.test}, default=str))
@@ -254,53 +236,29 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    _at_least("--limit", args.limit, 1)
-    _at_least("--samples", args.samples, 1)
-    _at_least("--max-new-tokens", args.max_new_tokens, 1)
-    _check_task(args.task, None if args.data else args.split)
-    if args.data and not Path(args.data).is_file():
-        raise BadInput(f"--data {args.data}: no such file; pass a JSONL file with id, question, answer")
-    _check_output_file("--out", args.out)
+    from paretopo.evaluation.evaluate import EvalSettings, evaluate_saved_policy
+
+    settings = _settings_from_args(EvalSettings, args)
+    _check_task(settings.task, None if settings.data else settings.split)
+    if settings.data and not Path(settings.data).is_file():
+        raise BadInput(f"--data {settings.data}: no such file; pass a JSONL file with id, question, answer")
+    _check_output_file("--out", settings.out)
     from paretopo.evaluation.runlog import run_paths
 
-    source = Path(args.policy)
+    source = Path(settings.policy)
     paths = run_paths(source)
     if source.is_dir() and paths.config.exists() and paths.steps.exists() and not paths.final.is_dir():
         raise BadInput(f"run folder {source} has no final/ model (did it finish?); pass one of its checkpoints, "
                        f"e.g. {paths.checkpoints / 'checkpoint-N'}")
-    if paths.final.is_dir():
-        source = paths.final
-    _check_model_source("policy", str(source))
-    from paretopo.evaluation.evaluate import evaluate_policy
-    from paretopo.tasks import get_task
-    from paretopo.tasks.base import read_jsonl_examples
-    from paretopo.training.models import load_adapter, load_policy
-
-    if (source / "adapter_config.json").exists():
-        model, tokenizer = load_adapter(source)
-    else:
-        model, tokenizer = load_policy(str(source), lora=False)
-    task = get_task(args.task)
-    examples = read_jsonl_examples(args.data) if args.data else task.load(args.split)
-    result = evaluate_policy(model, tokenizer, task, examples[: args.limit], num_samples=args.samples,
-                             greedy=args.samples == 1, max_new_tokens=args.max_new_tokens,
-                             tools_in_prompt=args.tools_in_prompt)
-    summary = {"policy": str(source), "task": task.name, "split": args.data or args.split, **result.as_dict()}
+    _check_model_source("policy", str(paths.final if paths.final.is_dir() else source))
+    summary, _ = evaluate_saved_policy(settings)
     console = Console()
-    console.print_json(json.dumps(summary))
-    if args.by:
-        summary["breakdown"] = _breakdown(result.rows, args.by)
-        _print_breakdown(console, summary["breakdown"], args.by)
-    if args.out:
-        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    console.print_json(json.dumps({key: value for key, value in summary.items() if key != "breakdown"}))
+    if settings.by:
+        _print_breakdown(console, summary["breakdown"], settings.by)
+    if settings.out:
+        Path(settings.out).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
-
-
-def _breakdown(rows, column: str) -> list[dict]:
-    """Accuracy (direct and with a tool) and the call distribution per value of ``column``."""
-    from paretopo.evaluation.evaluate import behaviour_table
-
-    return behaviour_table(rows, column).to_dicts()
 
 
 def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
@@ -419,34 +377,55 @@ def _default_text(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def add_run_setting_options(parser: argparse.ArgumentParser) -> list[Any]:
-    """One option per RunSettings field that has a flag; returns those fields."""
-    from dataclasses import fields
+def add_settings_options(parser: argparse.ArgumentParser, settings_class: type, *, given_only: bool = False) -> None:
+    """One option per field of a settings dataclass declared with ``paretopo.core.settings.setting``.
 
-    from paretopo.training.train import RunSettings
-
-    exposed = []
-    for item in fields(RunSettings):
-        flag = item.metadata.get("flag")
-        if flag == "":
+    The help text, flag, type, choices and default all come from the field. ``given_only``: an
+    option not typed leaves no attribute (the command starts from other settings, e.g. --quick).
+    """
+    for item in fields(settings_class):
+        meta = item.metadata
+        if "help" not in meta or meta.get("flag") == "":
             continue
-        kind, text = item.metadata.get("kind"), item.metadata["help"]
-        name = flag or _option_name(item.name)
+        default = item.default if item.default is not MISSING else item.default_factory()
+        kind, text = meta["kind"], meta["help"]
+        said = default is None and "default:" in text  # the help already says what None means
+        if meta.get("positional"):
+            parser.add_argument(item.name, help=text)
+            continue
+        name = meta.get("flag") or _option_name(item.name)
+        options: dict[str, Any] = {"dest": item.name, "default": argparse.SUPPRESS if given_only else default}
         if kind is bool:
-            parser.add_argument(name, dest=item.name, action=argparse.BooleanOptionalAction, default=item.default,
-                                help=text + ("" if item.default is None else f" (default: {str(item.default).lower()})"))
-        else:
-            said = item.default is None and "default:" in text  # the help already says what None means
-            parser.add_argument(name, dest=item.name, type=kind, default=item.default, metavar=item.name.upper(),
-                                help=text if said else f"{text} (default: {_default_text(item.default)})")
-        exposed.append(item)
-    return exposed
+            shown = "" if default is None else f" (default: {str(default).lower()})"
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, help=text + shown, **options)
+            continue
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else _default_text(default)
+        parser.add_argument(name, type=kind, nargs="+" if meta.get("many") else None, choices=meta.get("choices"),
+                            metavar=None if meta.get("choices") else item.name.upper(),
+                            help=(text if said else f"{text} (default: {shown})").replace("%", "%%"), **options)
+
+
+def _check_minimums(settings_class: type, args: argparse.Namespace) -> None:
+    for item in fields(settings_class):
+        minimum = item.metadata.get("minimum")
+        if minimum is not None and getattr(args, item.name, None) is not None:
+            _at_least(item.metadata.get("flag") or _option_name(item.name), getattr(args, item.name), minimum)
+
+
+def _given_settings(settings_class: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The settings fields present in ``args`` (values checked against their minimums)."""
+    _check_minimums(settings_class, args)
+    return {item.name: tuple(getattr(args, item.name)) if item.metadata.get("many") and getattr(args, item.name)
+            is not None else getattr(args, item.name)
+            for item in fields(settings_class) if hasattr(args, item.name)}
+
+
+def _settings_from_args(settings_class: type, args: argparse.Namespace) -> Any:
+    return settings_class(**_given_settings(settings_class, args))
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """One option per ParetoPOConfig field (default: the preset's value), in their own help group."""
-    from dataclasses import fields
-
     from paretopo.core.config import _CHOICES, ParetoPOConfig
 
     group = parser.add_argument_group("method options (ParetoPOConfig; default: the --method preset's value, "
@@ -478,37 +457,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="paretopo", description="ParetoPO: accurate and tool-frugal LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    from paretopo.commands.study import StudySettings
+    from paretopo.evaluation.evaluate import EvalSettings
+    from paretopo.training.train import RunSettings
+
     demo = commands.add_parser("demo", help="the CPU demo: ParetoPO vs accuracy-only GRPO on the tiny policy")
-    demo.add_argument("--runs", default="runs", help="folder for run logs (default: runs)")
-    demo.add_argument("--name", default=None, help="demo folder name (default: demo-<timestamp>)")
-    demo.add_argument("--steps", type=int, default=DemoSettings.max_steps,
-                      help=f"optimiser steps per method (default {DemoSettings.max_steps})")
-    demo.add_argument("--stage1-steps", type=int, default=DemoSettings.stage1_steps,
-                      help=f"ParetoPO stage-1 steps (default {DemoSettings.stage1_steps})")
-    demo.add_argument("--seed", type=int, default=0, help="seed of both runs (default 0)")
-    demo.add_argument("--sequential", action="store_true", help="train the two methods one after the other")
-    demo.add_argument("--test-examples", type=int, default=None, help="evaluate on the first N test questions")
+    add_settings_options(demo, DemoSettings)
     demo.set_defaults(handler=_demo)
 
     study = commands.add_parser("study", help="every method and ablation, several seeds: the results folder")
-    study.add_argument("--out", default="results/study", help="results folder (default: results/study); "
-                       "running again continues a study cut short")
-    study.add_argument("--quick", action="store_true",
-                       help="2 methods, 1 seed, 8 steps: the plumbing in a few minutes (not a result)")
-    study.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0 1 2; --quick: 0)")
-    study.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: 150; --quick: 8)")
-    study.add_argument("--learning-rate", type=float, default=None,
-                       help="learning rate of every run (default: the trainer's, 3e-4 for the tiny policy)")
-    study.add_argument("--only", nargs="+", default=None, help="run only these configurations (default: all)")
-    study.add_argument("--processes", type=int, default=None, help="parallel runs (default: one per CPU core)")
-    study.add_argument("--docs", default=None,
-                       help="also replace the study section of this markdown file (e.g. docs/results.md)")
+    add_settings_options(study, StudySettings, given_only=True)
     study.set_defaults(handler=_study)
 
     train = commands.add_parser("train", help="train one method on one task")
     train.add_argument("--method", default="paretopo", choices=sorted(PRESETS),
                        help="method preset: a baseline, ParetoPO or an ablation (default: paretopo)")
-    add_run_setting_options(train)
+    add_settings_options(train, RunSettings)
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     train.add_argument("--objectives", default=None, metavar="NAMES",
                        help="objectives, comma-separated, all maximised, e.g. task,tool_efficiency,brevity "
@@ -522,17 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a run, checkpoint, adapter or model")
-    evaluate.add_argument("policy", help="a run folder, checkpoint, exported adapter or model folder")
-    evaluate.add_argument("--task", default="arithmetic")
-    evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--data", default=None, help="a JSONL file with id, question, answer (instead of --split)")
-    evaluate.add_argument("--limit", type=int, default=None)
-    evaluate.add_argument("--samples", type=int, default=1, help="completions per question (1 = greedy)")
-    evaluate.add_argument("--max-new-tokens", type=int, default=160)
-    evaluate.add_argument("--tools-in-prompt", action="store_true", help="render the tools block (real chat models)")
-    evaluate.add_argument("--by", default=None, metavar="COLUMN",
-                          help="also break accuracy down by an example field (e.g. tier) and tool use")
-    evaluate.add_argument("--out", default=None, help="also write the JSON summary here")
+    add_settings_options(evaluate, EvalSettings)
     evaluate.set_defaults(handler=_eval)
 
     compare = commands.add_parser("compare", help="several runs side by side: test numbers, frontiers, dominance")

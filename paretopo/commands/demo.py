@@ -13,13 +13,14 @@ from __future__ import annotations
 import datetime
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from paretopo.core.settings import setting
 from paretopo.training.train import RunSettings, tiny_policy_path
 
 __all__ = ["DEMO_METHODS", "DemoSettings", "run_demo", "verdict"]
@@ -29,17 +30,22 @@ DEMO_METHODS = ("paretopo", "torl_grpo")
 
 @dataclass
 class DemoSettings:
-    runs_root: str = "runs"
-    name: str | None = None  # default: demo-<UTC timestamp>
-    max_steps: int = 150
-    stage1_steps: int = 30
-    prompts_per_step: int = 8
-    num_generations: int = 8
-    seed: int = 0
-    test_examples: int | None = None
-    parallel: bool = True  # both methods at once, one process and one thread each
-    paretopo_overrides: dict = field(default_factory=dict)  # ParetoPOConfig fields for the ParetoPO run
-    progress: bool = True
+    """What ``paretopo demo`` runs; the command's options are generated from these fields."""
+
+    runs_root: str = setting("runs", "folder for the demo's run logs", flag="--runs")
+    name: str | None = setting(None, "demo folder name; default: demo-<UTC timestamp>", kind=str)
+    max_steps: int = setting(150, "optimiser steps per method", flag="--steps", minimum=1)
+    stage1_steps: int = setting(30, "ParetoPO's stage-1 steps (then stage 2)", minimum=0)
+    prompts_per_step: int = setting(8, "prompts per optimiser step", flag="--prompts", minimum=1)
+    num_generations: int = setting(8, "completions per prompt (the group size G)", flag="--generations", minimum=2)
+    seed: int = setting(0, "seed of both runs")
+    test_examples: int | None = setting(None, "evaluate on the first N test questions; default: all", kind=int,
+                                        minimum=1)
+    parallel: bool = setting(True, "train both methods at once, one process and one thread each (--no-parallel: "
+                                   "one after the other)")
+    paretopo_overrides: dict = setting(help="ParetoPOConfig fields for the ParetoPO run", flag="",
+                                       default_factory=dict)
+    progress: bool = setting(True, "progress bars (shown only when the runs are sequential)")
 
 
 def _final_behaviour(run_dir: Path) -> pl.DataFrame:

@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from paretopo.core.settings import setting
+
 __all__ = ["BASELINES", "Configuration", "StudySettings", "configurations", "run_study", "write_report"]
 
 BASELINES = ("torl_grpo", "fixed_weight", "otc_grpo", "mo_grpo", "gdpo", "hv_scalarized")
@@ -60,20 +62,27 @@ class Configuration:
 
 @dataclass
 class StudySettings:
-    out: str = "results/study"
-    seeds: tuple[int, ...] = (0, 1, 2)
-    max_steps: int = 150  # the demo's budget
-    stage1_steps: int = 30
-    prompts_per_step: int = 8
-    num_generations: int = 8
-    save_steps: int = 30
-    validation_examples: int = 200
-    test_examples: int | None = None  # None: the whole test split
-    learning_rate: float | None = None  # None: the trainer's default for the policy (paretopo.training.train)
-    processes: int | None = None  # default: one per core
-    only: tuple[str, ...] | None = None  # configuration names to run (default: all)
-    quick: bool = False
-    docs: str | None = None  # a markdown file whose study section (between the markers) is replaced
+    """What ``paretopo study`` runs; the command's options are generated from these fields."""
+
+    out: str = setting("results/study", "results folder; running again continues a study cut short")
+    seeds: tuple[int, ...] = setting((0, 1, 2), "seeds (--quick: 0)", kind=int, many=True)
+    max_steps: int = setting(150, "optimiser steps per run, the demo's budget (--quick: 8)", flag="--steps", minimum=1)
+    stage1_steps: int = setting(30, "stage-1 steps of the methods that have one (--quick: 4)", minimum=0)
+    prompts_per_step: int = setting(8, "prompts per optimiser step (--quick: 4)", flag="--prompts", minimum=1)
+    num_generations: int = setting(8, "completions per prompt (--quick: 4)", flag="--generations", minimum=2)
+    save_steps: int = setting(30, "steps between checkpoints, each evaluated on validation (at most --steps; "
+                                  "--quick: 4)", minimum=1)
+    validation_examples: int = setting(200, "validation questions per checkpoint evaluation (--quick: 24)",
+                                       minimum=1)
+    test_examples: int | None = setting(None, "test questions of the final evaluation; default: the whole split "
+                                              "(--quick: 32)", kind=int, minimum=1)
+    learning_rate: float | None = setting(None, "learning rate of every run; default: the trainer's, 3e-4 for the "
+                                                "tiny policy", kind=float, minimum=1e-12)
+    processes: int | None = setting(None, "parallel runs; default: one per CPU core", kind=int, minimum=1)
+    only: tuple[str, ...] | None = setting(None, "run only these configurations; default: all", kind=str, many=True)
+    quick: bool = setting(False, "2 methods, 1 seed, 8 steps: the plumbing in a minute (not a result)")
+    docs: str | None = setting(None, "also replace the study section of this markdown file (e.g. docs/results.md)",
+                               kind=str)
 
     @classmethod
     def quick_settings(cls, out: str) -> StudySettings:

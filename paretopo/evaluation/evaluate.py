@@ -31,11 +31,12 @@ from tqdm.auto import tqdm
 from paretopo.core.hypervolume import hypervolume
 from paretopo.core.objectives import OptimalCallTracker, score_completions, scored_objectives
 from paretopo.core.pareto import nondominated_mask
+from paretopo.core.settings import setting
 from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
 from paretopo.training.rollout import generate_rollouts
 
-__all__ = ["EvalResult", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "frontier",
+__all__ = ["EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
            "frontier_hypervolume", "objective_columns", "summarize"]
 
 
@@ -162,6 +163,56 @@ def evaluate_policy(
     rows = pl.DataFrame(records, infer_schema_length=None).with_columns(
         pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
     return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names)
+
+
+@dataclass
+class EvalSettings:
+    """What ``paretopo eval`` evaluates; the command's options are generated from these fields."""
+
+    policy: str = setting("", "a run folder (its final/ policy), checkpoint, exported adapter or model folder",
+                          positional=True)
+    task: str = setting("arithmetic", "task name (arithmetic, math, hotpotqa, nq_open)")
+    split: str = setting("test", "split of the task to evaluate on")
+    data: str | None = setting(None, "a JSONL file with id, question, answer, evaluated instead of --split", kind=str)
+    limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1)
+    samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1)",
+                           minimum=1)
+    max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1)
+    tools_in_prompt: bool = setting(False, "render the tools block in the prompt (real chat models; the tiny "
+                                           "policy was taught the protocol without it)")
+    by: str | None = setting(None, "also break accuracy down by an example field (e.g. tier) and tool use", kind=str)
+    out: str | None = setting(None, "also write the JSON summary to this file", kind=str)
+
+
+def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalResult]:
+    """Load the policy ``settings.policy`` names and evaluate it; returns (JSON summary, result).
+
+    A run folder stands for its ``final/`` policy; a folder with ``adapter_config.json`` is loaded
+    as a LoRA adapter on its base model, anything else as a full model.
+    """
+    from pathlib import Path
+
+    from paretopo.evaluation.runlog import run_paths
+    from paretopo.tasks import get_task
+    from paretopo.tasks.base import read_jsonl_examples
+    from paretopo.training.models import load_adapter, load_policy
+
+    source = Path(settings.policy)
+    if run_paths(source).final.is_dir():
+        source = run_paths(source).final
+    if (source / "adapter_config.json").exists():
+        model, tokenizer = load_adapter(source)
+    else:
+        model, tokenizer = load_policy(str(source), lora=False)
+    task = get_task(settings.task)
+    examples = read_jsonl_examples(settings.data) if settings.data else task.load(settings.split)
+    result = evaluate_policy(model, tokenizer, task, examples[: settings.limit], num_samples=settings.samples,
+                             greedy=settings.samples == 1, max_new_tokens=settings.max_new_tokens,
+                             tools_in_prompt=settings.tools_in_prompt)
+    summary = {"policy": str(source), "task": task.name, "split": settings.data or settings.split, **result.as_dict()}
+    if settings.by:
+        summary["breakdown"] = behaviour_table(result.rows, settings.by).to_dicts()
+    return summary, result
 
 
 def behaviour_table(rows: pl.DataFrame, by: str = "tier") -> pl.DataFrame:

@@ -32,6 +32,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from paretopo import library_versions
 from paretopo.core.config import ParetoPOConfig
 from paretopo.core.objectives import require_known_objectives, scoring_options
+from paretopo.core.settings import setting
 from paretopo.evaluation.runlog import RunLog, checkpoint_step, last_complete_checkpoint, run_paths
 from paretopo.training.trainer import (  # TRL contact lives in paretopo.training.trainer
     CheckpointEvalCallback,
@@ -60,17 +61,6 @@ def tiny_policy_path() -> Path:
     return default_policy_path()
 
 
-def _setting(default: Any, help: str, *, flag: str | None = None, kind: type | None = None,
-             minimum: float | None = None) -> Any:
-    """A RunSettings field with the help text and command-line flag ``paretopo train`` is built from.
-
-    ``flag``: the option's name (default ``--<field-name>``; ``""``: not on the command line);
-    ``kind``: the value type when the default is None; ``minimum``: the smallest value accepted.
-    """
-    metadata = {"help": help, "flag": flag, "kind": kind or type(default), "minimum": minimum}
-    return field(default=default, metadata=metadata)
-
-
 @dataclass
 class RunSettings:
     """Everything about a run that is not the method (see ``ParetoPOConfig`` for that).
@@ -78,47 +68,47 @@ class RunSettings:
     ``paretopo train`` offers every field that has a flag, with this help text and default.
     """
 
-    run_dir: str = _setting("runs/paretopo", "folder of the run log, checkpoints and final policy")
-    task: Any = _setting("arithmetic", "task name (arithmetic, math, hotpotqa, nq_open), or a Task instance from Python",
+    run_dir: str = setting("runs/paretopo", "folder of the run log, checkpoints and final policy")
+    task: Any = setting("arithmetic", "task name (arithmetic, math, hotpotqa, nq_open), or a Task instance from Python",
                          kind=str)
-    model: str | None = _setting(None, "hub id or local path; default: the shipped warm-started tiny policy", kind=str)
-    seed: int = _setting(0, "seed of sampling, data order and initialisation")
-    max_steps: int = _setting(40, "optimiser steps", flag="--steps", minimum=1)
-    prompts_per_step: int = _setting(8, "prompts per optimiser step", flag="--prompts", minimum=1)
-    num_generations: int = _setting(8, "completions per prompt (the group size G)", flag="--generations", minimum=2)
-    learning_rate: float | None = _setting(
+    model: str | None = setting(None, "hub id or local path; default: the shipped warm-started tiny policy", kind=str)
+    seed: int = setting(0, "seed of sampling, data order and initialisation")
+    max_steps: int = setting(40, "optimiser steps", flag="--steps", minimum=1)
+    prompts_per_step: int = setting(8, "prompts per optimiser step", flag="--prompts", minimum=1)
+    num_generations: int = setting(8, "completions per prompt (the group size G)", flag="--generations", minimum=2)
+    learning_rate: float | None = setting(
         None, "learning rate; default: TINY_POLICY_LR (3e-4) for full fine-tuning, LORA_LR (2e-3) for LoRA",
         flag="--lr", kind=float)
-    max_completion_length: int = _setting(160, "new tokens per completion, tool responses included", minimum=1)
-    temperature: float = _setting(1.0, "sampling temperature of the rollouts")
-    max_tool_calls: int | None = _setting(None, "tool budget per completion; default: the task's", kind=int, minimum=0)
-    lora: bool | None = _setting(None, "LoRA adapters (--lora) or all weights (--no-lora); default: all weights "
+    max_completion_length: int = setting(160, "new tokens per completion, tool responses included", minimum=1)
+    temperature: float = setting(1.0, "sampling temperature of the rollouts")
+    max_tool_calls: int | None = setting(None, "tool budget per completion; default: the task's", kind=int, minimum=0)
+    lora: bool | None = setting(None, "LoRA adapters (--lora) or all weights (--no-lora); default: all weights "
                                        "for the shipped tiny policy, LoRA for any --model", kind=bool)
-    lora_rank: int = _setting(16, "LoRA rank", minimum=1)
-    lora_alpha: int = _setting(32, "LoRA alpha", minimum=1)
-    prefer_unsloth: bool = _setting(True, "use Unsloth when CUDA and unsloth are there; --no-prefer-unsloth forces "
+    lora_rank: int = setting(16, "LoRA rank", minimum=1)
+    lora_alpha: int = setting(32, "LoRA alpha", minimum=1)
+    prefer_unsloth: bool = setting(True, "use Unsloth when CUDA and unsloth are there; --no-prefer-unsloth forces "
                                           "transformers + PEFT")
-    rollout_backend: str = _setting("tool_loop", "rollout backend, a name in paretopo.training.rollout_backends")
-    load_in_4bit: bool = _setting(False, "4-bit base weights (QLoRA); needs the Unsloth backend (CUDA)")
-    max_seq_length: int = _setting(2048, "longest prompt + completion Unsloth prepares its kernels for", minimum=1)
-    save_steps: int = _setting(10, "steps between checkpoints (each is evaluated on validation)", minimum=1)
-    validation_examples: int = _setting(48, "validation questions each checkpoint is evaluated on", minimum=1)
-    test_examples: int | None = _setting(None, "evaluate the final policy on the first N test questions; default: all",
+    rollout_backend: str = setting("tool_loop", "rollout backend, a name in paretopo.training.rollout_backends")
+    load_in_4bit: bool = setting(False, "4-bit base weights (QLoRA); needs the Unsloth backend (CUDA)")
+    max_seq_length: int = setting(2048, "longest prompt + completion Unsloth prepares its kernels for", minimum=1)
+    save_steps: int = setting(10, "steps between checkpoints (each is evaluated on validation)", minimum=1)
+    validation_examples: int = setting(48, "validation questions each checkpoint is evaluated on", minimum=1)
+    test_examples: int | None = setting(None, "evaluate the final policy on the first N test questions; default: all",
                                          kind=int, minimum=1)
-    train_examples: int | None = _setting(None, "train on the first N training questions; default: all", kind=int,
+    train_examples: int | None = setting(None, "train on the first N training questions; default: all", kind=int,
                                           minimum=1)
-    train_split: str | None = _setting(None, "training split; default: the task's (Task.default_splits)", kind=str)
-    validation_split: str | None = _setting(None, "validation split; default: the task's", kind=str)
-    test_split: str | None = _setting(None, "test split; default: the task's", kind=str)
-    checkpoint_eval: bool = _setting(True, "evaluate every checkpoint on the validation questions")
-    tools_in_prompt: bool | None = _setting(None, "render the tools block in the prompt; default: off for the tiny "
+    train_split: str | None = setting(None, "training split; default: the task's (Task.default_splits)", kind=str)
+    validation_split: str | None = setting(None, "validation split; default: the task's", kind=str)
+    test_split: str | None = setting(None, "test split; default: the task's", kind=str)
+    checkpoint_eval: bool = setting(True, "evaluate every checkpoint on the validation questions")
+    tools_in_prompt: bool | None = setting(None, "render the tools block in the prompt; default: off for the tiny "
                                                   "policy (taught by its warm start), on otherwise", kind=bool)
-    epsilon_high: float = _setting(0.28, "upper clip range of the policy ratio (DAPO's clip-higher)")
-    kl_beta: float = _setting(0.0, "KL coefficient to the reference policy (0: no reference model)")
-    threads: int = _setting(1, "torch threads on CPU", minimum=1)
-    progress: bool = _setting(True, "progress bars")
-    print_logs: bool = _setting(False, "TRL's per-step metric dicts on stdout (they are in steps.parquet anyway)")
-    extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "more GRPOConfig fields", "flag": ""})
+    epsilon_high: float = setting(0.28, "upper clip range of the policy ratio (DAPO's clip-higher)")
+    kl_beta: float = setting(0.0, "KL coefficient to the reference policy (0: no reference model)")
+    threads: int = setting(1, "torch threads on CPU", minimum=1)
+    progress: bool = setting(True, "progress bars")
+    print_logs: bool = setting(False, "TRL's per-step metric dicts on stdout (they are in steps.parquet anyway)")
+    extra: dict[str, Any] = setting(help="more GRPOConfig fields", flag="", default_factory=dict)
 
 
 @dataclass
