@@ -136,19 +136,30 @@ def _(beta, group_editor, objective_names, weights):
 
 
 @app.cell
-def _(advantages, objective_names, ranked, weights):
+def _(objective_names):
+    # with M > 2 objectives the scatter is one pairwise projection at a time, picked here
+    _pairs = {f"{a} × {b}": (a, b) for i, a in enumerate(objective_names) for b in objective_names[i + 1:]}
+    pair_picker = mo.ui.dropdown(options=_pairs, value=next(iter(_pairs)), label="objectives drawn")
+    return (pair_picker,)
+
+
+@app.cell
+def _(advantages, objective_names, pair_picker, ranked, weights):
     # panels wrap two to a row, so 4 groups fit the page's column with their legends
-    _scatter = plots.objective_scatter(ranked, x=objective_names[0], y=objective_names[1], facet="group",
+    _x, _y = pair_picker.value
+    _scatter = plots.objective_scatter(ranked, x=_x, y=_y, facet="group",
                                        title="objective vectors, coloured by Pareto rank (dashed: each front)",
                                        width=260, height=220, columns=2)
     _bars = plots.advantage_bars(advantages, title="advantage of each completion, by estimator", width=320,
                                  height=200, columns=2)
-    _projection = (mo.md(f"*M = {len(objective_names)}: the scatter shows the first two objectives; "
-                         "ranks use all of them.*") if len(objective_names) > 2 else mo.md(""))
+    _projection = (mo.vstack([pair_picker, mo.md(f"*M = {len(objective_names)}: the scatter shows one pair of "
+                                                 "objectives; ranks and fronts use all of them, so a front's "
+                                                 "points need not look non-dominated in this projection.*")])
+                   if len(objective_names) > 2 else mo.md(""))
     weighted_sums = ranked.with_columns(
         pl.sum_horizontal([pl.col(name) * w for name, w in zip(objective_names, weights.value, strict=True)])
         .alias("w·r"))
-    mo.vstack([_scatter, _projection, _bars])
+    mo.vstack([_projection, _scatter, _bars])
     return (weighted_sums,)
 
 

@@ -9,7 +9,9 @@ user sees before touching a control. The last test runs ``python apps/<name>.py`
 
 from __future__ import annotations
 
+import html
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +77,23 @@ def test_playground_shows_ranks_and_every_estimators_advantages(playground):
     assert table.columns[:6] == ["group", "completion", "task", "tool_efficiency", "rank", "w·r"]
     assert table.columns[6:] == list(ADVANTAGES)
     np.testing.assert_allclose(table["w·r"].to_numpy(), rewards @ np.array([0.6, 0.4]))
+
+
+def test_playground_with_three_objectives_draws_the_pair_picked(playground):
+    from types import SimpleNamespace as Value
+
+    sliders = {"n_objectives": Value(value=3), "group_size": Value(value=8), "n_groups": Value(value=2),
+               "beta": Value(value=0.5)}
+    _, defs = playground.run(defs=sliders)
+    assert defs["rewards"].shape == (16, 3)
+    assert list(defs["pair_picker"].options) == ["task × tool_efficiency", "task × objective_3",
+                                                 "tool_efficiency × objective_3"]
+    outputs, _ = playground.run(defs={**sliders, "pair_picker": Value(value=("tool_efficiency", "objective_3"))})
+    scatter = next(o.text for o in outputs if "objective vectors, coloured" in getattr(o, "text", ""))
+    spec = html.unescape(html.unescape(scatter)).replace('\\"', '"').replace('\\"', '"')
+    axes = set(re.findall(r'"(x|y)": \{[^{}]*"field": "([a-z_0-9]+)"', spec))
+    objective_axes = {axis for axis in axes if axis[1] in defs["objective_names"]}
+    assert objective_axes == {("x", "tool_efficiency"), ("y", "objective_3")}  # the picked pair, not the first two
 
 
 def test_playground_equal_sums_preset_is_one_front_with_scalar_advantages_near_zero(playground):

@@ -192,6 +192,8 @@ class ParetoPOConfig:
     # ---------------------------------------------------------------------------------------
     @property
     def two_stage(self) -> bool:
+        """Whether the run switches from a stage-1 to a stage-2 estimator (the run inspector labels steps
+        by stage only then)."""
         return self.stage2_estimator is not None and self.stage1_steps != 0
 
     @property
