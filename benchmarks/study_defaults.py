@@ -9,10 +9,15 @@ thread each), every run evaluated greedily on the whole validation split at its 
 * ``stage1``: where stage 1's outcome vector comes from - validation every step, every 5 or
   10 steps, the training batch's mean, or an EMA of it - with ``stage1_adv_norm="mean_only"``
   (under the default ``group_std`` the batch-wide meta reward cancels, so the outcome source
-  cannot change the advantages at all) and with the default, for the cost (issue 15).
+  cannot change the advantages at all) and with the default, for the cost (issue 15);
+* ``scale``: what sets the scale of the advantages - per-group standard deviations (GRPO's
+  z-score, ParetoPO's default in both stages), one batch-wide standard deviation, none, or
+  Pareto ranks (scale-free by construction) - for ParetoPO, the fixed-weight scalarisation and
+  the accuracy-only baseline (why every efficiency-aware default stops calling on sums; see
+  docs/results.md). A configuration's ``method`` key picks the preset (default ``paretopo``).
 
 Per configuration: mean +- std over seeds of the final validation accuracy and mean tool calls,
-the hypervolume of the run's checkpoint frontier (validation points, one shared n*), the range
+the final validation accuracy / calls per tier of the arithmetic task, the hypervolume of the run's checkpoint frontier (validation points, one shared n*), the range
 of the meta reward in stage 1, and the trainer's wall seconds per step. Prints a markdown table
 and writes ``<out>/<grid>.md`` and ``<out>/<grid>.parquet``.
 
@@ -51,7 +56,45 @@ GRIDS: dict[str, dict[str, dict]] = {
         "validation every step (group_std)": {"stage1_outcome": "validation", "stage1_eval_every": 1},
         "train batch (group_std)": {"stage1_outcome": "train_batch"},
     },
+    "scale": {
+        "paretopo: group z-scores in both stages (default)": {},
+        "paretopo: no std (stage 1 mean_only, stage 2 group_mean)": {"stage1_adv_norm": "mean_only",
+                                                                     "stage2_center": "group_mean"},
+        "paretopo: ranks only (no stage 1, stage 2 group_mean)": {"stage1_steps": 0, "stage2_center": "group_mean"},
+        "fixed_weight: group std (default)": {"method": "fixed_weight"},
+        "fixed_weight: batch std": {"method": "fixed_weight", "scale_rewards": "batch"},
+        "fixed_weight: no std": {"method": "fixed_weight", "scale_rewards": "none"},
+        "torl_grpo: accuracy only, group std (default)": {"method": "torl_grpo"},
+    },
 }
+
+
+def _per_tier(run_dirs: list[Path]) -> str:
+    """Final validation accuracy / mean calls per tier, mean over the runs ("" for a task without tiers)."""
+    from paretopo.evaluation.evaluate import behaviour_table
+
+    tables = []
+    for run_dir in run_dirs:
+        rows = read_run(run_dir).eval_rows.filter(pl.col("split") == "validation")
+        if "meta_tier" not in rows.columns:
+            return ""
+        tables.append(behaviour_table(rows.filter(pl.col("step") == rows["step"].max()), "tier"))
+    mean = pl.concat(tables).group_by("tier").agg(pl.col("accuracy").mean(), pl.col("mean_tool_calls").mean())
+    return "; ".join(f"t{row['tier']} {row['accuracy']:.3f} / {row['mean_tool_calls']:.2f}"
+                     for row in mean.sort("tier").iter_rows(named=True))
+
+
+def _sampled_direct_accuracy(run_dirs: list[Path], tier: int = 2) -> str:
+    """Share of the sampled direct answers (no call) to training questions of ``tier`` that were right."""
+    from paretopo.tasks import get_task
+
+    config = read_run(run_dirs[0]).config
+    if config.get("task", "arithmetic") != "arithmetic":
+        return ""
+    tiers = {example.id: example.metadata["tier"] for example in get_task("arithmetic").load("train")}
+    groups = pl.concat([read_run(run_dir).groups for run_dir in run_dirs], how="diagonal_relaxed")
+    direct = groups.filter((pl.col("tool_calls") == 0) & (pl.col("prompt_id").replace_strict(tiers, default=0) == tier))
+    return f"{direct['correct'].cast(pl.Float64).mean():.2f} of {direct.height}" if direct.height else "none"
 
 
 def _summarise(name: str, overrides: dict, run_dirs: list[Path]) -> dict:
@@ -77,6 +120,8 @@ def _summarise(name: str, overrides: dict, run_dirs: list[Path]) -> dict:
         "overrides": str(overrides),
         "val_accuracy": mean_std(final["accuracy"]),
         "val_mean_tool_calls": mean_std(final["mean_tool_calls"]),
+        "val_per_tier (accuracy / calls)": _per_tier(run_dirs),
+        "train: sampled direct answers right on tier 2": _sampled_direct_accuracy(run_dirs),
         "frontier_hv": mean_std(hvs),
         "meta_reward_range": f"{min(m[0] for m in metas):.2f}..{max(m[1] for m in metas):.2f}",
         "s_per_step": f"{statistics.median(costs):.3f}",
@@ -104,8 +149,10 @@ def main() -> None:
             run_dir = out / f"config{index}-seed{seed}"
             runs.setdefault(name, []).append(run_dir)
             if not (run_dir / "eval.parquet").exists() or not (run_dir / "final").exists():
-                jobs.append(RunJob("paretopo", replace(base, run_dir=str(run_dir), seed=seed),
-                                   {"stage1_steps": args.stage1_steps, **overrides}))
+                options = dict(overrides)
+                method = options.pop("method", "paretopo")
+                jobs.append(RunJob(method, replace(base, run_dir=str(run_dir), seed=seed),
+                                   {"stage1_steps": args.stage1_steps, **options} if method == "paretopo" else options))
     train_runs_parallel(jobs, processes=args.processes,
                         on_done=lambda job, result: print(f"done {job.settings.run_dir}", flush=True))
     table = pl.DataFrame([_summarise(name, grid[name], dirs) for name, dirs in runs.items()])

@@ -151,3 +151,38 @@ def test_bad_input(call, message):
 def test_unknown_option_fails_loudly():
     with pytest.raises(TypeError, match="unexpected keyword"):
         ADVANTAGES["torl_grpo"](WORKED_EXAMPLE, 5, weights=(0.6, 0.4))
+
+
+@pytest.mark.parametrize("center", ["none", "group_mean", "group_zscore"])
+def test_rank_advantage_prices_a_coin_flip_gamble_like_a_sure_call(center):
+    """Why ParetoPO stops calling on carry sums (docs/results.md): ranks ignore how far apart vectors are.
+
+    A gated group: a direct answer that is right (1, 1) or wrong (0, 0), and a right answer with
+    one call, efficiency exp(-0.5) when n* = 0. The right direct answer is front 1, the call
+    front 2, the wrong answer front 3, equally spaced, so a gamble that wins half the time has
+    the call's mean advantage. The weighted sum prices the call at 0.6 + 0.4 exp(-0.5) = 0.843,
+    so under fixed weights the gamble must win 84 % of the time to break even.
+    """
+    call = (1.0, float(np.exp(-0.5)))
+    group = np.array([(1.0, 1.0), (0.0, 0.0), call, call])  # one win, one loss: p = 1/2
+    rank_advantage = np.asarray(get_estimator("pareto_rank")(group, 4, weights=(0.6, 0.4), beta=0.5, center=center))
+    assert rank_advantage[:2].mean() == pytest.approx(rank_advantage[2])
+    scalar = np.asarray(get_estimator("fixed_weight")(group, 4, weights=(0.6, 0.4)))
+    assert scalar[:2].mean() < scalar[2]  # the weighted sum prefers the sure call at p = 1/2
+    at_break_even = 0.6 + 0.4 * np.exp(-0.5)
+    assert at_break_even == pytest.approx(0.843, abs=1e-3)
+
+
+def test_group_std_makes_a_right_call_cost_more_than_a_wrong_answer():
+    """Why fixed weights with GRPO's group z-score stop calling (docs/results.md): in a group where
+    every answer is right, the one that used a call gets -2.47, while a wrong answer in a mixed
+    group gets -1.20; one batch-wide scale (or none) keeps the 0.16 price of a call small."""
+    call = (1.0, float(np.exp(-0.5)))
+    all_right = np.array([(1.0, 1.0)] * 7 + [call])
+    mixed = np.array([(1.0, 1.0)] * 3 + [(0.0, 0.0)] * 3 + [call] * 2)
+    fixed_weight = get_estimator("fixed_weight")
+    right_call = np.asarray(fixed_weight(all_right, 8, weights=(0.6, 0.4)))[-1]
+    wrong = np.asarray(fixed_weight(mixed, 8, weights=(0.6, 0.4)))[3]
+    assert right_call == pytest.approx(-2.47, abs=0.01) and wrong == pytest.approx(-1.20, abs=0.01)
+    assert np.asarray(fixed_weight(all_right, 8, weights=(0.6, 0.4), scale="none"))[-1] == pytest.approx(
+        -0.138, abs=0.001)

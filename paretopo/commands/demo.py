@@ -48,6 +48,15 @@ class DemoSettings:
     progress: bool = setting(True, "progress bars (shown only when the runs are sequential)")
 
 
+WHY_NOT = (
+    "Why, at the default budget (measured on validation, docs/results.md, 'Why the claim fails here'): Pareto ranks put a right direct "
+    "answer, a right call and a wrong answer one front apart each, so a direct answer that is right half "
+    "the time scores like a sure call, and ParetoPO learns to answer sums without the calculator; per-group "
+    "z-scores do the same to weighted sums. With one batch-wide scale, or none, weighted sums keep the "
+    "accuracy but call on every question: no setting measured saves calls at the baseline's accuracy."
+)
+
+
 def _final_behaviour(run_dir: Path) -> pl.DataFrame:
     """Per-tier accuracy and calls of a run's final test evaluation."""
     from paretopo.evaluation.evaluate import behaviour_table
@@ -145,8 +154,10 @@ def run_demo(settings: DemoSettings | None = None, console: Console | None = Non
                       f"{row['frontier_hv']:.3f}")
     console.print(table)
     console.print(_tier_table({m: _final_behaviour(root / m) for m in DEMO_METHODS}))
-    _, text = verdict(results["paretopo"], results["torl_grpo"])
+    holds, text = verdict(results["paretopo"], results["torl_grpo"])
     console.print(f"ParetoPO vs accuracy-only baseline: {text}.")
+    if not holds and results["paretopo"]["mean_tool_calls"] < results["torl_grpo"]["mean_tool_calls"]:
+        console.print(WHY_NOT)
     console.print(f"Wall time: {minutes:.1f} min for both runs (training, checkpoint and test evaluation).")
     # soft_wrap: commands stay on one line, so they can be copied whatever the terminal width
     console.print(f"\nRun logs: {root}/<method>/ (steps.parquet, groups/, samples/, eval.parquet, checkpoints/)",
