@@ -6,7 +6,8 @@ One run, interleaved in rounds (so load drift hits every side alike), one thread
 * **legacy** - the configuration of 2026-11-30 (``benchmarks/fixtures/tiny_policy_2026-11-30``:
   2 layers, byte tokenizer, 175-token prompt with instructions, LoRA rank 16), ``torl_grpo``;
 * **default** - today's defaults (the shipped tiny policy, compact prompt and protocol tokens,
-  full fine-tuning), ``torl_grpo`` and ``paretopo`` (its default stage-1 outcome source,
+  full fine-tuning, the loss pass in 4 length-sorted chunks), ``torl_grpo`` (also with one
+  padded loss batch, ``length_buckets=0``, to measure that idea) and ``paretopo`` (its default stage-1 outcome source,
   amortised over stage 1: every step of the measured window is a stage-1 step);
 * **floor** of each configuration's own batch: a bare transformers forward + backward over the
   same token tensors (no TRL, no PEFT, no optimiser), plus a bare KV-cached decode (prefill,
@@ -44,12 +45,14 @@ def _configurations(args: argparse.Namespace, root: Path) -> dict[str, tuple[str
     common = dict(max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
                   save_steps=10_000, checkpoint_eval=False, test_examples=1, progress=False)
     legacy = RunSettings(model=str(LEGACY_POLICY), task=ArithmeticTask(instructions=True), lora=True,
-                         learning_rate=2e-3, tools_in_prompt=False, **common)
+                         learning_rate=2e-3, tools_in_prompt=False, length_buckets=0, **common)
     default = RunSettings(**common)
     stage1_all_steps = {"stage1_steps": args.steps}
     return {
         "legacy torl_grpo": ("torl_grpo", legacy, {}),
         "default torl_grpo": ("torl_grpo", default, {}),
+        "default torl_grpo, one padded loss batch (length_buckets=0)": ("torl_grpo", replace(default, length_buckets=0),
+                                                                         {}),
         "default paretopo": ("paretopo", default, stage1_all_steps),
     }
 
@@ -151,7 +154,7 @@ def main() -> None:
     print("| configuration | s/step | floor fwd+bwd | floor prefill+decode | floor | step / floor | batch (prompt + new tokens) |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for name in configurations:
-        floor_name = "legacy torl_grpo" if name.startswith("legacy") else "default torl_grpo"
+        floor_name = "legacy torl_grpo" if name.startswith("legacy") else "default torl_grpo"  # same batch
         backward, decode = floor_of(floor_name, "forward_backward"), floor_of(floor_name, "decode")
         tokens = f"{floor_of(floor_name, 'prompt_tokens'):.0f} + {floor_of(floor_name, 'new_tokens'):.0f}"
         print(f"| {name} | {step[name]:.3f} | {backward:.3f} | {decode:.3f} | {backward + decode:.3f} | "

@@ -351,6 +351,23 @@ def drive_live_rollouts(page) -> None:
     shows(page, "Transcripts", exact=True)
 
 
+def hover_until_tooltip(page, canvas, wanted: Callable[[str], bool], stride: int = 6) -> tuple[tuple[float, float], str]:
+    """Move the mouse over a canvas chart row by row until vega's tooltip shows a text ``wanted``
+    accepts; returns that page position and the tooltip's text (vega draws points on a canvas, so
+    there is no element to click: a user finds a point the same way)."""
+    box = canvas.bounding_box()
+    visible_tip = ("() => { const tip = document.getElementById('vg-tooltip-element');"
+                   " return tip && tip.classList.contains('visible') ? tip.innerText : null; }")
+    for y in range(stride // 2, int(box["height"]), stride):
+        for x in range(stride // 2, int(box["width"]), stride):
+            spot = (box["x"] + x, box["y"] + y)
+            page.mouse.move(*spot)
+            tip = page.evaluate(visible_tip)
+            if tip and wanted(tip):
+                return spot, tip
+    raise AssertionError("no point of the chart shows the wanted tooltip")
+
+
 def drive_frontier_compare(page) -> None:
     shows(page, "Dominance between the runs' final test points")
     shows(page, "2 evaluated run(s) found")  # both demo runs, one folder down
@@ -366,7 +383,15 @@ def drive_frontier_compare(page) -> None:
     marked = page.locator('span[title^="tool output: written by the environment"]')
     marked.first.wait_for()
     assert marked.count() >= 1
-    # Not driven: a click on the canvas chart choosing another checkpoint.
+    # as a user does: move over the chart until a tooltip names a checkpoint, click it, and the
+    # samples below switch to that checkpoint (the page opened on the first run's final test point)
+    canvas = page.locator(".vega-embed canvas").first
+    canvas.scroll_into_view_if_needed()
+    spot, tip = hover_until_tooltip(page, canvas, lambda text: "validation" in text)
+    step = re.search(r"step\s+(\d+)", tip).group(1)
+    page.mouse.click(*spot)
+    shows(page, f"step {step}, validation (click a checkpoint above to change)")
+    page.mouse.move(0, 0)  # no tooltip left over the screenshot
 
 
 def drive_frontier_compare_study(page) -> None:

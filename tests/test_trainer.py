@@ -283,3 +283,40 @@ def test_sigkill_during_evaluation_writes_keeps_the_run_readable_and_resumable(p
     killed = read_run(run)  # the half-finished write is invisible to readers
     assert killed.evals.height == 0 and killed.steps.height == 2
     _resume_to_the_end(run, policy)  # checkpoint-2 is evaluated again, then steps 3 and 4 run
+
+
+def test_length_buckets_change_no_log_prob_and_no_update(tmp_path):
+    """The loss pass in length-sorted chunks (RunSettings.length_buckets) is a speed-up only: the
+    same log-probs and entropies on a batch of very different completion lengths, and the same
+    weights after two optimiser steps of the shipped policy."""
+    from paretopo.training.train import RunSettings, tiny_policy_path
+
+    def run(buckets: int):
+        settings = RunSettings(run_dir=str(tmp_path / f"buckets{buckets}"), max_steps=2, prompts_per_step=4,
+                               num_generations=4, checkpoint_eval=False, save_steps=2, test_examples=4,
+                               progress=False, length_buckets=buckets)
+        return train_run("torl_grpo", settings)
+
+    bucketed, padded = run(4), run(0)
+    for name, weight in bucketed.trainer.model.state_dict().items():
+        torch.testing.assert_close(weight, padded.trainer.model.state_dict()[name], rtol=1e-5, atol=1e-6)
+
+    trainer = bucketed.trainer
+    trainer.model.eval()
+    lengths = [1, 3, 40, 7, 74, 2, 19, 74, 5]  # right-padded completions after left-padded prompts
+    prompt, width = 6, max(lengths)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 60, (len(lengths), prompt + width), generator=generator)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        mask[row, row % 3 : prompt + length] = 1
+    outputs = {}
+    for buckets in (0, 3):
+        trainer.length_buckets = buckets
+        with torch.no_grad():
+            logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+                trainer.model, ids, mask, width, compute_entropy=True)
+        outputs[buckets] = (logps * mask[:, prompt:], entropies * mask[:, prompt:])
+    for padded_value, bucketed_value in zip(outputs[0], outputs[3], strict=True):
+        torch.testing.assert_close(bucketed_value, padded_value, rtol=1e-5, atol=1e-5)
+    assert (outputs[3][0][mask[:, prompt:] == 1] != 0).all()  # every real token was scored

@@ -108,6 +108,9 @@ class RunSettings:
     threads: int = setting(1, "torch threads on CPU", minimum=1)
     progress: bool = setting(True, "progress bars")
     print_logs: bool = setting(False, "TRL's per-step metric dicts on stdout (they are in steps.parquet anyway)")
+    length_buckets: int = setting(4, "score the loss batch in K chunks of rows sorted by completion length, each "
+                                     "padded only to its own longest (0: TRL's one padded batch; not used with "
+                                     "Unsloth, which computes log-probs its own way)", minimum=0)
     extra: dict[str, Any] = setting(help="more GRPOConfig fields", flag="", default_factory=dict)
 
 
@@ -147,7 +150,7 @@ def train_run(
     """
     from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
-    from paretopo.training.models import load_policy
+    from paretopo.training.models import load_policy, policy_backend
 
     settings = settings or RunSettings()
     config = method if isinstance(method, ParetoPOConfig) else ParetoPOConfig.from_preset(method, **dict(method_overrides or {}))
@@ -225,6 +228,7 @@ def train_run(
         method=config,
         run_log=run_log,
         validation_fn=validation_fn,
+        length_buckets=0 if policy_backend(model) == "unsloth" else settings.length_buckets,
     )
     if not settings.print_logs:  # keep the progress bar, drop the per-step dict dumps (they are in steps.parquet)
         trainer.remove_callback(PrinterCallback)  # what transformers prints with when tqdm is off

@@ -284,9 +284,11 @@ class ParetoPOMixin:
         validation_fn: ValidationFn | None = None,
         steps_per_epoch: int | None = None,
         log_samples_per_step: int = 8,
+        length_buckets: int = 0,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.length_buckets = length_buckets
         self.method = method or ParetoPOConfig()
         require_known_objectives(self.method.objectives)
         if "brevity" in self.method.objectives and self.method.brevity_length is None:
@@ -329,6 +331,44 @@ class ParetoPOMixin:
 
     def current_stage(self) -> int:
         return self.method.stage_at(self.state.global_step, self.steps_per_epoch)
+
+    # --- the loss pass in length-sorted chunks ------------------------------------------------
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **inputs: Any):
+        """TRL's log-probs of the completion tokens, computed over rows sorted by completion length.
+
+        TRL pads every completion of the batch to the longest, so a 5-token direct answer pays for
+        a 74-token two-call completion in the forward and the backward. With ``length_buckets =
+        K > 0`` the rows are sorted by length, cut into K chunks (each at most ``batch_size``
+        rows), and each chunk is trimmed to its own longest completion; the results are scattered
+        back, zero past each row's end (masked by TRL). Same values, about half the work on the
+        tiny policy's batches (docs/benchmarks.md). Text-only batches; anything else (images,
+        MoE auxiliary loss) takes TRL's path.
+        """
+        plain = self.length_buckets > 0 and not compute_aux_loss and all(v is None for v in inputs.values())
+        if not plain:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                **inputs)
+        rows, width = input_ids.shape[0], input_ids.shape[1]
+        completion = attention_mask[:, -logits_to_keep:]
+        columns = torch.arange(1, logits_to_keep + 1, device=completion.device)
+        lengths = (completion * columns).amax(1).clamp(min=1)  # one past each row's last real token
+        order = torch.argsort(lengths, stable=True)
+        chunk_rows = min(batch_size or rows, math.ceil(rows / self.length_buckets))
+        logps = entropies = None
+        for chunk in order.split(chunk_rows):
+            keep = int(lengths[chunk].max())
+            cut = width - logits_to_keep + keep
+            chunk_logps, chunk_entropies, _ = super()._get_per_token_logps_and_entropies(
+                model, input_ids[chunk, :cut], attention_mask[chunk, :cut], keep, None, compute_entropy, False)
+            if logps is None:
+                logps = chunk_logps.new_zeros(rows, logits_to_keep)
+                entropies = chunk_entropies.new_zeros(rows, logits_to_keep) if compute_entropy else None
+            logps = logps.index_put((chunk[:, None], columns[None, :keep] - 1), chunk_logps)
+            if compute_entropy:
+                entropies = entropies.index_put((chunk[:, None], columns[None, :keep] - 1), chunk_entropies)
+        return logps, entropies, None
 
     # --- hook 1: measurements -> objectives ----------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: D401
