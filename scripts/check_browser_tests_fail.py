@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""The browser tests fail on the defects they were written for (issue 12's "failing before").
+
+Each mutation puts one fixed defect back - a one-line change to an app or to the package - in a
+throw-away copy of the checkout (``git worktree`` of HEAD), runs the browser test of the page it
+belongs to there, and expects it to fail at the check written for that defect. The working
+tree is never touched. Run from the repository root:
+
+    python scripts/check_browser_tests_fail.py [--only NAME ...] [--processes 2]
+
+Prints one line per mutation (caught or not, the failing check, seconds) and a markdown table;
+exits 1 when a test passes with its defect back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str  # the defect, as a user would see it
+    path: str  # file changed, relative to the repository root
+    old: str  # text to replace (must occur exactly once)
+    new: str
+    page: str  # the browser test's page (tests/test_browser.py PAGES)
+    expect: str  # text the failure report must contain: the check that catches it
+
+
+MUTATIONS = (
+    Mutation("frontier comparison: a click on a checkpoint does not change the samples",
+             "apps/frontier_compare.py",
+             "_clicked = frontier_plot.apply_selection(points) if frontier_plot.selections else None",
+             "_clicked = None", "frontier_compare", 'step {step}, validation (click a checkpoint'),
+    Mutation("frontier comparison: tool output in the samples is not marked",
+             "paretopo/evaluation/plots.py",
+             '(TOOL_OUTPUT_STYLE, "tool output: written by the environment"))',
+             '(TOOL_OUTPUT_STYLE, "tool response"))', "frontier_compare", "tool output: written by the environment"),
+    Mutation("frontier comparison: runs one folder below --runs-dir are not found",
+             "paretopo/evaluation/runlog.py",
+             "evaluated: bool = False, max_depth: int = 6) -> list[Path]:",
+             "evaluated: bool = False, max_depth: int = 0) -> list[Path]:", "frontier_compare",
+             "2 evaluated run(s) found"),
+    Mutation("run inspector: opens on a group whose text was not logged",
+             "apps/run_inspector.py",
+             '.sort(["kept", "n", "group"], descending=[True, True, False]))',
+             '.sort(["group"]))', "run_inspector", "text not kept"),
+    Mutation("run inspector: stage-1 panels drawn for a single-stage baseline",
+             "apps/run_inspector.py",
+             "if method.uses_meta_reward or title not in STAGE1_CURVES}", "}", "run_inspector",
+             "torl_grpo: 2 curves (no stage-1 panels)"),
+    Mutation("run inspector: a missing folder is polled as a run still writing",
+             "apps/run_inspector.py",
+             "run_writing = bool(run_dir) and is_run_folder(run_dir) and not run_finished",
+             "run_writing = bool(run_dir) and not run_finished", "run_inspector",
+             're-read the run (still writing)'),
+    Mutation("live rollouts: a wrong model path waits on the hub instead of answering",
+             "apps/live_rollouts.py",
+             "        folder = Path(path).expanduser()\n        if folder.is_dir():",
+             "        return None\n        folder = Path(path).expanduser()\n        if folder.is_dir():",
+             "live_rollouts", "There is no folder"),
+    Mutation("live rollouts: no word on why a typed question cannot be scored",
+             "apps/live_rollouts.py",
+             "    mo.vstack([_shown, _unscorable]) if not example.answer else _shown",
+             "    _shown", "live_rollouts", "has no expected answer"),
+    Mutation("playground: four groups' charts in one row, wider than the page",
+             "apps/pareto_playground.py",
+             "width=260, height=220, columns=2)", "width=260, height=220, columns=4)", "pareto_playground",
+             "chart ends at"),
+    Mutation("playground: the rank and ParetoPO's advantage not the first columns",
+             "paretopo/evaluation/plots.py",
+             "    leading = [c for c in first if c in frame.columns]\n",
+             "    leading = []\n", "pareto_playground", "pareto_rank"),
+)
+
+
+def _worktree(base: Path) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="mutation-", dir=base))
+    path.rmdir()
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), "HEAD"], check=True)
+    return path
+
+
+def _run(mutation: Mutation, base: Path) -> tuple[Mutation, bool, str, float]:
+    started = time.perf_counter()
+    tree = _worktree(base)
+    try:
+        target = tree / mutation.path
+        text = target.read_text()
+        if text.count(mutation.old) != 1:
+            return mutation, False, f"the text to change occurs {text.count(mutation.old)} times in {mutation.path}", 0.0
+        target.write_text(text.replace(mutation.old, mutation.new))
+        # the copy's package first, so a mutated paretopo/ file is the one the apps import
+        env = {**os.environ, "PYTHONPATH": str(tree), "PARETOPO_UPDATE_SCREENSHOTS": ""}
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+             f"tests/test_browser.py::test_app_in_the_browser[{mutation.page}]"],
+            cwd=tree, env=env, capture_output=True, text=True, timeout=900)
+        report = result.stdout + result.stderr
+        caught = result.returncode != 0 and mutation.expect.split("{")[0] in report
+        lines = [line.strip() for line in report.splitlines() if line.startswith(("E ", ">")) or "shows(page" in line]
+        return mutation, caught, " | ".join(lines[-3:])[:300] or report[-300:], time.perf_counter() - started
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", default=None, help="mutations whose name contains one of these words")
+    parser.add_argument("--processes", type=int, default=2, help="mutations checked at once")
+    args = parser.parse_args()
+    chosen = [m for m in MUTATIONS if not args.only or any(word in m.name for word in args.only)]
+    base = Path(tempfile.mkdtemp(prefix="paretopo-mutations-"))
+    with ThreadPoolExecutor(args.processes) as pool:
+        results = list(pool.map(lambda m: _run(m, base), chosen))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
+    print("| defect put back | file | page's browser test | caught | failing check | seconds |")
+    print("|---|---|---|---|---|---:|")
+    for mutation, caught, detail, seconds in results:
+        check = re.sub(r"\s+", " ", detail).replace("|", "/")
+        print(f"| {mutation.name} | `{mutation.path}` | `{mutation.page}` | {'yes' if caught else '**no**'} | "
+              f"{check[:160]} | {seconds:.0f} |")
+    return 0 if all(caught for _, caught, _, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
