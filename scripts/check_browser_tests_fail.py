@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The browser tests fail on the defects they were written for (issue 12's "failing before").
+"""The app tests fail on the defects they were written for (issue 12's "failing before").
 
 Each mutation puts one fixed defect back - a one-line change to an app or to the package - in a
 throw-away copy of the checkout (``git worktree`` of HEAD), runs the browser test of the page it
-belongs to there, and expects it to fail at the check written for that defect. The working
+belongs to there (or the unit test that checks it), and expects it to fail at the check written
+for that defect. The working
 tree is never touched. Run from the repository root:
 
     python scripts/check_browser_tests_fail.py [--only NAME ...] [--processes 2]
@@ -34,8 +35,12 @@ class Mutation:
     path: str  # file changed, relative to the repository root
     old: str  # text to replace (must occur exactly once)
     new: str
-    page: str  # the browser test's page (tests/test_browser.py PAGES)
+    page: str  # the browser test's page (tests/test_browser.py PAGES), or a pytest node id ("tests/...")
     expect: str  # text the failure report must contain: the check that catches it
+
+    @property
+    def test(self) -> str:
+        return self.page if self.page.startswith("tests/") else f"tests/test_browser.py::test_app_in_the_browser[{self.page}]"
 
 
 MUTATIONS = (
@@ -81,6 +86,26 @@ MUTATIONS = (
              "apps/pareto_playground.py",
              "               mo.md(plots.PARETO_RANK_NOTE)])", "               ])", "pareto_playground",
              "standardised within each group"),
+    # defects whose check is a test of the chart's data rather than a page in the browser
+    Mutation("frontier comparison: coincident checkpoints drawn on top of each other",
+             "paretopo/evaluation/plots.py",
+             "    data = _spread_coincident(data, x, y, radius)\n",
+             '    data = data.with_columns(pl.col(x).alias("x_shown"), pl.col(y).alias("y_shown"), '
+             'pl.lit(1).alias("together"))\n',
+             "tests/test_plots.py::test_frontier_chart_spreads_coincident_checkpoints_so_each_can_be_clicked",
+             "four distinct dots"),
+    Mutation("frontier comparison: a frontier at one position is not drawn",
+             "paretopo/evaluation/plots.py",
+             "        corner = _dominated_region(part, x, y)\n",
+             "        if part.select(x, y).unique().height < 2:\n            continue\n"
+             "        corner = _dominated_region(part, x, y)\n",
+             "tests/test_plots.py::test_frontier_chart_spreads_coincident_checkpoints_so_each_can_be_clicked",
+             '"order" in rows[0]'),  # no frontier region drawn at all
+    Mutation("playground: the meta-reward axis without dynamic weighting is one long tick",
+             "paretopo/evaluation/plots.py",
+             "    if values.size and np.ptp(values) < 1e-12:", "    if False:",
+             "tests/test_apps.py::test_playground_meta_reward_axis_without_dynamic_weighting_is_centred",
+             "[0.5, 1.5]"),
     Mutation("playground: four groups' charts in one row, wider than the page",
              "apps/pareto_playground.py",
              "width=260, height=220, columns=2)", "width=260, height=220, columns=4)", "pareto_playground",
@@ -111,8 +136,7 @@ def _run(mutation: Mutation, base: Path) -> tuple[Mutation, bool, str, float]:
         # the copy's package first, so a mutated paretopo/ file is the one the apps import
         env = {**os.environ, "PYTHONPATH": str(tree), "PARETOPO_UPDATE_SCREENSHOTS": ""}
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-             f"tests/test_browser.py::test_app_in_the_browser[{mutation.page}]"],
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", mutation.test],
             cwd=tree, env=env, capture_output=True, text=True, timeout=900)
         report = result.stdout + result.stderr
         caught = result.returncode != 0 and mutation.expect.split("{")[0] in report
@@ -132,7 +156,7 @@ def main() -> int:
     with ThreadPoolExecutor(args.processes) as pool:
         results = list(pool.map(lambda m: _run(m, base), chosen))
     subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
-    print("| defect put back | file | page's browser test | caught | failing check | seconds |")
+    print("| defect put back | file | test (browser page or test id) | caught | failing check | seconds |")
     print("|---|---|---|---|---|---:|")
     for mutation, caught, detail, seconds in results:
         check = re.sub(r"\s+", " ", detail).replace("|", "/")
