@@ -285,11 +285,22 @@ def test_sigkill_during_evaluation_writes_keeps_the_run_readable_and_resumable(p
     _resume_to_the_end(run, policy)  # checkpoint-2 is evaluated again, then steps 3 and 4 run
 
 
-def test_length_buckets_change_no_log_prob_and_no_update(tmp_path):
+def test_length_buckets_change_no_log_prob_and_no_update(tmp_path, monkeypatch):
     """The loss pass in length-sorted chunks (RunSettings.length_buckets) is a speed-up only: the
     same log-probs and entropies on a batch of very different completion lengths, and the same
     weights after two optimiser steps of the shipped policy."""
-    from paretopo.training.train import RunSettings, tiny_policy_path
+    import trl
+
+    from paretopo.training.train import RunSettings
+
+    scored = []  # (rows, columns) of every call TRL's own log-prob pass gets
+    trl_pass = trl.GRPOTrainer._get_per_token_logps_and_entropies
+
+    def spy(self, model, input_ids, *args, **kwargs):
+        scored.append(tuple(input_ids.shape))
+        return trl_pass(self, model, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(trl.GRPOTrainer, "_get_per_token_logps_and_entropies", spy)
 
     def run(buckets: int):
         settings = RunSettings(run_dir=str(tmp_path / f"buckets{buckets}"), max_steps=2, prompts_per_step=4,
@@ -297,7 +308,11 @@ def test_length_buckets_change_no_log_prob_and_no_update(tmp_path):
                                progress=False, length_buckets=buckets)
         return train_run("torl_grpo", settings)
 
-    bucketed, padded = run(4), run(0)
+    bucketed = run(4)
+    chunks, scored[:] = list(scored), []
+    padded = run(0)
+    assert len(chunks) == 4 * len(scored)  # training went through the chunks: 4 per loss pass
+    assert min(columns for _, columns in chunks) < min(columns for _, columns in scored)  # shorter rows
     for name, weight in bucketed.trainer.model.state_dict().items():
         torch.testing.assert_close(weight, padded.trainer.model.state_dict()[name], rtol=1e-5, atol=1e-6)
 

@@ -333,8 +333,8 @@ class ParetoPOMixin:
         return self.method.stage_at(self.state.global_step, self.steps_per_epoch)
 
     # --- the loss pass in length-sorted chunks ------------------------------------------------
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                           compute_entropy=False, compute_aux_loss=False, **inputs: Any):
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args: Any,
+                                           **kwargs: Any):
         """TRL's log-probs of the completion tokens, computed over rows sorted by completion length.
 
         TRL pads every completion of the batch to the longest, so a 5-token direct answer pays for
@@ -345,11 +345,14 @@ class ParetoPOMixin:
         tiny policy's batches (docs/benchmarks.md). Text-only batches; anything else (images,
         MoE auxiliary loss) takes TRL's path.
         """
-        plain = self.length_buckets > 0 and not compute_aux_loss and all(v is None for v in inputs.values())
-        if not plain:
-            return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
-                **inputs)
+        # anything but TRL's text-only call (positional extras, images, the MoE auxiliary loss, or a
+        # base class with another signature, e.g. Unsloth's) goes to the base class untouched
+        known = {"batch_size", "compute_entropy", "compute_aux_loss"}
+        extras = {k: v for k, v in kwargs.items() if k not in known and v is not None}
+        if self.length_buckets <= 0 or args or extras or kwargs.get("compute_aux_loss"):
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                              *args, **kwargs)
+        batch_size, compute_entropy = kwargs.get("batch_size"), bool(kwargs.get("compute_entropy"))
         rows, width = input_ids.shape[0], input_ids.shape[1]
         completion = attention_mask[:, -logits_to_keep:]
         columns = torch.arange(1, logits_to_keep + 1, device=completion.device)
@@ -361,7 +364,7 @@ class ParetoPOMixin:
             keep = int(lengths[chunk].max())
             cut = width - logits_to_keep + keep
             chunk_logps, chunk_entropies, _ = super()._get_per_token_logps_and_entropies(
-                model, input_ids[chunk, :cut], attention_mask[chunk, :cut], keep, None, compute_entropy, False)
+                model, input_ids[chunk, :cut], attention_mask[chunk, :cut], keep, compute_entropy=compute_entropy)
             if logps is None:
                 logps = chunk_logps.new_zeros(rows, logits_to_keep)
                 entropies = chunk_entropies.new_zeros(rows, logits_to_keep) if compute_entropy else None
