@@ -19,6 +19,7 @@ as stage 1's validation evaluation count. Targets (issue 9): default step <= 2.5
 >= 4x faster than the legacy step; ParetoPO / GRPO step <= 1.05 (issue 15).
 
     python benchmarks/bench_trainer.py [--rounds 2] [--steps 8] [--prompts 8] [--generations 8]
+    python benchmarks/bench_trainer.py --batch-lengths   # the floor batch's completion lengths
 """
 
 from __future__ import annotations
@@ -134,8 +135,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="optimiser steps per run (the first is not timed)")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--batch-lengths", action="store_true",
+                        help="only print the completion lengths of the default configuration's floor batch (what "
+                             "TRL pads to its longest) and exit")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.batch_lengths:
+        settings = RunSettings(prompts_per_step=args.prompts, num_generations=args.generations)
+        model, tokenizer = load_policy(str(tiny_policy_path()), lora=False)
+        _, mask, prompt_width, completion_width = _batch_tensors(settings, ArithmeticTask(), model, tokenizer,
+                                                                 tools_in_prompt=False)
+        lengths = sorted(mask[:, prompt_width:].sum(1).tolist())
+        print(f"{len(lengths)} completions, padded to {completion_width} tokens; lengths: {lengths}")
+        return
     root = Path(tempfile.mkdtemp(prefix="paretopo-bench-"))
     configurations = _configurations(args, root)
     steps: dict[str, list[float]] = {name: [] for name in configurations}

@@ -19,7 +19,8 @@ thread each), every run evaluated greedily on the whole validation split at its 
 Per configuration: mean +- std over seeds of the final validation accuracy and mean tool calls,
 the final validation accuracy / calls per tier of the arithmetic task, the hypervolume of the run's checkpoint frontier (validation points, one shared n*), the range
 of the meta reward in stage 1, and the trainer's wall seconds per step. Prints a markdown table
-and writes ``<out>/<grid>.md`` and ``<out>/<grid>.parquet``.
+and writes ``<out>/<grid>.md`` and ``<out>/<grid>.parquet`` (for a task with tiers also
+``<out>/<grid>_checkpoints.md``: validation accuracy / calls per tier at every checkpoint).
 
     python benchmarks/study_defaults.py --grid stage2 --seeds 0 1 2 --out results/defaults
 """
@@ -27,6 +28,7 @@ and writes ``<out>/<grid>.md`` and ``<out>/<grid>.parquet``.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +37,7 @@ import polars as pl
 
 from paretopo.commands.demo import DemoSettings
 from paretopo.evaluation.evaluate import checkpoint_points, frontier_hypervolume
-from paretopo.evaluation.runlog import read_run
+from paretopo.evaluation.runlog import read_eval_rows, read_run, run_paths
 from paretopo.training.train import RunJob, RunSettings, train_runs_parallel
 
 GRIDS: dict[str, dict[str, dict]] = {
@@ -75,13 +77,30 @@ def _per_tier(run_dirs: list[Path]) -> str:
 
     tables = []
     for run_dir in run_dirs:
-        rows = read_run(run_dir).eval_rows.filter(pl.col("split") == "validation")
+        rows = read_eval_rows(run_dir).filter(pl.col("split") == "validation")
         if "meta_tier" not in rows.columns:
             return ""
         tables.append(behaviour_table(rows.filter(pl.col("step") == rows["step"].max()), "tier"))
     mean = pl.concat(tables).group_by("tier").agg(pl.col("accuracy").mean(), pl.col("mean_tool_calls").mean())
     return "; ".join(f"t{row['tier']} {row['accuracy']:.3f} / {row['mean_tool_calls']:.2f}"
                      for row in mean.sort("tier").iter_rows(named=True))
+
+
+def _checkpoint_tiers(name: str, run_dirs: list[Path]) -> list[str]:
+    """Markdown rows: validation accuracy / calls per tier at every checkpoint of every run."""
+    from paretopo.evaluation.evaluate import behaviour_table
+
+    lines = []
+    for run_dir in run_dirs:
+        rows = read_eval_rows(run_dir).filter(pl.col("split") == "validation")
+        if "meta_tier" not in rows.columns:
+            continue
+        seed = json.loads(run_paths(run_dir).config.read_text())["settings"]["seed"]
+        for step in sorted(set(rows["step"].to_list())):
+            tiers = behaviour_table(rows.filter(pl.col("step") == step), "tier").sort("tier")
+            cells = " | ".join(f"{r['accuracy']:.2f} / {r['mean_tool_calls']:.2f}" for r in tiers.iter_rows(named=True))
+            lines.append(f"| {name} | {seed} | {step} | {cells} |")
+    return lines
 
 
 def _sampled_direct_accuracy(run_dirs: list[Path], tier: int = 2) -> str:
@@ -156,12 +175,16 @@ def main() -> None:
     train_runs_parallel(jobs, processes=args.processes,
                         on_done=lambda job, result: print(f"done {job.settings.run_dir}", flush=True))
     table = pl.DataFrame([_summarise(name, grid[name], dirs) for name, dirs in runs.items()])
+    checkpoints = ["| configuration | seed | step | tier 1 | tier 2 | tier 3 |", "|---|---:|---:|---|---|---|"]
+    checkpoints += [line for name, dirs in runs.items() for line in _checkpoint_tiers(name, dirs)]
     markdown = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     markdown += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.iter_rows()]
     text = "\n".join(markdown)
     print(text)
     out.mkdir(parents=True, exist_ok=True)
     (out.parent / f"{args.grid}.md").write_text(text + "\n")
+    if len(checkpoints) > 2:  # a task with tiers: validation accuracy / calls per tier at each checkpoint
+        (out.parent / f"{args.grid}_checkpoints.md").write_text("\n".join(checkpoints) + "\n")
     table.write_parquet(out.parent / f"{args.grid}.parquet")
 
 

@@ -341,9 +341,9 @@ class ParetoPOMixin:
         a 74-token two-call completion in the forward and the backward. With ``length_buckets =
         K > 0`` the rows are sorted by length, cut into K chunks (each at most ``batch_size``
         rows), and each chunk is trimmed to its own longest completion; the results are scattered
-        back, zero past each row's end (masked by TRL). Same values, about half the work on the
-        tiny policy's batches (docs/benchmarks.md). Text-only batches; anything else (images,
-        MoE auxiliary loss) takes TRL's path.
+        back, zero past each row's end (masked by TRL). Same values; on the tiny policy's batches
+        a step is 0.08-0.14 s (10-17 %) faster (docs/benchmarks.md). Text-only batches; anything
+        else (images, MoE auxiliary loss) takes TRL's path.
         """
         # anything but TRL's text-only call (positional extras, images, the MoE auxiliary loss, or a
         # base class with another signature, e.g. Unsloth's) goes to the base class untouched
@@ -368,9 +368,10 @@ class ParetoPOMixin:
             if logps is None:
                 logps = chunk_logps.new_zeros(rows, logits_to_keep)
                 entropies = chunk_entropies.new_zeros(rows, logits_to_keep) if compute_entropy else None
-            logps = logps.index_put((chunk[:, None], columns[None, :keep] - 1), chunk_logps)
+            where = (chunk[:, None], columns[None, :keep] - 1)  # the chunk's rows, its first `keep` columns
+            logps = logps.index_put(where, chunk_logps)
             if compute_entropy:
-                entropies = entropies.index_put((chunk[:, None], columns[None, :keep] - 1), chunk_entropies)
+                entropies = entropies.index_put(where, chunk_entropies)
         return logps, entropies, None
 
     # --- hook 1: measurements -> objectives ----------------------------------------------------
