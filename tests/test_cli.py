@@ -239,3 +239,18 @@ def test_study_quick_takes_its_own_defaults_and_typed_values(tmp_path, monkeypat
     assert (settings.quick, settings.seeds, settings.max_steps, settings.save_steps, settings.num_generations) == (
         True, (7,), 3, 3, 4)
     assert settings.out == str(tmp_path / "s")
+
+
+def test_demo_verdict_and_its_reason():
+    """The demo's claim (<= 0.7x the calls, accuracy within 2 points) and the measured reason it
+    prints only when the claim fails by saving calls but not accuracy."""
+    from paretopo.commands.demo import WHY_NOT, verdict, why_not
+
+    baseline = {"accuracy": 0.98, "mean_tool_calls": 1.0}
+    frugal_but_wrong = {"accuracy": 0.85, "mean_tool_calls": 0.33}
+    assert verdict({"accuracy": 0.97, "mean_tool_calls": 0.6}, baseline)[0]
+    assert why_not({"accuracy": 0.97, "mean_tool_calls": 0.6}, baseline) is None
+    holds, text = verdict(frugal_but_wrong, baseline)
+    assert not holds and text == "NOT the expected outcome: accuracy more than 2 points lower"
+    assert why_not(frugal_but_wrong, baseline) == WHY_NOT
+    assert why_not({"accuracy": 0.98, "mean_tool_calls": 1.2}, baseline) is None  # more calls: another failure

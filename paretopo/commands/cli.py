@@ -415,9 +415,12 @@ def _check_minimums(settings_class: type, args: argparse.Namespace) -> None:
 def _given_settings(settings_class: type, args: argparse.Namespace) -> dict[str, Any]:
     """The settings fields present in ``args`` (values checked against their minimums)."""
     _check_minimums(settings_class, args)
-    return {item.name: tuple(getattr(args, item.name)) if item.metadata.get("many") and getattr(args, item.name)
-            is not None else getattr(args, item.name)
-            for item in fields(settings_class) if hasattr(args, item.name)}
+    given = {}
+    for item in fields(settings_class):
+        if hasattr(args, item.name):
+            value = getattr(args, item.name)
+            given[item.name] = tuple(value) if item.metadata.get("many") and value is not None else value  # nargs="+"
+    return given
 
 
 def _settings_from_args(settings_class: type, args: argparse.Namespace) -> Any:

@@ -23,7 +23,7 @@ from rich.table import Table
 from paretopo.core.settings import setting
 from paretopo.training.train import RunSettings, tiny_policy_path
 
-__all__ = ["DEMO_METHODS", "DemoSettings", "run_demo", "verdict"]
+__all__ = ["DEMO_METHODS", "DemoSettings", "WHY_NOT", "run_demo", "verdict", "why_not"]
 
 DEMO_METHODS = ("paretopo", "torl_grpo")
 
@@ -97,6 +97,13 @@ def verdict(paretopo: dict, baseline: dict) -> tuple[bool, str]:
     return False, "NOT the expected outcome: " + "; ".join(reasons)
 
 
+def why_not(paretopo: dict, baseline: dict) -> str | None:
+    """The measured reason (:data:`WHY_NOT`) when the claim fails the way it does at the default
+    budget, saving calls but not accuracy; None when it holds or fails otherwise."""
+    holds, _ = verdict(paretopo, baseline)
+    return WHY_NOT if not holds and paretopo["mean_tool_calls"] < baseline["mean_tool_calls"] else None
+
+
 def run_demo(settings: DemoSettings | None = None, console: Console | None = None) -> dict[str, dict]:
     """Train and compare the demo methods; returns ``{method: test summary}``."""
     from paretopo.evaluation.evaluate import compare_runs
@@ -154,10 +161,10 @@ def run_demo(settings: DemoSettings | None = None, console: Console | None = Non
                       f"{row['frontier_hv']:.3f}")
     console.print(table)
     console.print(_tier_table({m: _final_behaviour(root / m) for m in DEMO_METHODS}))
-    holds, text = verdict(results["paretopo"], results["torl_grpo"])
+    _, text = verdict(results["paretopo"], results["torl_grpo"])
     console.print(f"ParetoPO vs accuracy-only baseline: {text}.")
-    if not holds and results["paretopo"]["mean_tool_calls"] < results["torl_grpo"]["mean_tool_calls"]:
-        console.print(WHY_NOT)
+    if reason := why_not(results["paretopo"], results["torl_grpo"]):
+        console.print(reason)
     console.print(f"Wall time: {minutes:.1f} min for both runs (training, checkpoint and test evaluation).")
     # soft_wrap: commands stay on one line, so they can be copied whatever the terminal width
     console.print(f"\nRun logs: {root}/<method>/ (steps.parquet, groups/, samples/, eval.parquet, checkpoints/)",

@@ -277,7 +277,7 @@ def _run_rows(out: Path, chosen: list[Configuration], settings: StudySettings) -
 
 @functools.cache
 def _final_test_rows(run: str) -> pl.DataFrame:
-    """The completions of a run's final test evaluation (read once per run for every table)."""
+    """The completions of a run's final test evaluation (its eval_rows only, not its other tables)."""
     from paretopo.evaluation.runlog import read_eval_rows
 
     rows = read_eval_rows(run).filter(pl.col("split") == "test")
