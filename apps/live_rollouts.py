@@ -19,8 +19,8 @@ with app.setup:
     from paretopo.evaluation.runlog import list_runs, run_paths
     from paretopo.tasks import Example, get_task
     from paretopo.tools.calculator import calculator
-    from paretopo.training.models import build_tiny_policy, build_tiny_tokenizer, load_policy
-    from paretopo.training.rollout import generate_rollouts, mask_segments
+    from paretopo.agent.models import build_tiny_policy, build_tiny_tokenizer, load_policy
+    from paretopo.agent.rollout import generate_rollouts, mask_segments
     from paretopo.training.train import tiny_policy_path
 
     def model_source_problem(path):
@@ -68,7 +68,7 @@ def _():
     # Live rollouts
 
     Sample **G** completions of one arithmetic question with the real tool loop
-    (`paretopo.training.rollout.generate_rollouts`, the calculator as the tool), score them exactly as
+    (`paretopo.agent.rollout.generate_rollouts`, the calculator as the tool), score them exactly as
     training does — correctness, tool calls, n\* from this group's correct answers, the objective
     vectors (task, tool efficiency) — and see their Pareto ranks and the advantage every estimator
     gives them. Tool output (amber) is written by the environment and masked from the loss.

@@ -18,8 +18,8 @@ import time
 import torch
 
 from paretopo.tasks import get_task
-from paretopo.training.models import load_policy
-from paretopo.training.rollout import generate_rollouts
+from paretopo.agent.models import load_policy
+from paretopo.agent.rollout import generate_rollouts
 from paretopo.training.train import tiny_policy_path
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     chats = [task.messages(e) for e in task.load("test")[: args.prompts]]
     tools = {tool.__name__: tool for tool in task.tools()}
     print(f"tiny policy, {args.prompts} prompts x {args.samples} samples x {args.tokens} new tokens, one thread")
-    print("| prompt | prompt tokens | paretopo.training.rollout (tool loop, KV cache) | model.generate (single turn) |")
+    print("| prompt | prompt tokens | paretopo.agent.rollout (tool loop, KV cache) | model.generate (single turn) |")
     print("|---|---:|---:|---:|")
     for label, with_tools in (("compact", False), ("with tools block", True)):
         text = tokenizer.apply_chat_template(chats[0], tools=list(tools.values()) if with_tools else None,

@@ -87,14 +87,14 @@ SHAPES: dict[str, dict[str, int]] = {
 
 
 def build_padded_tokenizer(vocab_size: int):
-    """The tiny policy's byte-level tokenizer (``paretopo.training.models.build_tiny_tokenizer``) with
+    """The tiny policy's byte-level tokenizer (``paretopo.agent.models.build_tiny_tokenizer``) with
     filler entries ``x<id>`` appended up to ``vocab_size`` ids.
 
     Encoding is unchanged (no merges: one token per byte, ChatML and tool tags whole), so a
     prompt is about 4x longer in tokens than with Qwen2.5's BPE tokenizer; the fillers only make
     every id a random-weight model can sample decodable. Raises ValueError below the tiny size.
     """
-    from paretopo.training.models import build_tiny_tokenizer
+    from paretopo.agent.models import build_tiny_tokenizer
 
     tiny = build_tiny_tokenizer()
     tokenizer = build_tiny_tokenizer(vocab_size)
@@ -106,10 +106,10 @@ def build_padded_tokenizer(vocab_size: int):
 
 def build_shaped_model(shape: str, folder: Path, *, device: str, seed: int = 0) -> dict[str, Any]:
     """Save a random-weight Qwen2 model of ``SHAPES[shape]`` (bf16 on CUDA, else fp32) and its
-    padded tokenizer to ``folder``, loadable with ``paretopo.training.models.load_policy(folder)``."""
+    padded tokenizer to ``folder``, loadable with ``paretopo.agent.models.load_policy(folder)``."""
     import torch
 
-    from paretopo.training.models import build_tiny_policy, save_tiny_policy
+    from paretopo.agent.models import build_tiny_policy, save_tiny_policy
 
     spec = dict(SHAPES[shape])
     started = time.perf_counter()
@@ -175,7 +175,7 @@ def phase_train(spec: dict[str, Any]) -> dict[str, Any]:
 
     from paretopo.evaluation.runlog import read_run
     from paretopo.tasks import get_task
-    from paretopo.training.models import policy_backend
+    from paretopo.agent.models import policy_backend
     from paretopo.training.train import RunSettings, train_run
 
     if torch.cuda.is_available():
@@ -286,7 +286,7 @@ def phase_generation(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from paretopo.tasks import get_task
-    from paretopo.training.rollout_backends import get_rollout_backend
+    from paretopo.agent.rollout_backends import get_rollout_backend
 
     on_cuda = torch.cuda.is_available()
     device = "cuda" if on_cuda else "cpu"

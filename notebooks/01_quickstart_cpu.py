@@ -110,7 +110,7 @@ import torch
 from paretopo.core.config import ParetoPOConfig
 from paretopo.evaluation.evaluate import checkpoint_points, evaluate_policy
 from paretopo.evaluation.export import export_adapter
-from paretopo.training.models import load_policy
+from paretopo.agent.models import load_policy
 from paretopo.core.objectives import OptimalCallTracker, score_completions, tool_efficiency
 from paretopo.evaluation.plots import (
     PARETO_RANK_NOTE,
@@ -123,7 +123,7 @@ from paretopo.evaluation.plots import (
     stage_switch_step,
     use_offline_renderer,
 )
-from paretopo.training.rollout import generate_rollouts
+from paretopo.agent.rollout import generate_rollouts
 from paretopo.evaluation.runlog import read_run
 from paretopo.tasks import get_task
 from paretopo.training.train import RunSettings, tiny_policy_path, train_run

@@ -163,7 +163,7 @@ from paretopo.tasks.answers import math_equal
 from paretopo.core.config import ParetoPOConfig
 from paretopo.evaluation.evaluate import evaluate_policy
 from paretopo.evaluation.export import export_adapter
-from paretopo.training.models import load_policy, policy_backend
+from paretopo.agent.models import load_policy, policy_backend
 from paretopo.core.objectives import tool_efficiency
 from paretopo.evaluation.runlog import read_run
 from paretopo.tasks import get_task
@@ -284,7 +284,7 @@ pl.DataFrame(memory)
 # %%
 # the saved run, as anyone re-opening it later would (not the live trainer): runs/<name>/final
 from paretopo.evaluation.runlog import run_paths
-from paretopo.training.models import load_adapter
+from paretopo.agent.models import load_adapter
 
 trained, _ = load_adapter(run_paths(result.run_dir).final)
 after = evaluate_benchmarks(trained, f"{METHOD}, {result.steps} steps")

@@ -162,7 +162,7 @@ from paretopo.tasks.answers import qa_exact_match, qa_f1
 from paretopo.core.config import ParetoPOConfig
 from paretopo.evaluation.evaluate import evaluate_policy
 from paretopo.evaluation.export import export_adapter
-from paretopo.training.models import load_policy, policy_backend
+from paretopo.agent.models import load_policy, policy_backend
 from paretopo.evaluation.runlog import read_run
 from paretopo.tasks.multihop_qa import HotpotQATask
 from paretopo.training.train import RunSettings, tiny_policy_path, train_run
@@ -297,7 +297,7 @@ pl.DataFrame(memory)
 # %%
 # the saved run, as anyone re-opening it later would (not the live trainer): runs/<name>/final
 from paretopo.evaluation.runlog import run_paths
-from paretopo.training.models import load_adapter
+from paretopo.agent.models import load_adapter
 
 trained, _ = load_adapter(run_paths(result.run_dir).final)
 pl.DataFrame([before, evaluate(trained, f"{METHOD}, {result.steps} steps")])

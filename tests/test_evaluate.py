@@ -14,7 +14,7 @@ from paretopo.evaluation.evaluate import (
 from paretopo.evaluation.runlog import RunLog
 from paretopo.tasks import get_task
 from paretopo.tasks.base import Example
-from paretopo.training.models import build_tiny_tokenizer
+from paretopo.agent.models import build_tiny_tokenizer
 
 CALL = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "393*56"}}\n</tool_call>'
 EXAMPLES = [

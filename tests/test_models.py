@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.chat_template_utils import add_response_schema, is_chat_template_prefix_preserving
 
-from paretopo.training.models import (
+from paretopo.agent.models import (
     PROTOCOL_PIECES,
     SPECIAL_TOKENS,
     TOOL_TAG_TOKENS,

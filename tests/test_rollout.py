@@ -9,13 +9,13 @@ from scripted import ScriptedPolicy
 from tokenizers import AddedToken, pre_tokenizers
 from transformers import Qwen2Tokenizer
 
-from paretopo.training.models import (
+from paretopo.agent.models import (
     SPECIAL_TOKENS,
     build_tiny_policy,
     build_tiny_tokenizer,
     qwen2_5_chat_template,
 )
-from paretopo.training.rollout import (
+from paretopo.agent.rollout import (
     ToolCallError,
     ToolProtocol,
     generate_rollouts,

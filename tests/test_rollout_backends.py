@@ -1,4 +1,4 @@
-"""paretopo.training.rollout_backends: the registry, and its rollout_func matching the built-in one."""
+"""paretopo.agent.rollout_backends: the registry, and its rollout_func matching the built-in one."""
 
 from types import SimpleNamespace
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from paretopo.tasks import get_task
-from paretopo.training.models import load_policy
-from paretopo.training.rollout import generate_rollouts
-from paretopo.training.rollout_backends import (
+from paretopo.agent.models import load_policy
+from paretopo.agent.rollout import generate_rollouts
+from paretopo.agent.rollout_backends import (
     DEFAULT_ROLLOUT_BACKEND,
     get_rollout_backend,
     register_rollout_backend,
@@ -51,10 +51,10 @@ def test_the_decoding_loop_knows_no_trl():
     import ast
     from pathlib import Path
 
-    import paretopo.training.rollout
-    import paretopo.training.rollout_backends
+    import paretopo.agent.rollout
+    import paretopo.agent.rollout_backends
 
-    for module in (paretopo.training.rollout, paretopo.training.rollout_backends):
+    for module in (paretopo.agent.rollout, paretopo.agent.rollout_backends):
         tree = ast.parse(Path(module.__file__).read_text())
         imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}

@@ -273,7 +273,7 @@ def test_math_tool_is_the_python_sandbox():
 def test_arithmetic_prompt_is_compact_by_default():
     """The tiny policy learned the format in its warm start: an empty system turn (so the chat
     template inserts no default one) and the question, nothing else."""
-    from paretopo.training.models import build_tiny_tokenizer
+    from paretopo.agent.models import build_tiny_tokenizer
 
     messages = get_task("arithmetic").messages(Example("q1", "What is 417*38?", "15846"))
     assert messages == [{"role": "system", "content": ""}, {"role": "user", "content": "What is 417*38?"}]

@@ -134,7 +134,7 @@ def test_reward_functions_are_required(policy, tmp_path):
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from paretopo.training.models import load_policy
+    from paretopo.agent.models import load_policy
 
     model, tokenizer = load_policy(policy)
     with pytest.raises(ValueError, match="make_reward_functions"):

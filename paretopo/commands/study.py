@@ -376,7 +376,7 @@ def _warm_start(out: Path, settings: StudySettings) -> pl.DataFrame:
 
     from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
-    from paretopo.training.models import load_policy
+    from paretopo.agent.models import load_policy
     from paretopo.training.train import RunSettings
 
     torch.set_num_threads(1)

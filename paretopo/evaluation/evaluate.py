@@ -1,6 +1,6 @@
 """Evaluate a policy on a task: accuracy, tool use, the objective vector, and frontiers.
 
-``evaluate_policy`` runs the same tool-using rollouts as training (``paretopo.training.rollout``) over a
+``evaluate_policy`` runs the same tool-using rollouts as training (``paretopo.agent.rollout``) over a
 list of examples in batches with a progress bar and returns per-question rows plus summary
 numbers:
 
@@ -34,7 +34,7 @@ from paretopo.core.pareto import nondominated_mask
 from paretopo.core.settings import setting
 from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
-from paretopo.training.rollout import generate_rollouts
+from paretopo.agent.rollout import generate_rollouts
 
 __all__ = ["EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
            "frontier_hypervolume", "objective_columns", "summarize"]
@@ -195,7 +195,7 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
     from paretopo.evaluation.runlog import run_paths
     from paretopo.tasks import get_task
     from paretopo.tasks.base import read_jsonl_examples
-    from paretopo.training.models import load_adapter, load_policy
+    from paretopo.agent.models import load_adapter, load_policy
 
     source = Path(settings.policy)
     if run_paths(source).final.is_dir():

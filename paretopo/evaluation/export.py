@@ -27,7 +27,7 @@ import torch
 
 from paretopo import library_versions
 from paretopo.evaluation.runlog import atomic_write_json, read_run, run_paths
-from paretopo.training.models import load_adapter
+from paretopo.agent.models import load_adapter
 
 __all__ = ["ExportReport", "VerifyReport", "export_adapter", "verify_adapter"]
 
@@ -211,7 +211,7 @@ def _gguf(adapter: Path, base_name: str, quantization: str) -> Path:
     if not torch.cuda.is_available():
         raise RuntimeError("GGUF export goes through Unsloth, which needs a CUDA GPU; export the adapter or "
                            "merged weights here and convert them with llama.cpp's convert_hf_to_gguf.py")
-    from unsloth import FastLanguageModel  # imported only on CUDA (see paretopo.training.models)
+    from unsloth import FastLanguageModel  # imported only on CUDA (see paretopo.agent.models)
 
     model, tokenizer = FastLanguageModel.from_pretrained(str(adapter))
     target = adapter / "gguf"

@@ -15,7 +15,7 @@ Frames:
   vectors arrive.
 * :func:`random_groups`, :func:`llm_like_groups`, :func:`equal_sum_group`,
   :func:`same_sums_two_groups`: example groups for the playground.
-* :func:`transcript_html`: a completion's segments (``paretopo.training.rollout.mask_segments``: model
+* :func:`transcript_html`: a completion's segments (``paretopo.agent.rollout.mask_segments``: model
   text and loss-masked tool output) as HTML; :func:`rounded_for_display` for tables.
 
 Charts: :func:`objective_scatter`, :func:`advantage_bars`, :func:`metric_lines`,

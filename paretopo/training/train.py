@@ -1,8 +1,8 @@
 """One training run, end to end: policy, task, rollouts, trainer, run log, evaluation.
 
 ``train_run`` is what ``paretopo train`` and ``paretopo demo`` call. It loads the policy
-(``paretopo.training.models.load_policy``: Unsloth on CUDA, transformers + PEFT elsewhere; the shipped
-warm-started tiny policy by default), builds the task's dataset, plugs ``paretopo.training.rollout``'s
+(``paretopo.agent.models.load_policy``: Unsloth on CUDA, transformers + PEFT elsewhere; the shipped
+warm-started tiny policy by default), builds the task's dataset, plugs ``paretopo.agent.rollout``'s
 tool-using decoding loop into TRL as ``rollout_func``, configures TRL's ``GRPOConfig`` for the
 device (``bf16=False``, one thread, no gradient checkpointing on CPU), trains with the method
 preset, evaluates every checkpoint on the validation split and the final policy on the test
@@ -88,7 +88,7 @@ class RunSettings:
     lora_alpha: int = setting(32, "LoRA alpha", minimum=1)
     prefer_unsloth: bool = setting(True, "use Unsloth when CUDA and unsloth are there; --no-prefer-unsloth forces "
                                           "transformers + PEFT")
-    rollout_backend: str = setting("tool_loop", "rollout backend, a name in paretopo.training.rollout_backends")
+    rollout_backend: str = setting("tool_loop", "rollout backend, a name in paretopo.agent.rollout_backends")
     load_in_4bit: bool = setting(False, "4-bit base weights (QLoRA); needs the Unsloth backend (CUDA)")
     max_seq_length: int = setting(2048, "longest prompt + completion Unsloth prepares its kernels for", minimum=1)
     save_steps: int = setting(10, "steps between checkpoints (each is evaluated on validation)", minimum=1)
@@ -150,7 +150,7 @@ def train_run(
     """
     from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
-    from paretopo.training.models import load_policy, policy_backend
+    from paretopo.agent.models import load_policy, policy_backend
 
     settings = settings or RunSettings()
     config = method if isinstance(method, ParetoPOConfig) else ParetoPOConfig.from_preset(method, **dict(method_overrides or {}))

@@ -2,7 +2,7 @@
 
 This is the only module that touches TRL: the ``GRPOConfig`` of a run (:func:`grpo_config`),
 the ``rollout_func`` adapter (:func:`make_rollout_func`, :func:`to_trl_rollout_output`; the
-decoding loop itself, ``paretopo.training.rollout``, knows no TRL), the callbacks ``train_run`` adds, and
+decoding loop itself, ``paretopo.agent.rollout``, knows no TRL), the callbacks ``train_run`` adds, and
 the trainer hook, measured to work on trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
 
 1. ``_calculate_rewards`` returns TRL's gathered ``[N, K]`` reward matrix unchanged; the two
@@ -22,7 +22,7 @@ TRL's own advantage computation still runs on the raw columns and is discarded (
 
 Nothing from TRL is copied: Unsloth rewrites TRL's source at import time, so the class is
 built over whatever ``trl.GRPOTrainer`` is when :func:`paretopo_trainer_class` is called
-(after ``paretopo.training.models.load_policy`` imported Unsloth on a GPU).
+(after ``paretopo.agent.models.load_policy`` imported Unsloth on a GPU).
 
 Stage 1 lasts ``stage1_steps`` optimiser steps (default one epoch), then stage 2. The stage-1
 outcome vector comes from a validation evaluation every ``stage1_eval_every`` steps (a
@@ -64,8 +64,8 @@ from paretopo.evaluation.runlog import (
     atomic_write_json,
     objective_column,
 )
-from paretopo.training.rollout import Rollout, ToolFunction, mask_segments
-from paretopo.training.rollout_backends import DEFAULT_ROLLOUT_BACKEND, get_rollout_backend
+from paretopo.agent.rollout import Rollout, ToolFunction, mask_segments
+from paretopo.agent.rollout_backends import DEFAULT_ROLLOUT_BACKEND, get_rollout_backend
 
 __all__ = ["STATE_FILE", "CheckpointEvalCallback", "QuietProgressCallback", "RunLogCallback", "grpo_config",
            "make_reward_functions", "make_rollout_func", "paretopo_trainer_class", "to_trl_rollout_output"]
@@ -86,7 +86,7 @@ ValidationFn = Callable[[Any], tuple[float, ...]]  # the mean objective vector
 def make_reward_functions(task: Any) -> list[Callable[..., list[float]]]:
     """TRL reward functions measuring correctness and tool calls for ``task``.
 
-    They read the extra fields ``paretopo.training.rollout``'s ``rollout_func`` returns (``final_answer``
+    They read the extra fields ``paretopo.agent.rollout``'s ``rollout_func`` returns (``final_answer``
     is not trusted for checking: the task's own checker reads the completion text) or, on TRL's
     own ``tools=`` path, the conversational completion with its ``tool_calls``.
     """

@@ -19,7 +19,7 @@ traces are built so that RL has something to choose, and a reason to:
 
 So one call is safe but costs efficiency on tiers 1-2, no call is free and right on tier 1,
 and on tier 3 a call is needed: the optimum depends on the question. Each trace is
-token-for-token what ``paretopo.training.rollout`` produces (the prompt rendered by the chat template,
+token-for-token what ``paretopo.agent.rollout`` produces (the prompt rendered by the chat template,
 the tool call, the environment's response from ``ToolProtocol.response_ids``, the answer); the
 loss covers the model's tokens only.
 
@@ -44,8 +44,8 @@ import torch
 from tqdm.auto import tqdm
 
 from paretopo.tasks.base import Example, Task, data_dir
-from paretopo.training.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
-from paretopo.training.rollout import ToolProtocol
+from paretopo.agent.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
+from paretopo.agent.rollout import ToolProtocol
 
 __all__ = ["BEHAVIOUR_SHARES", "WarmStartConfig", "build_trace", "default_policy_path", "warm_start",
            "weights_sha256"]

@@ -1,6 +1,6 @@
 """Switchable rollout backends: who decodes the tool-using completions during training.
 
-A backend is a function with ``paretopo.training.rollout.generate_rollouts``' signature and contract
+A backend is a function with ``paretopo.agent.rollout.generate_rollouts``' signature and contract
 (B prompts x G samples -> B*G ``Rollout``s, grouped by prompt, with ``completion_ids``,
 ``loss_mask`` and ``logprobs`` aligned token by token). ``paretopo.training.trainer.make_rollout_func`` turns any
 registered backend into TRL's ``rollout_func`` (the only place a rollout meets TRL), so a second backend is added by registering one function and is
@@ -8,7 +8,7 @@ measured against the first with ``benchmarks/gpu_check.py``.
 
 Registered:
 
-* ``"tool_loop"``: ``paretopo.training.rollout.generate_rollouts``, the batched KV-cached loop that runs
+* ``"tool_loop"``: ``paretopo.agent.rollout.generate_rollouts``, the batched KV-cached loop that runs
   tools as soon as ``</tool_call>`` is sampled (the default, and the only one implemented).
 
 Not registered, and why: a vLLM backend (Unsloth's ``fast_inference=True``) cannot be carried to
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from paretopo.training.rollout import generate_rollouts
+from paretopo.agent.rollout import generate_rollouts
 
 __all__ = ["DEFAULT_ROLLOUT_BACKEND", "ROLLOUT_BACKENDS", "get_rollout_backend", "register_rollout_backend"]
 
