@@ -13,14 +13,14 @@ with app.setup:
     import polars as pl
     import torch
 
+    from paretopo.agent.models import build_tiny_policy, build_tiny_tokenizer, load_policy
+    from paretopo.agent.rollout import generate_rollouts, mask_segments
     from paretopo.core.config import ParetoPOConfig
     from paretopo.core.objectives import OptimalCallTracker, score_completions
     from paretopo.evaluation import plots
     from paretopo.evaluation.runlog import list_runs, run_paths
     from paretopo.tasks import Example, get_task
     from paretopo.tools.calculator import calculator
-    from paretopo.agent.models import build_tiny_policy, build_tiny_tokenizer, load_policy
-    from paretopo.agent.rollout import generate_rollouts, mask_segments
     from paretopo.training.train import tiny_policy_path
 
     def model_source_problem(path):

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from paretopo.tasks import get_task
 from paretopo.agent.models import load_policy
 from paretopo.agent.rollout import generate_rollouts
+from paretopo.tasks import get_task
 from paretopo.training.train import tiny_policy_path
 
 

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import torch
 
-from paretopo.tasks.arithmetic import ArithmeticTask
 from paretopo.agent.models import load_policy
 from paretopo.agent.rollout import generate_rollouts
+from paretopo.tasks.arithmetic import ArithmeticTask
 from paretopo.training.train import RunSettings, tiny_policy_path, train_run
 
 LEGACY_POLICY = Path(__file__).parent / "fixtures" / "tiny_policy_2026-11-30"

@@ -173,9 +173,9 @@ def phase_train(spec: dict[str, Any]) -> dict[str, Any]:
         _block_unsloth()
     import torch
 
+    from paretopo.agent.models import policy_backend
     from paretopo.evaluation.runlog import read_run
     from paretopo.tasks import get_task
-    from paretopo.agent.models import policy_backend
     from paretopo.training.train import RunSettings, train_run
 
     if torch.cuda.is_available():
@@ -285,8 +285,8 @@ def phase_generation(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from paretopo.tasks import get_task
     from paretopo.agent.rollout_backends import get_rollout_backend
+    from paretopo.tasks import get_task
 
     on_cuda = torch.cuda.is_available()
     device = "cuda" if on_cuda else "cpu"

@@ -14,8 +14,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from trainer_fixtures import ToyTask  # noqa: E402
 
-from paretopo.core.config import ParetoPOConfig  # noqa: E402
 from paretopo.agent.models import load_policy  # noqa: E402
+from paretopo.core.config import ParetoPOConfig  # noqa: E402
 from paretopo.training.trainer import (  # noqa: E402
     make_reward_functions,
     make_rollout_func,

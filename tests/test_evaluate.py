@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scripted import ScriptedPolicy
 
+from paretopo.agent.models import build_tiny_tokenizer
 from paretopo.core.objectives import OptimalCallTracker
 from paretopo.evaluation.evaluate import (
     compare_runs,
@@ -14,7 +15,6 @@ from paretopo.evaluation.evaluate import (
 from paretopo.evaluation.runlog import RunLog
 from paretopo.tasks import get_task
 from paretopo.tasks.base import Example
-from paretopo.agent.models import build_tiny_tokenizer
 
 CALL = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "393*56"}}\n</tool_call>'
 EXAMPLES = [

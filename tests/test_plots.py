@@ -8,13 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from paretopo.agent.models import build_tiny_tokenizer
+from paretopo.agent.rollout import mask_segments
 from paretopo.core.advantages import ADVANTAGES
 from paretopo.core.config import ParetoPOConfig
 from paretopo.core.pareto import pareto_ranks
 from paretopo.core.scalarize import HVScalarizer
 from paretopo.evaluation import plots
-from paretopo.agent.models import build_tiny_tokenizer
-from paretopo.agent.rollout import mask_segments
 
 WEIGHTS = (0.6, 0.4)
 # one group of five: two identical vectors, three fronts

@@ -5,7 +5,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from paretopo.tasks import get_task
 from paretopo.agent.models import load_policy
 from paretopo.agent.rollout import generate_rollouts
 from paretopo.agent.rollout_backends import (
@@ -13,6 +12,7 @@ from paretopo.agent.rollout_backends import (
     get_rollout_backend,
     register_rollout_backend,
 )
+from paretopo.tasks import get_task
 from paretopo.training.train import tiny_policy_path
 from paretopo.training.trainer import make_rollout_func, to_trl_rollout_output
 

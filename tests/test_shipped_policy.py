@@ -56,9 +56,9 @@ def test_shipped_policy_matches_its_warm_start_record():
 @pytest.mark.slow
 def test_shipped_policy_meets_its_tier_targets_when_re_measured():
     """What `paretopo eval data/tiny_policy --split test --by tier --samples 4` measures."""
+    from paretopo.agent.models import load_policy
     from paretopo.evaluation.evaluate import behaviour_table, evaluate_policy
     from paretopo.tasks import get_task
-    from paretopo.agent.models import load_policy
 
     torch.set_num_threads(1)
     model, tokenizer = load_policy(data_dir() / "tiny_policy", lora=False)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paretopo.tasks.arithmetic import ArithmeticTask
 from paretopo.agent.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
+from paretopo.tasks.arithmetic import ArithmeticTask
 
 
 class ToyTask(ArithmeticTask):

@@ -374,9 +374,9 @@ def _warm_start(out: Path, settings: StudySettings) -> pl.DataFrame:
             return cached
     import torch
 
+    from paretopo.agent.models import load_policy
     from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
-    from paretopo.agent.models import load_policy
     from paretopo.training.train import RunSettings
 
     torch.set_num_threads(1)

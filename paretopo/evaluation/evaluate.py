@@ -28,13 +28,13 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from paretopo.agent.rollout import generate_rollouts
 from paretopo.core.hypervolume import hypervolume
 from paretopo.core.objectives import OptimalCallTracker, score_completions, scored_objectives
 from paretopo.core.pareto import nondominated_mask
 from paretopo.core.settings import setting
 from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
-from paretopo.agent.rollout import generate_rollouts
 
 __all__ = ["EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
            "frontier_hypervolume", "objective_columns", "summarize"]
@@ -192,10 +192,10 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
     """
     from pathlib import Path
 
+    from paretopo.agent.models import load_adapter, load_policy
     from paretopo.evaluation.runlog import run_paths
     from paretopo.tasks import get_task
     from paretopo.tasks.base import read_jsonl_examples
-    from paretopo.agent.models import load_adapter, load_policy
 
     source = Path(settings.policy)
     if run_paths(source).final.is_dir():

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from paretopo import library_versions
-from paretopo.evaluation.runlog import atomic_write_json, read_run, run_paths
 from paretopo.agent.models import load_adapter
+from paretopo.evaluation.runlog import atomic_write_json, read_run, run_paths
 
 __all__ = ["ExportReport", "VerifyReport", "export_adapter", "verify_adapter"]
 

@@ -148,9 +148,9 @@ def train_run(
         method_overrides: ``ParetoPOConfig`` fields overriding the preset.
         resume: continue the run in ``settings.run_dir`` from its last checkpoint.
     """
+    from paretopo.agent.models import load_policy, policy_backend
     from paretopo.evaluation.evaluate import evaluate_policy
     from paretopo.tasks import get_task
-    from paretopo.agent.models import load_policy, policy_backend
 
     settings = settings or RunSettings()
     config = method if isinstance(method, ParetoPOConfig) else ParetoPOConfig.from_preset(method, **dict(method_overrides or {}))

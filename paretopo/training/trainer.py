@@ -49,6 +49,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from paretopo.agent.rollout import Rollout, ToolFunction, mask_segments
+from paretopo.agent.rollout_backends import DEFAULT_ROLLOUT_BACKEND, get_rollout_backend
 from paretopo.core.advantages import compute_advantages
 from paretopo.core.config import ParetoPOConfig
 from paretopo.core.objectives import (
@@ -64,8 +66,6 @@ from paretopo.evaluation.runlog import (
     atomic_write_json,
     objective_column,
 )
-from paretopo.agent.rollout import Rollout, ToolFunction, mask_segments
-from paretopo.agent.rollout_backends import DEFAULT_ROLLOUT_BACKEND, get_rollout_backend
 
 __all__ = ["STATE_FILE", "CheckpointEvalCallback", "QuietProgressCallback", "RunLogCallback", "grpo_config",
            "make_reward_functions", "make_rollout_func", "paretopo_trainer_class", "to_trl_rollout_output"]

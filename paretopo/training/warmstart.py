@@ -43,9 +43,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from paretopo.tasks.base import Example, Task, data_dir
 from paretopo.agent.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
 from paretopo.agent.rollout import ToolProtocol
+from paretopo.tasks.base import Example, Task, data_dir
 
 __all__ = ["BEHAVIOUR_SHARES", "WarmStartConfig", "build_trace", "default_policy_path", "warm_start",
            "weights_sha256"]
