@@ -84,7 +84,7 @@ MUTATIONS = (
              "if group_example is not None else", "if False else", "run_inspector", "gold answer"),
     Mutation("playground: no word on why wrong answers get positive raw pareto_rank advantages",
              "apps/pareto_playground.py",
-             "               mo.md(plots.PARETO_RANK_NOTE)])", "               ])", "pareto_playground",
+             "               mo.md(display.PARETO_RANK_NOTE)])", "               ])", "pareto_playground",
              "standardised within each group"),
     # defects whose check is a test of the chart's data rather than a page in the browser
     Mutation("frontier comparison: coincident checkpoints drawn on top of each other",
