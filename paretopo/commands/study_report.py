@@ -34,12 +34,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["STUDY_BEGIN", "STUDY_END", "study_markdown", "study_section_bounds", "write_markdown", "write_report"]
+__all__ = ["STUDY_BEGIN", "STUDY_END", "StudyRun", "study_markdown", "study_section_bounds", "write_markdown", "write_report"]
 
 STUDY_BEGIN, STUDY_END = "<!-- study:begin -->", "<!-- study:end -->"
 OURS = "paretopo"  # the configuration every other one is compared with
-
-
 
 
 @dataclass(frozen=True)
