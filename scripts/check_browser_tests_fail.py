@@ -49,7 +49,7 @@ MUTATIONS = (
              "_clicked = frontier_plot.apply_selection(points) if frontier_plot.selections else None",
              "_clicked = None", "frontier_compare", 'step {step}, validation (click a checkpoint'),
     Mutation("frontier comparison: tool output in the samples is not marked",
-             "paretopo/evaluation/plots.py",
+             "paretopo/evaluation/display.py",
              '(TOOL_OUTPUT_STYLE, "tool output: written by the environment"))',
              '(TOOL_OUTPUT_STYLE, "tool response"))', "frontier_compare", "tool output: written by the environment"),
     Mutation("frontier comparison: runs one folder below --runs-dir are not found",
@@ -111,7 +111,7 @@ MUTATIONS = (
              "width=260, height=220, columns=2)", "width=260, height=220, columns=4)", "pareto_playground",
              "chart ends at"),
     Mutation("playground: the rank and ParetoPO's advantage not the first columns",
-             "paretopo/evaluation/plots.py",
+             "paretopo/evaluation/display.py",
              "    leading = [c for c in first if c in frame.columns]\n",
              "    leading = []\n", "pareto_playground", "pareto_rank"),
 )
