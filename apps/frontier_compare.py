@@ -11,7 +11,7 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
-    from paretopo.evaluation import plots
+    from paretopo.evaluation import display, plots
     from paretopo.evaluation.evaluate import checkpoint_points, compare_runs
     from paretopo.evaluation.runlog import OBJECTIVE_PREFIX, list_runs, read_run
 
@@ -124,7 +124,7 @@ def _(dominance, split_picker, summary):
     def _short(run):
         return _names.get(run, Path(run).name)
 
-    _table = plots.rounded_for_display(summary.select(
+    _table = display.rounded_for_display(summary.select(
         "method", pl.col("frontier_hv").alias(f"frontier HV ({split_picker.value})"),
         pl.col("frontier_size").alias("cardinality"), pl.col("frontier_spread").alias("spread"),
         "checkpoints", "test_accuracy", "test_mean_tool_calls",
@@ -162,13 +162,13 @@ def _(chosen_point, chosen_rows, runs_root):
     _samples = [mo.vstack([mo.Html(f"<div><b>{html.escape(str(row['question']))}</b> (answer "
                                    f"{html.escape(str(row['answer']))}) · {'correct' if row['correct'] else 'wrong'} · "
                                    f"{row['tool_calls']} tool call(s)</div>"),
-                           mo.Html(plots.transcript_html([{"text": row["text"] or "", "tool_output": False}]))])
+                           mo.Html(display.transcript_html([{"text": row["text"] or "", "tool_output": False}]))])
                 for row in chosen_rows.head(8).iter_rows(named=True)]
     mo.vstack([
         mo.md(f"### Samples of {run_label(Path(chosen_point['run']), runs_root)}, step {chosen_point['step']}, "
               f"{chosen_point['split']} (click a checkpoint above to change)"),
-        mo.ui.table(plots.display_table(chosen_rows.select(_columns)), selection=None, show_column_summaries=False),
-        mo.Html(plots.transcript_legend_html()),
+        mo.ui.table(display.display_table(chosen_rows.select(_columns)), selection=None, show_column_summaries=False),
+        mo.Html(display.transcript_legend_html()),
         *(_samples or [mo.md("*No evaluated completions were logged for this checkpoint.*")]),
     ])
     return

@@ -17,7 +17,7 @@ with app.setup:
     from paretopo.agent.rollout import generate_rollouts, mask_segments
     from paretopo.core.config import ParetoPOConfig
     from paretopo.core.objectives import OptimalCallTracker, score_completions
-    from paretopo.evaluation import plots
+    from paretopo.evaluation import display, plots, replay
     from paretopo.evaluation.runlog import list_runs, run_paths
     from paretopo.tasks import Example, get_task
     from paretopo.tools.calculator import calculator
@@ -196,8 +196,8 @@ def _(example, rollouts, task):
     objectives = score_completions([example.id] * len(rollouts), correct, calls, tracker, METHOD,
                                    lengths=[len(r.completion_ids) for r in rollouts])
     nstar = tracker.lookup([example.id] * len(rollouts))
-    ranked = plots.ranked_group_frame(objectives, len(rollouts))
-    advantages = plots.estimator_advantages(objectives, len(rollouts), weights=METHOD.weights, beta=METHOD.beta)
+    ranked = replay.ranked_group_frame(objectives, len(rollouts))
+    advantages = replay.estimator_advantages(objectives, len(rollouts), weights=METHOD.weights, beta=METHOD.beta)
     return advantages, nstar, objectives, ranked
 
 
@@ -223,8 +223,8 @@ def _(advantages, nstar, ranked, rollouts):
                    plots.advantage_bars(advantages, facet=None, title="advantages by estimator", width=380,
                                         height=240)], justify="start"),
         _degenerate,
-        mo.ui.table(plots.display_table(rollout_table), selection=None, show_column_summaries=False),
-        mo.md(plots.PARETO_RANK_NOTE),
+        mo.ui.table(display.display_table(rollout_table), selection=None, show_column_summaries=False),
+        mo.md(display.PARETO_RANK_NOTE),
     ])
     return (rollout_table,)
 
@@ -237,7 +237,7 @@ def _(rollout_table, rollouts, tokenizer):
                 f"{'correct' if row['task'] else 'wrong'} · {rollout.num_tool_calls} tool call(s) · "
                 f"finish: {rollout.finish_reason}")
         segments = mask_segments(tokenizer, rollout.completion_ids, rollout.loss_mask)
-        return mo.vstack([mo.md(head), mo.Html(plots.transcript_html(segments))])
+        return mo.vstack([mo.md(head), mo.Html(display.transcript_html(segments))])
 
     mo.vstack([mo.md("### Transcripts"), *[_card(i, r) for i, r in enumerate(rollouts)]])
     return

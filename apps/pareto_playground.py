@@ -9,7 +9,7 @@ with app.setup:
     import polars as pl
 
     from paretopo.core.advantages import degenerate_groups
-    from paretopo.evaluation import plots
+    from paretopo.evaluation import display, plots, replay
 
     DEFAULT_WEIGHTS = {"task": 0.6, "tool_efficiency": 0.4}
 
@@ -43,7 +43,7 @@ def _():
 
 @app.cell
 def _(n_objectives):
-    objective_names = plots.objective_names(n_objectives.value)
+    objective_names = replay.objective_names(n_objectives.value)
     weights = mo.ui.array(
         [mo.ui.slider(0.0, 1.0, step=0.05, value=DEFAULT_WEIGHTS.get(name, 0.2), label=f"w · {name}",
                       show_value=True) for name in objective_names],
@@ -104,14 +104,14 @@ def _(group_size, n_groups, objective_names, source):
 
     _m, _g = len(objective_names), group_size.value
     if source["kind"] == "llm":  # rounded for reading: exp(-0.5 k) to 4 decimals
-        vectors = plots.llm_like_groups(n_groups.value, _g, _m, seed=source["seed"]).round(4)
+        vectors = replay.llm_like_groups(n_groups.value, _g, _m, seed=source["seed"]).round(4)
         group_count = n_groups.value
     elif source["kind"] == "uniform":
-        vectors, group_count = plots.random_groups(n_groups.value, _g, _m, seed=source["seed"]), n_groups.value
+        vectors, group_count = replay.random_groups(n_groups.value, _g, _m, seed=source["seed"]), n_groups.value
     elif source["kind"] == "equal_sums":
-        vectors, group_count = plots.equal_sum_group(_preset_weights(source["weights"]), _g), 1
+        vectors, group_count = replay.equal_sum_group(_preset_weights(source["weights"]), _g), 1
     else:
-        vectors, group_count = plots.same_sums_two_groups(_preset_weights(source["weights"]), _g), 2
+        vectors, group_count = replay.same_sums_two_groups(_preset_weights(source["weights"]), _g), 2
     _index = np.arange(len(vectors))
     group_editor = mo.ui.data_editor(
         pl.DataFrame({"group": _index // _g, "completion": _index % _g,
@@ -130,8 +130,8 @@ def _(beta, group_editor, objective_names, weights):
     mo.stop(not np.isfinite(rewards).all(), mo.callout(mo.md("Every objective value must be a number."), kind="warn"))
     mo.stop(not any(w > 0 for w in weights.value),
             mo.callout(mo.md("Set at least one weight above 0: the weighted estimators need a preference."), kind="warn"))
-    ranked = plots.ranked_group_frame(rewards, completions_per_group, objective_names)
-    advantages = plots.estimator_advantages(rewards, completions_per_group, weights=weights.value, beta=beta.value)
+    ranked = replay.ranked_group_frame(rewards, completions_per_group, objective_names)
+    advantages = replay.estimator_advantages(rewards, completions_per_group, weights=weights.value, beta=beta.value)
     return advantages, completions_per_group, ranked, rewards
 
 
@@ -170,9 +170,9 @@ def _(advantages, weighted_sums):
         on=["group", "completion"])
     mo.vstack([mo.md("**Pareto rank, ParetoPO's advantage, the objective vectors, weighted sum and every other "
                      "estimator's advantage**"),
-               mo.ui.table(plots.display_table(advantage_table), selection=None,
+               mo.ui.table(display.display_table(advantage_table), selection=None,
                            show_column_summaries=False, page_size=min(64, advantage_table.height)),
-               mo.md(plots.PARETO_RANK_NOTE)])
+               mo.md(display.PARETO_RANK_NOTE)])
     return (advantage_table,)
 
 
@@ -257,9 +257,9 @@ def _(dynamic, gamma, outcome_editor):
     _outcomes = pl.DataFrame(outcome_editor.value).select("task", "tool_efficiency").cast(pl.Float64).to_numpy()
     mo.stop(len(_outcomes) == 0 or not np.isfinite(_outcomes).all(),
             mo.callout(mo.md("Give at least one outcome vector of two numbers."), kind="warn"))
-    stage1 = plots.stage1_history(_outcomes, gamma=gamma.value, dynamic=dynamic.value)
+    stage1 = replay.stage1_history(_outcomes, gamma=gamma.value, dynamic=dynamic.value)
     mo.vstack([plots.stage1_chart(stage1),
-               mo.ui.table(plots.rounded_for_display(stage1, 4), selection=None,
+               mo.ui.table(display.rounded_for_display(stage1, 4), selection=None,
                            show_column_summaries=False, page_size=min(64, stage1.height))])
     return (stage1,)
 

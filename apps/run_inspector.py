@@ -14,7 +14,7 @@ with app.setup:
 
     from paretopo.core.advantages import compute_advantages
     from paretopo.core.config import ParetoPOConfig
-    from paretopo.evaluation import plots
+    from paretopo.evaluation import display, plots
     from paretopo.evaluation.runlog import (
         OBJECTIVE_PREFIX,
         is_run_folder,
@@ -236,8 +236,8 @@ def _(consistent, group_chart, group_header, group_rows, method, step_estimator,
                                f"(`{step_estimator}`)."), kind="success") if consistent else
               mo.callout(mo.md(f"Logged ranks or advantages differ from `paretopo.core.advantages` (`{step_estimator}`) "
                                "recomputed on the logged objective vectors."), kind="danger"))
-    _note = mo.md(plots.PARETO_RANK_NOTE) if step_estimator == "pareto_rank" else mo.md("")
-    _table = mo.ui.table(plots.display_table(group_rows.drop("step", "stage", "group", strict=False)),
+    _note = mo.md(display.PARETO_RANK_NOTE) if step_estimator == "pareto_rank" else mo.md("")
+    _table = mo.ui.table(display.display_table(group_rows.drop("step", "stage", "group", strict=False)),
                          selection=None, show_column_summaries=False)
     mo.vstack([group_header, mo.hstack([group_chart, _bars], justify="start", wrap=True), _check, _note, _table])
     return
@@ -264,11 +264,11 @@ def _(objective_columns, shown_completions):
         head = (f"**#{row['completion']}** · rank {row['rank']} · advantage {row['advantage']:+.3f} · "
                 f"{row['tool_calls']} tool call(s) · {'correct' if row['correct'] else 'wrong'} · "
                 + " · ".join(f"{c.removeprefix(OBJECTIVE_PREFIX)} {row[c]:.3f}" for c in objective_columns))
-        body = (mo.Html(plots.transcript_html(row["segments"])) if row["segments"] else
+        body = (mo.Html(display.transcript_html(row["segments"])) if row["segments"] else
                 mo.md("*text not kept: the run log stores the text of the first completions of each step only*"))
         return mo.vstack([mo.md(head), body])
 
-    _legend = mo.Html(plots.transcript_legend_html())
+    _legend = mo.Html(display.transcript_legend_html())
     mo.vstack([mo.md("### Completions"), _legend, *[_card(r) for r in shown_completions.iter_rows(named=True)]])
     return
 
@@ -277,9 +277,9 @@ def _(objective_columns, shown_completions):
 def _(run):
     mo.accordion({
         "run configuration (config.json)": mo.md(f"```json\n{json.dumps(run.config, indent=2)}\n```"),
-        "stage-1 archive (archive.parquet)": mo.ui.table(plots.display_table(run.archive, decimals=4), selection=None)
+        "stage-1 archive (archive.parquet)": mo.ui.table(display.display_table(run.archive, decimals=4), selection=None)
         if run.archive.height else mo.md("*empty*"),
-        "evaluations (eval.parquet)": mo.ui.table(plots.display_table(run.evals), selection=None)
+        "evaluations (eval.parquet)": mo.ui.table(display.display_table(run.evals), selection=None)
         if run.evals.height else mo.md("*none yet*"),
     })
     return

@@ -112,17 +112,16 @@ from paretopo.evaluation.evaluate import checkpoint_points, evaluate_policy
 from paretopo.evaluation.export import export_adapter
 from paretopo.agent.models import load_policy
 from paretopo.core.objectives import OptimalCallTracker, score_completions, tool_efficiency
+from paretopo.evaluation.display import PARETO_RANK_NOTE
 from paretopo.evaluation.plots import (
-    PARETO_RANK_NOTE,
     advantage_bars,
-    estimator_advantages,
     frontier_chart,
     metric_lines,
     objective_scatter,
-    ranked_group_frame,
     stage_switch_step,
     use_offline_renderer,
 )
+from paretopo.evaluation.replay import estimator_advantages, ranked_group_frame
 from paretopo.agent.rollout import generate_rollouts
 from paretopo.evaluation.runlog import read_run
 from paretopo.tasks import get_task

@@ -49,7 +49,7 @@ MUTATIONS = (
              "_clicked = frontier_plot.apply_selection(points) if frontier_plot.selections else None",
              "_clicked = None", "frontier_compare", 'step {step}, validation (click a checkpoint'),
     Mutation("frontier comparison: tool output in the samples is not marked",
-             "paretopo/evaluation/plots.py",
+             "paretopo/evaluation/display.py",
              '(TOOL_OUTPUT_STYLE, "tool output: written by the environment"))',
              '(TOOL_OUTPUT_STYLE, "tool response"))', "frontier_compare", "tool output: written by the environment"),
     Mutation("frontier comparison: runs one folder below --runs-dir are not found",
@@ -84,7 +84,7 @@ MUTATIONS = (
              "if group_example is not None else", "if False else", "run_inspector", "gold answer"),
     Mutation("playground: no word on why wrong answers get positive raw pareto_rank advantages",
              "apps/pareto_playground.py",
-             "               mo.md(plots.PARETO_RANK_NOTE)])", "               ])", "pareto_playground",
+             "               mo.md(display.PARETO_RANK_NOTE)])", "               ])", "pareto_playground",
              "standardised within each group"),
     # defects whose check is a test of the chart's data rather than a page in the browser
     Mutation("frontier comparison: coincident checkpoints drawn on top of each other",
@@ -111,7 +111,7 @@ MUTATIONS = (
              "width=260, height=220, columns=2)", "width=260, height=220, columns=4)", "pareto_playground",
              "chart ends at"),
     Mutation("playground: the rank and ParetoPO's advantage not the first columns",
-             "paretopo/evaluation/plots.py",
+             "paretopo/evaluation/display.py",
              "    leading = [c for c in first if c in frame.columns]\n",
              "    leading = []\n", "pareto_playground", "pareto_rank"),
 )

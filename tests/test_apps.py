@@ -367,23 +367,23 @@ def test_live_rollouts_lists_the_demos_policies(demo_runs):
 
 
 def test_playground_table_puts_rank_and_advantage_first_and_presets_read_short():
-    from paretopo.evaluation import plots
+    from paretopo.evaluation import display, replay
 
     _, defs = load_app("pareto_playground").run(defs={"source": {"kind": "same_sums", "weights": (0.6, 0.4)}})
-    shown = plots.display_table(defs["advantage_table"])
+    shown = display.display_table(defs["advantage_table"])
     assert shown.columns[:4] == ["group", "completion", "rank", "pareto_rank"]
     values = defs["rewards"]
     np.testing.assert_allclose(values, values.round(4), atol=1e-12)  # 0.8214285714 no more
     for weights in [(0.6, 0.4), (0.35, 0.65), (1.0, 0.05)]:
-        for group in (plots.equal_sum_group(weights, 8), plots.same_sums_two_groups(weights, 8)):
+        for group in (replay.equal_sum_group(weights, 8), replay.same_sums_two_groups(weights, 8)):
             np.testing.assert_allclose(group, group.round(4), atol=1e-12)
-        sums = plots.equal_sum_group(weights, 16) @ np.array(weights)
+        sums = replay.equal_sum_group(weights, 16) @ np.array(weights)
         np.testing.assert_allclose(sums, sums[0], atol=1e-12)
 
 
 def test_playground_meta_reward_axis_without_dynamic_weighting_is_centred():
-    from paretopo.evaluation import plots
+    from paretopo.evaluation import plots, replay
 
-    history = plots.stage1_history([[0.3, 0.6], [0.4, 0.5]], dynamic=False)
+    history = replay.stage1_history([[0.3, 0.6], [0.4, 0.5]], dynamic=False)
     spec = plots.metric_lines(history, ["meta_reward"], title="m").to_dict()
     assert spec["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0.5, 1.5]

@@ -1,5 +1,6 @@
-"""paretopo.evaluation.plots: the frames hold the package's numbers, and the chart specs carry the encodings
-and data the apps rely on (checked on ``chart.to_dict()``, no rendering)."""
+"""paretopo.evaluation.plots, replay and display: the replayed frames hold the package's numbers, the tables and
+transcripts show them, and the chart specs carry the encodings and data the apps rely on (checked on
+``chart.to_dict()``, no rendering)."""
 
 import json
 
@@ -14,7 +15,7 @@ from paretopo.core.advantages import ADVANTAGES
 from paretopo.core.config import ParetoPOConfig
 from paretopo.core.pareto import pareto_ranks
 from paretopo.core.scalarize import HVScalarizer
-from paretopo.evaluation import plots
+from paretopo.evaluation import display, plots, replay
 
 WEIGHTS = (0.6, 0.4)
 # one group of five: two identical vectors, three fronts
@@ -33,17 +34,17 @@ def _layers(spec: dict) -> list[dict]:
 
 def test_ranked_group_frame_numbers_groups_and_ranks_them():
     rewards = np.concatenate([GROUP, GROUP[::-1]])
-    frame = plots.ranked_group_frame(rewards, group_size=5)
+    frame = replay.ranked_group_frame(rewards, group_size=5)
     assert frame.columns == ["group", "completion", "task", "tool_efficiency", "rank"]
     assert frame["group"].to_list() == [0] * 5 + [1] * 5
     assert frame["completion"].to_list() == list(range(5)) * 2
     assert frame["rank"].to_list() == np.asarray(pareto_ranks(rewards.reshape(2, 5, 2))).reshape(-1).tolist()
     with pytest.raises(ValueError, match="multiple of group_size"):
-        plots.ranked_group_frame(GROUP, group_size=3)
+        replay.ranked_group_frame(GROUP, group_size=3)
 
 
 def test_estimator_advantages_match_each_estimator_with_its_preset_options():
-    advantages = plots.estimator_advantages(GROUP, 5, weights=WEIGHTS, beta=0.3)
+    advantages = replay.estimator_advantages(GROUP, 5, weights=WEIGHTS, beta=0.3)
     assert advantages["estimator"].unique(maintain_order=True).to_list() == list(ADVANTAGES)
     expected_options = {
         "torl_grpo": {"eps": 1e-4, "scale": "group"},
@@ -60,10 +61,10 @@ def test_estimator_advantages_match_each_estimator_with_its_preset_options():
 
 
 def test_equal_sum_group_is_one_front_that_scalar_estimators_cannot_rank():
-    vectors = plots.equal_sum_group(WEIGHTS, group_size=6)
+    vectors = replay.equal_sum_group(WEIGHTS, group_size=6)
     np.testing.assert_allclose(vectors @ np.array(WEIGHTS), 0.5)
     assert len(np.unique(vectors, axis=0)) == 6 and ((vectors >= 0) & (vectors <= 1)).all()
-    advantages = plots.estimator_advantages(vectors, 6, weights=WEIGHTS).pivot(
+    advantages = replay.estimator_advantages(vectors, 6, weights=WEIGHTS).pivot(
         on="estimator", index="completion", values="advantage")
     assert (np.asarray(pareto_ranks(vectors)) == 1).all()
     assert np.abs(advantages["fixed_weight"].to_numpy()).max() < 1e-6
@@ -74,32 +75,32 @@ def test_equal_sum_group_is_one_front_that_scalar_estimators_cannot_rank():
 
 
 def test_same_sums_two_groups_share_scalar_advantages_but_not_pareto_ones():
-    vectors = plots.same_sums_two_groups(WEIGHTS, group_size=4)
+    vectors = replay.same_sums_two_groups(WEIGHTS, group_size=4)
     sums = vectors @ np.array(WEIGHTS)
     np.testing.assert_allclose(sums[:4], sums[4:])
     assert not np.allclose(vectors[:4], vectors[4:])
-    advantages = plots.estimator_advantages(vectors, 4, weights=WEIGHTS)
+    advantages = replay.estimator_advantages(vectors, 4, weights=WEIGHTS)
     by_group = {g: f.sort("completion") for (g,), f in advantages.group_by("group")}
     for name in ("fixed_weight", "hv_scalarized"):
         first, second = (by_group[g].filter(pl.col("estimator") == name)["advantage"].to_numpy() for g in (0, 1))
         np.testing.assert_allclose(first, second, atol=1e-9)
-    ranks = plots.ranked_group_frame(vectors, 4)
+    ranks = replay.ranked_group_frame(vectors, 4)
     assert ranks.filter(pl.col("group") == 0)["rank"].to_list() == [1, 2, 3, 4]
     assert ranks.filter(pl.col("group") == 1)["rank"].max() < 4
 
 
 def test_example_groups_have_the_requested_shapes_and_llm_like_values():
-    assert plots.random_groups(2, 5, 3, seed=1).shape == (10, 3)
-    vectors = plots.llm_like_groups(3, 8, 3, seed=2)
+    assert replay.random_groups(2, 5, 3, seed=1).shape == (10, 3)
+    vectors = replay.llm_like_groups(3, 8, 3, seed=2)
     assert vectors.shape == (24, 3)
     assert set(np.unique(vectors[:, 0])) <= {0.0, 1.0}
     assert set(np.round(np.unique(vectors[:, 1]), 6)) <= {round(float(np.exp(-0.5 * k)), 6) for k in range(4)}
-    assert plots.objective_names(4) == ("task", "tool_efficiency", "objective_3", "objective_4")
+    assert replay.objective_names(4) == ("task", "tool_efficiency", "objective_3", "objective_4")
 
 
 def test_stage1_history_replays_the_scalarizer():
     outcomes = [(0.3, 0.6), (0.42, 0.55), (0.42, 0.55), (0.55, 0.62)]
-    history = plots.stage1_history(outcomes, gamma=0.8)
+    history = replay.stage1_history(outcomes, gamma=0.8)
     scalarizer = HVScalarizer(gamma=0.8)
     updates = [scalarizer.update(o, step=i) for i, o in enumerate(outcomes, start=1)]
     np.testing.assert_allclose(history["hv_gain"].to_numpy(), [u.hv_gain for u in updates])
@@ -117,23 +118,23 @@ def test_mask_segments_and_transcript_html_mark_tool_spans():
                              [1] * len(model_part) + [0] * len(tool_part) + [1] * len(answer))
     assert [s["tool_output"] for s in segments] == [False, True, False]
     assert segments[1]["text"] == "<tool_response>\n42\n</tool_response>"
-    page = plots.transcript_html(json.dumps(segments))
-    assert page.count(plots.TOOL_OUTPUT_STYLE) == 1 and page.count(plots.TOOL_CALL_STYLE) == 1
+    page = display.transcript_html(json.dumps(segments))
+    assert page.count(display.TOOL_OUTPUT_STYLE) == 1 and page.count(display.TOOL_CALL_STYLE) == 1
     assert "&lt;b&gt;" in page and "<b>" not in page  # model text is escaped
     # unmasked text (evaluation rows): tool responses are found by their tags
-    unmasked = plots.transcript_html([{"text": "".join(s["text"] for s in segments), "tool_output": False}])
-    assert unmasked.count(plots.TOOL_OUTPUT_STYLE) == 1 and unmasked.count(plots.TOOL_CALL_STYLE) == 1
-    assert "\u2401" in plots.transcript_html([{"text": "\x01", "tool_output": False}])  # control picture
+    unmasked = display.transcript_html([{"text": "".join(s["text"] for s in segments), "tool_output": False}])
+    assert unmasked.count(display.TOOL_OUTPUT_STYLE) == 1 and unmasked.count(display.TOOL_CALL_STYLE) == 1
+    assert "\u2401" in display.transcript_html([{"text": "\x01", "tool_output": False}])  # control picture
 
 
 def test_rounded_for_display_rounds_floats_and_drops_negative_zero():
-    frame = plots.rounded_for_display(pl.DataFrame({"x": [-1e-13, 0.12345, -0.6666], "n": [1, 2, 3]}))
+    frame = display.rounded_for_display(pl.DataFrame({"x": [-1e-13, 0.12345, -0.6666], "n": [1, 2, 3]}))
     assert frame["x"].to_list() == [0.0, 0.123, -0.667] and frame["n"].to_list() == [1, 2, 3]
     assert str(frame["x"][0]) == "0.0"  # not "-0.0"
 
 
 def test_objective_scatter_merges_identical_vectors_and_draws_fronts():
-    frame = plots.ranked_group_frame(GROUP, 5)
+    frame = replay.ranked_group_frame(GROUP, 5)
     spec = plots.objective_scatter(frame, x="task", y="tool_efficiency").to_dict()
     fronts, dots, labels = _layers(spec)
     assert fronts["mark"]["type"] == "line" and fronts["mark"]["interpolate"] == "step-before"
@@ -150,18 +151,18 @@ def test_objective_scatter_merges_identical_vectors_and_draws_fronts():
 
 
 def test_objective_scatter_and_advantage_bars_facet_by_group():
-    vectors = plots.same_sums_two_groups(WEIGHTS, 4)
-    scatter = plots.objective_scatter(plots.ranked_group_frame(vectors, 4), x="task", y="tool_efficiency",
+    vectors = replay.same_sums_two_groups(WEIGHTS, 4)
+    scatter = plots.objective_scatter(replay.ranked_group_frame(vectors, 4), x="task", y="tool_efficiency",
                                       facet="group").to_dict()
     assert scatter["facet"]["field"] == "group" and scatter["columns"] == 2  # panels wrap, two to a row
-    bars = plots.advantage_bars(plots.estimator_advantages(vectors, 4, weights=WEIGHTS)).to_dict()
+    bars = plots.advantage_bars(replay.estimator_advantages(vectors, 4, weights=WEIGHTS)).to_dict()
     assert bars["facet"]["field"] == "group"
     bar_layer = bars["spec"]["layer"][0]
     assert bar_layer["mark"]["type"] == "bar"
     assert bar_layer["encoding"]["xOffset"]["field"] == "estimator"
     assert bar_layer["encoding"]["color"]["sort"] == list(ADVANTAGES)
     assert len(_dataset(bars)) == 8 * len(ADVANTAGES)
-    single = plots.advantage_bars(plots.estimator_advantages(GROUP, 5, weights=WEIGHTS), facet="group").to_dict()
+    single = plots.advantage_bars(replay.estimator_advantages(GROUP, 5, weights=WEIGHTS), facet="group").to_dict()
     assert "facet" not in single  # one group: no panels
 
 
@@ -181,7 +182,7 @@ def test_metric_lines_draw_present_columns_and_the_stage_switch():
 
 
 def test_stage1_chart_has_outcomes_gains_and_meta_reward_panels():
-    history = plots.stage1_history([(0.3, 0.6), (0.5, 0.4), (0.45, 0.75)])
+    history = replay.stage1_history([(0.3, 0.6), (0.5, 0.4), (0.45, 0.75)])
     spec = plots.stage1_chart(history).to_dict()
     assert [panel["title"] for panel in spec["hconcat"]] == [
         "outcomes; shaded: the archive's HV", "HV gain and its EMA (Eq. 5)", "meta reward for the next step (Eq. 6)"]
@@ -231,8 +232,8 @@ def test_frontier_chart_spreads_coincident_checkpoints_so_each_can_be_clicked():
 
 
 def test_charts_build_for_more_than_two_objectives():
-    vectors = plots.llm_like_groups(2, 4, 4, seed=0)
-    config = ParetoPOConfig(objectives=plots.objective_names(4), weights=(0.4, 0.3, 0.2, 0.1))
-    advantages = plots.estimator_advantages(vectors, 4, weights=config.weights)
+    vectors = replay.llm_like_groups(2, 4, 4, seed=0)
+    config = ParetoPOConfig(objectives=replay.objective_names(4), weights=(0.4, 0.3, 0.2, 0.1))
+    advantages = replay.estimator_advantages(vectors, 4, weights=config.weights)
     assert advantages.height == 8 * len(ADVANTAGES)
-    plots.objective_scatter(plots.ranked_group_frame(vectors, 4), x="task", y="objective_4", facet="group").to_dict()
+    plots.objective_scatter(replay.ranked_group_frame(vectors, 4), x="task", y="objective_4", facet="group").to_dict()

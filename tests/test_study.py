@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from paretopo.commands import study
+from paretopo.commands import study, study_report
 from paretopo.commands.cli import main
 from paretopo.evaluation.runlog import RunLog
 
@@ -17,7 +17,7 @@ REQUIRED_EVAL_COLUMNS = {"method", "seed", "split", "step", "accuracy", "mean_to
 
 def test_quick_study_writes_the_results_folder_and_continues_instead_of_retraining(tmp_path, capsys):
     docs = tmp_path / "results.md"
-    docs.write_text(f"# Results\n\nkept above\n\n{study.STUDY_BEGIN}\nold tables\n{study.STUDY_END}\n\nkept below\n")
+    docs.write_text(f"# Results\n\nkept above\n\n{study_report.STUDY_BEGIN}\nold tables\n{study_report.STUDY_END}\n\nkept below\n")
     out = tmp_path / "study"
     started = time.perf_counter()
     assert main(["study", "--quick", "--out", str(out), "--docs", str(docs)]) == 0
@@ -102,7 +102,7 @@ def test_paired_tests_count_questions_won_and_lost_per_seed(tmp_path):
     ours = [True] * 4 + [False] * 2 + [True] * 4  # lost 2, won 4, on the same questions
     rows = [_fake_run(tmp_path, "torl_grpo", seed, reference, [1] * 10, 0.9) for seed in (0, 1)]
     rows += [_fake_run(tmp_path, "paretopo", seed, ours, [0] * 10, 0.8) for seed in (0, 1)]
-    tests = study._paired_tests(pl.DataFrame(rows), "torl_grpo", ["paretopo"])["paretopo"]
+    tests = study_report._paired_tests(pl.DataFrame(rows), "torl_grpo", ["paretopo"])["paretopo"]
     assert (tests["pairs"], tests["wins"], tests["losses"]) == (20, 8, 4)
     from scipy.stats import binomtest
 
@@ -116,7 +116,7 @@ def test_strongest_baseline_is_chosen_on_validation_not_test():
         "val_accuracy": [0.90, 0.95, 0.99], "val_mean_tool_calls": [1.0, 0.5, 0.3],
         "test_accuracy": [0.99, 0.80, 0.5], "test_mean_tool_calls": [1.0, 0.5, 0.3], "frontier_hv": [0.5] * 3,
     })
-    assert study._strongest_baseline(runs) == "otc_grpo"  # ParetoPO is not a baseline; test accuracy is not used
+    assert study_report._strongest_baseline(runs) == "otc_grpo"  # ParetoPO is not a baseline; test accuracy is not used
 
 
 def test_claims_say_plainly_when_paretopo_does_not_dominate():
@@ -125,8 +125,8 @@ def test_claims_say_plainly_when_paretopo_does_not_dominate():
         "val_accuracy": [0.9, 0.8], "val_mean_tool_calls": [1.0, 0.3],
         "test_accuracy": [0.95, 0.83], "test_mean_tool_calls": [1.0, 0.33], "frontier_hv": [0.80, 0.85],
     })
-    lines = study._claims(runs, "torl_grpo")
+    lines = study_report._claims(runs, "torl_grpo")
     assert lines[0].startswith("- **Does not hold:**") and "`torl_grpo` 0.950 / 1.00" in lines[0]
     assert lines[1].startswith("- **Holds:** largest checkpoint-frontier hypervolume")
     dominant = runs.with_columns(pl.Series("test_accuracy", [0.95, 0.96]))
-    assert study._claims(dominant, "torl_grpo")[0].startswith("- **Holds:**")
+    assert study_report._claims(dominant, "torl_grpo")[0].startswith("- **Holds:**")

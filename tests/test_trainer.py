@@ -158,14 +158,30 @@ def test_config_records_which_sandbox_level_the_python_tool_had(policy, tmp_path
     assert read_run(tmp_path / "run").config["tool_isolation"] == {"python": "rlimits-only"}
 
 
-def test_run_log_knows_the_checkpoint_state_file():
-    from paretopo.evaluation.runlog import CHECKPOINT_STATE_FILE
+def test_resume_finds_the_checkpoints_the_trainer_completed(policy, tmp_path):
+    """The trainer writes its state file under the name the run log looks for: a checkpoint without it
+    counts as cut short, and resume falls back to the one before."""
+    from paretopo.evaluation.runlog import CHECKPOINT_STATE_FILE, last_complete_checkpoint
 
-    assert CHECKPOINT_STATE_FILE == STATE_FILE  # how resume tells a complete checkpoint
+    run_dir = tmp_path / "run"
+    train_run("torl_grpo", fast_settings(run_dir, policy, checkpoint_eval=False))  # 2 steps, a checkpoint each
+    assert last_complete_checkpoint(run_dir, "torl_grpo").name == "checkpoint-2"
+    (run_dir / "checkpoints" / "checkpoint-2" / CHECKPOINT_STATE_FILE).unlink()
+    assert last_complete_checkpoint(run_dir, "torl_grpo").name == "checkpoint-1"
 
 
-def test_toy_task_is_what_the_fixtures_say():
-    assert ToyTask().is_correct("a 7 b", None) and not ToyTask().is_correct("abc", None)
+def test_the_task_objective_is_the_tasks_own_checker_on_the_completion_text(policy, tmp_path):
+    """Every logged completion's correctness and task objective are the task's is_correct on its text
+    (ToyTask: "holds a digit"), and a random policy's groups mix right and wrong, so advantages flow."""
+    train_run("torl_grpo", fast_settings(tmp_path / "run", policy, checkpoint_eval=False, max_steps=1, save_steps=1))
+    run = read_run(tmp_path / "run")
+    logged = run.samples.with_columns((pl.col("row") % 4).alias("completion")).join(
+        run.groups, on=["step", "group", "completion"])
+    assert logged.height == 8  # 2 prompts x 4 completions, every text kept
+    judged = [ToyTask().is_correct(text, None) for text in logged["text"]]
+    assert logged["correct"].to_list() == judged
+    assert logged["obj_task"].to_list() == [float(c) for c in judged]
+    assert 0 < sum(judged) < len(judged) and (run.groups["advantage"] != 0).any()
 
 
 def test_parallel_runs_match_their_settings_and_return_in_job_order(policy, tmp_path):

@@ -151,7 +151,7 @@ def build_tiny_policy(
     Example:
         >>> model = build_tiny_policy(build_tiny_tokenizer())
         >>> sum(p.numel() for p in model.parameters())
-        140288
+        140928
     """
     config = Qwen2Config(
         vocab_size=len(tokenizer),

@@ -268,11 +268,18 @@ def generate_rollouts(
     Returns:
         B * G rollouts, grouped by prompt: entries `[b*G:(b+1)*G]` belong to `prompts[b]`.
 
-    Example:
-        >>> rollouts = generate_rollouts(model, tokenizer, [[{"role": "user", "content": "17*23?"}]],
-        ...                              tools={"calculator": calculator}, num_samples=4, seed=0)
-        >>> [r.num_tool_calls for r in rollouts], rollouts[0].finish_reason  # e.g.
-        ([1, 1, 0, 1], 'answer')
+    Example (the shipped tiny policy, greedy: it answers an easy sum itself and calls the
+    calculator for a product):
+        >>> from paretopo.agent.models import load_policy
+        >>> from paretopo.tasks.base import data_dir
+        >>> from paretopo.tools.calculator import calculator
+        >>> model, tokenizer = load_policy(str(data_dir() / "tiny_policy"), lora=False)
+        >>> chats = [[{"role": "system", "content": ""}, {"role": "user", "content": f"What is {q}?"}]
+        ...          for q in ("72+3", "123*45")]
+        >>> rollouts = generate_rollouts(model, tokenizer, chats, tools={"calculator": calculator},
+        ...                              greedy=True, tools_in_prompt=False)
+        >>> [(r.final_answer, r.num_tool_calls, r.finish_reason) for r in rollouts]
+        [('\\\\boxed{75}', 0, 'answer'), ('\\\\boxed{5535}', 1, 'answer')]
     """
     if num_samples < 1 or max_new_tokens < 1 or max_tool_calls < 0 or max_tool_output_tokens < 1:
         raise ValueError(

@@ -429,7 +429,7 @@ def _settings_from_args(settings_class: type, args: argparse.Namespace) -> Any:
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """One option per ParetoPOConfig field (default: the preset's value), in their own help group."""
-    from paretopo.core.config import _CHOICES, ParetoPOConfig
+    from paretopo.core.config import OPTION_CHOICES, ParetoPOConfig
 
     group = parser.add_argument_group("method options (ParetoPOConfig; default: the --method preset's value, "
                                       "shown for paretopo)")
@@ -446,7 +446,7 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
             # SUPPRESS: an option not given leaves no attribute, so `--stage1-steps none` (None) is seen
             group.add_argument(_option_name(item.name), dest=dest, type=_value_parser(hints[item.name]),
                                default=argparse.SUPPRESS,
-                               choices=_CHOICES.get(item.name), metavar=None if item.name in _CHOICES else
+                               choices=OPTION_CHOICES.get(item.name), metavar=None if item.name in OPTION_CHOICES else
                                item.name.upper(), help=text)
 
 

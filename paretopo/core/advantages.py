@@ -3,9 +3,9 @@
 Rows ``[g*G:(g+1)*G]`` are one prompt's G completions (TRL's layout after gathering); column
 ``k`` is objective ``k``, maximised, ordered ``(task, tool_efficiency, ...)``. Every estimator
 is a pure function of tensors (numpy in -> numpy out), vectorised over all groups, registered
-in :data:`ADVANTAGES` under its method name, together with the ``ParetoPOConfig`` fields it
-reads (:data:`ESTIMATORS`), so adding an estimator is one function and one :func:`register`
-decorator in this file:
+in :data:`ESTIMATORS` under its method name together with the ``ParetoPOConfig`` fields it
+reads, and looked up by :func:`get_estimator`, so adding an estimator is one function and one
+:func:`register` decorator (in this file or any module imported before the config is built):
 
 =================  =====================================================================
 ``torl_grpo``      group z-score of the task objective only (ToRL / Search-R1 GRPO)
@@ -27,35 +27,56 @@ degenerate: every estimator gives it zero advantage, and :func:`compute_advantag
 the fraction of such groups. Groups are never dropped because a *scalar* has zero variance
 (equal weighted sums with different vectors are exactly where Pareto ranking still ranks).
 
+The options an estimator interprets (``scale``, ``normalization``, ``center``) accept the values
+of :data:`ZScoreScale`, :data:`Stage1Normalization` and :data:`Stage2Center`; the config's fields
+and the command line take their choices from these types.
+
 Example (a new estimator; ``reads`` maps its keywords to config fields, ``inputs`` names what
 the trainer supplies at run time: ``meta_reward`` (stage 1's factor) and/or ``ranks``):
 
-    @register("task_sign", reads={"eps": "advantage_eps"})
-    def task_sign(rewards, group_size, *, eps=DEFAULT_EPS): ...
+    >>> import numpy as np
+    >>> @register("sign_of_task", reads={"eps": "advantage_eps"})
+    ... def sign_of_task(rewards, group_size, *, eps=DEFAULT_EPS):
+    ...     task = np.asarray(rewards, dtype=float)[:, 0].reshape(-1, group_size)
+    ...     return np.sign(task - task.mean(axis=1, keepdims=True)).reshape(-1)
+    >>> get_estimator("sign_of_task").reads
+    {'eps': 'advantage_eps'}
+    >>> get_estimator("sign_of_task")([[1.0, 0.5], [0.0, 1.0]], 2).tolist()
+    [1.0, -1.0]
+    >>> del ESTIMATORS["sign_of_task"]  # (only so that this example leaves the registry as it was)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
 from paretopo.core._arrays import like_input, require_finite, to_tensor
 from paretopo.core.pareto import pareto_ranks
 
-__all__ = ["ADVANTAGES", "ESTIMATORS", "RUNTIME_INPUTS", "AdvantageResult", "EstimatorSpec", "compute_advantages",
-           "degenerate_groups", "estimator_options", "get_estimator", "register"]
+__all__ = ["ADVANTAGES", "ESTIMATORS", "RUNTIME_INPUTS", "AdvantageResult", "EstimatorSpec", "Stage1Normalization",
+           "Stage2Center", "ZScoreScale", "compute_advantages", "degenerate_groups", "estimator_options",
+           "get_estimator", "register"]
 
 Estimator = Callable[..., Any]
 RUNTIME_INPUTS = ("meta_reward", "ranks")
 """What an estimator may ask for besides config fields: stage 1's meta reward, the batch's ranks."""
 
 
+ZScoreScale = Literal["group", "batch", "none"]
+"""Std scaling of a group z-score (:func:`group_zscore`; ``ParetoPOConfig.scale_rewards``)."""
+Stage1Normalization = Literal["group_std", "mean_only"]
+"""Normalisation of stage 1's advantages (:func:`hv_scalarized`; ``ParetoPOConfig.stage1_adv_norm``)."""
+Stage2Center = Literal["none", "group_mean", "group_zscore"]
+"""Centring of Eq. 9's advantages (:func:`pareto_rank`; ``ParetoPOConfig.stage2_center``)."""
+
+
 @dataclass(frozen=True)
 class EstimatorSpec:
-    """A registered estimator and what it reads.
+    """A registered estimator and what it reads; calling it calls the estimator.
 
     ``reads`` maps the estimator's keyword options to ``ParetoPOConfig`` field names;
     ``inputs`` are run-time values from :data:`RUNTIME_INPUTS`.
@@ -66,9 +87,13 @@ class EstimatorSpec:
     reads: Mapping[str, str] = field(default_factory=dict)
     inputs: frozenset[str] = frozenset()
 
+    def __call__(self, rewards: Any, group_size: int, **options: Any) -> Any:
+        return self.function(rewards, group_size, **options)
+
 
 ESTIMATORS: dict[str, EstimatorSpec] = {}
-ADVANTAGES: dict[str, Estimator] = {}  # name -> function, the same registry as ESTIMATORS
+"""The registry: name -> :class:`EstimatorSpec`, in registration order (the order of every table and axis)."""
+ADVANTAGES = ESTIMATORS  # the same dict under the name older code uses: ADVANTAGES[name](rewards, G, **options)
 DEFAULT_EPS = 1e-4
 # Within-rank ties: weighted sums closer than this count as equal (r_hat = 0.5), so that
 # vectors with equal w.r up to float rounding are not split into 0 and 1.
@@ -90,10 +115,9 @@ def register(name: str, *, reads: Mapping[str, str] | None = None,
                          f"known: {list(RUNTIME_INPUTS)}")
 
     def decorator(function: Estimator) -> Estimator:
-        if name in ADVANTAGES:
+        if name in ESTIMATORS:
             raise RuntimeError(f"advantage estimator {name!r} is registered twice")
         ESTIMATORS[name] = EstimatorSpec(name, function, dict(reads or {}), needed)
-        ADVANTAGES[name] = function
         return function
 
     return decorator
@@ -102,21 +126,26 @@ def register(name: str, *, reads: Mapping[str, str] | None = None,
 def estimator_options(name: str, config: Any, *, meta_reward: float = 1.0) -> dict[str, Any]:
     """Keyword options of estimator ``name``: the config fields it declared, plus ``meta_reward``
     if it asked for it (``ranks`` are added by :func:`compute_advantages`)."""
-    spec = ESTIMATORS.get(name)
-    if spec is None:
-        raise ValueError(f"unknown advantage estimator {name!r}; choose one of {sorted(ADVANTAGES)}")
+    spec = get_estimator(name)
     options = {keyword: getattr(config, field_name) for keyword, field_name in spec.reads.items()}
     if "meta_reward" in spec.inputs:
         options["meta_reward"] = meta_reward
     return options
 
 
-def get_estimator(name: str) -> Estimator:
-    """The estimator registered under ``name``; unknown names fail with the known ones."""
+def get_estimator(name: str) -> EstimatorSpec:
+    """The estimator registered under ``name`` (call it, or read what it ``reads``); unknown names
+    fail with the known ones."""
     try:
-        return ADVANTAGES[name]
+        return ESTIMATORS[name]
     except KeyError:
-        raise ValueError(f"unknown advantage estimator {name!r}; choose one of {sorted(ADVANTAGES)}") from None
+        raise ValueError(f"unknown advantage estimator {name!r}; choose one of {sorted(ESTIMATORS)}") from None
+
+
+def _check_choice(option: str, value: Any, choices: Any) -> None:
+    """Fail on a value outside a ``Literal`` type's choices, naming them."""
+    if value not in get_args(choices):
+        raise ValueError(f"{option} must be one of {list(get_args(choices))}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,12 +193,13 @@ def _group_std(values: torch.Tensor) -> torch.Tensor:
     return values.std(dim=-1, keepdim=True, unbiased=True)
 
 
-def group_zscore(values: torch.Tensor, *, eps: float = DEFAULT_EPS, scale: str = "group") -> torch.Tensor:
+def group_zscore(values: torch.Tensor, *, eps: float = DEFAULT_EPS, scale: ZScoreScale = "group") -> torch.Tensor:
     """``(v - group mean) / (std + eps)`` for ``values [B, G]``.
 
     ``scale``: ``"group"`` (group std, GRPO), ``"batch"`` (std over all rows), ``"none"``
     (centring only, Dr.GRPO / TRL ``scale_rewards="none"``).
     """
+    _check_choice("scale", scale, ZScoreScale)
     centred = values - values.mean(dim=-1, keepdim=True)
     if scale == "group":
         return centred / (_group_std(values) + eps)
@@ -177,9 +207,7 @@ def group_zscore(values: torch.Tensor, *, eps: float = DEFAULT_EPS, scale: str =
         flat = values.reshape(-1)
         std = flat.std(unbiased=True) if flat.numel() > 1 else flat.new_zeros(())
         return centred / (std + eps)
-    if scale == "none":
-        return centred
-    raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
+    return centred  # "none"
 
 
 def degenerate_groups(rewards: Any, group_size: int) -> Any:
@@ -267,7 +295,7 @@ def gdpo(rewards: Any, group_size: int, *, weights: Sequence[float] | None = Non
 
 @register("hv_scalarized", reads={**_EPS, "weights": "weights", "normalization": "stage1_adv_norm"}, inputs=("meta_reward",))
 def hv_scalarized(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None,
-                  meta_reward: float = 1.0, normalization: Literal["group_std", "mean_only"] = "group_std",
+                  meta_reward: float = 1.0, normalization: Stage1Normalization = "group_std",
                   eps: float = DEFAULT_EPS) -> Any:
     """ParetoPO stage 1: ``r_pareto * (w . r)``, centred per group.
 
@@ -276,20 +304,16 @@ def hv_scalarized(rewards: Any, group_size: int, *, weights: Sequence[float] | N
     """
     if not meta_reward > 0:
         raise ValueError(f"meta_reward must be > 0, got {meta_reward}")
+    _check_choice("normalization", normalization, Stage1Normalization)
     grouped, was_numpy = _grouped(rewards, group_size)
     shaped = meta_reward * (grouped @ _weights(weights, grouped.shape[-1], grouped))
-    if normalization == "group_std":
-        advantages = group_zscore(shaped, eps=eps, scale="group")
-    elif normalization == "mean_only":
-        advantages = group_zscore(shaped, eps=eps, scale="none")
-    else:
-        raise ValueError(f"normalization must be 'group_std' or 'mean_only', got {normalization!r}")
+    advantages = group_zscore(shaped, eps=eps, scale="group" if normalization == "group_std" else "none")
     return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
 
 
 @register("pareto_rank", reads={**_EPS, "weights": "weights", "beta": "beta", "center": "stage2_center"}, inputs=("ranks",))
 def pareto_rank(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None, beta: float = 0.5,
-                center: Literal["none", "group_mean", "group_zscore"] = "none", eps: float = DEFAULT_EPS,
+                center: Stage2Center = "none", eps: float = DEFAULT_EPS,
                 ranks: Any = None) -> Any:
     """ParetoPO stage 2 (Eqs. 7-9): Pareto rank within the group, refined by ``w . r``.
 
@@ -300,6 +324,7 @@ def pareto_rank(rewards: Any, group_size: int, *, weights: Sequence[float] | Non
     """
     if not 0.0 < beta <= 1.0:
         raise ValueError(f"beta must be in (0, 1] so worse ranks never outscore better ones, got {beta}")
+    _check_choice("center", center, Stage2Center)
     grouped, was_numpy = _grouped(rewards, group_size)
     n_groups = grouped.shape[0]
     if ranks is None:
@@ -327,8 +352,6 @@ def pareto_rank(rewards: Any, group_size: int, *, weights: Sequence[float] | Non
         advantages = advantages - advantages.mean(dim=-1, keepdim=True)
     elif center == "group_zscore":
         advantages = group_zscore(advantages, eps=eps)
-    elif center != "none":
-        raise ValueError(f"center must be 'none', 'group_mean' or 'group_zscore', got {center!r}")
     return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
 
 
@@ -357,7 +380,7 @@ def compute_advantages(name: str, rewards: Any, group_size: int, **options: Any)
     estimator = get_estimator(name)
     grouped, was_numpy = _grouped(rewards, group_size)
     rank = pareto_ranks(grouped)  # [B, G]
-    if "ranks" in ESTIMATORS[name].inputs:
+    if "ranks" in estimator.inputs:
         options = {**options, "ranks": rank}
     advantages = estimator(rewards, group_size, **options)
     degenerate = _degenerate(grouped)

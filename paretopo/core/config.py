@@ -20,29 +20,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
-from paretopo.core.advantages import ADVANTAGES, ESTIMATORS
+from paretopo.core.advantages import ESTIMATORS, Stage1Normalization, Stage2Center, ZScoreScale
 from paretopo.core.advantages import estimator_options as _estimator_options
+from paretopo.core.objectives import ToolEfficiencyForm, UnknownNstar
+from paretopo.core.scalarize import InitialMetaReward, Reference
 
-__all__ = ["PRESETS", "ParetoPOConfig"]
+__all__ = ["OPTION_CHOICES", "PRESETS", "ParetoPOConfig"]
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "tool_efficiency_form": ("exp", "otc"),
-    "unknown_nstar": ("one", "zero"),
-    "stage1_adv_norm": ("group_std", "mean_only"),
-    "stage1_outcome": ("validation", "train_batch", "train_batch_ema"),
-    "hv_reference": ("nadir", "initial"),
-    "initial_meta_reward": ("one", "formula"),
-    "stage2_center": ("none", "group_mean", "group_zscore"),
-    "scale_rewards": ("group", "batch", "none"),
-}
+Stage1Outcome = Literal["validation", "train_batch", "train_batch_ema"]
+"""Where stage 1's outcome vector comes from (read by ``paretopo.training.trainer``)."""
 
 
-def _help(text: str, default: Any = MISSING, **kwargs: Any) -> Any:
+def _help(text: str, default: Any = MISSING, *, choices: Any = None, **kwargs: Any) -> Any:
+    """A field with its help text and, for a string option, the ``Literal`` type whose values it accepts
+    (declared by the code that interprets the option)."""
+    metadata = {"help": text, **({"choices": get_args(choices)} if choices is not None else {})}
     if default is MISSING:
-        return field(metadata={"help": text}, **kwargs)
-    return field(default=default, metadata={"help": text}, **kwargs)
+        return field(metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 @dataclass
@@ -59,7 +56,7 @@ class ParetoPOConfig:
     )
     # tool efficiency (Eq. 4 / OTC)
     tool_efficiency_form: str = _help(
-        "'exp': ParetoPO Eq. 4 exp(-alpha |m - n*|); 'otc': OTC's sin/cos reward.", "exp"
+        "'exp': ParetoPO Eq. 4 exp(-alpha |m - n*|); 'otc': OTC's sin/cos reward.", "exp", choices=ToolEfficiencyForm
     )
     alpha: float = _help("Penalty severity alpha of Eq. 4 (> 0); one extra call costs 1 - exp(-alpha).", 0.5)
     max_tool_calls: int = _help(
@@ -67,7 +64,7 @@ class ParetoPOConfig:
     )
     unknown_nstar: str = _help(
         "Tool efficiency while a question has no correct completion yet: 'one' (efficiency 1, rank on the "
-        "task only) or 'zero' (treat n* = 0, prefer no tools).", "one"
+        "task only) or 'zero' (treat n* = 0, prefer no tools).", "one", choices=UnknownNstar
     )
     gate_tool_by_correctness: bool = _help(
         "If True (default, chosen on validation: docs/method.md), r_tool <- r_task * r_tool (OTC-style; "
@@ -79,7 +76,7 @@ class ParetoPOConfig:
         "brevity_length, 0, 1)); None = the run's max_completion_length (set by paretopo train).", None
     )
     # stage 1 (Eqs. 5-6)
-    stage1_estimator: str = _help("Advantage estimator of stage 1 (a name in paretopo.core.advantages.ADVANTAGES).",
+    stage1_estimator: str = _help("Advantage estimator of stage 1 (a name in paretopo.core.advantages.ESTIMATORS).",
                                   "hv_scalarized")
     stage1_steps: int | None = _help(
         "Length of stage 1 in optimiser steps; None = one epoch over the training set, 0 = no stage 1.", None
@@ -90,7 +87,7 @@ class ParetoPOConfig:
     )
     stage1_adv_norm: str = _help(
         "Stage-1 advantage normalisation: 'group_std' (GRPO z-score; the batch-wide meta reward then "
-        "cancels) or 'mean_only' (centring only, keeps its effect).", "group_std"
+        "cancels) or 'mean_only' (centring only, keeps its effect).", "group_std", choices=Stage1Normalization
     )
     stage1_outcome: str = _help(
         "Where the stage-1 outcome vector comes from: 'validation' (held-out greedy evaluation every "
@@ -98,7 +95,7 @@ class ParetoPOConfig:
         "'train_batch_ema' (an EMA of those, decay stage1_outcome_decay). Default 'train_batch': under the "
         "default group_std normalisation the meta reward cancels, so a validation outcome only costs time "
         "(docs/method.md has the measurement).",
-        "train_batch",
+        "train_batch", choices=Stage1Outcome,
     )
     stage1_outcome_decay: float = _help(
         "Decay of the 'train_batch_ema' outcome: ema <- decay * ema + (1 - decay) * batch mean, in [0, 1).",
@@ -107,11 +104,11 @@ class ParetoPOConfig:
     stage1_eval_every: int = _help("Steps between validation outcomes in stage 1 (>= 1).", 1)
     hv_reference: str = _help(
         "Hypervolume reference point: 'nadir' (all zeros) or 'initial' (the first outcome vector, as the "
-        "dynamic-weighting code does).", "nadir"
+        "dynamic-weighting code does).", "nadir", choices=Reference
     )
     initial_meta_reward: str = _help(
         "Meta reward before the first outcome: 'one' (1.0, as the dynamic-weighting code) or 'formula' "
-        "(0.5 + 1.5 tanh(0) = 0.5).", "one"
+        "(0.5 + 1.5 tanh(0) = 0.5).", "one", choices=InitialMetaReward
     )
     # stage 2 (Eqs. 7-9)
     stage2_estimator: str | None = _help(
@@ -121,11 +118,12 @@ class ParetoPOConfig:
     stage2_center: str = _help(
         "Centring of the Eq. 9 advantages: 'group_zscore' (default, chosen on validation: docs/method.md), "
         "'group_mean', or 'none' (raw, the paper's reading: every completion gets a positive advantage).",
-        "group_zscore",
+        "group_zscore", choices=Stage2Center,
     )
     # baselines / shared
     scale_rewards: str = _help(
-        "Std scaling of the z-score baselines: 'group' (GRPO), 'batch', or 'none' (Dr.GRPO).", "group"
+        "Std scaling of the z-score baselines: 'group' (GRPO), 'batch', or 'none' (Dr.GRPO).", "group",
+        choices=ZScoreScale,
     )
     otc_alpha: float = _help("OTC's reward scale alpha_OTC (> 0).", 1.0)
     advantage_eps: float = _help("Epsilon added to standard deviations (TRL uses 1e-4).", 1e-4)
@@ -149,7 +147,7 @@ class ParetoPOConfig:
             )
         if any(w < 0 for w in self.weights) or not any(w > 0 for w in self.weights):
             problems.append(f"weights must be >= 0 with at least one > 0, got {self.weights}")
-        for name, choices in _CHOICES.items():
+        for name, choices in OPTION_CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
                 problems.append(f"{name}={value!r} is not one of {list(choices)}")
@@ -174,8 +172,8 @@ class ParetoPOConfig:
             problems.append(f"stage1_eval_every must be an integer >= 1, got {self.stage1_eval_every!r}")
         for name in ("stage1_estimator", "stage2_estimator"):
             value = getattr(self, name)
-            if value is not None and value not in ADVANTAGES:
-                problems.append(f"{name}={value!r} is unknown; choose one of {sorted(ADVANTAGES)}")
+            if value is not None and value not in ESTIMATORS:
+                problems.append(f"{name}={value!r} is unknown; choose one of {sorted(ESTIMATORS)}")
             elif value is not None:
                 missing = sorted(set(ESTIMATORS[value].reads.values()) - {f.name for f in fields(self)})
                 if missing:
@@ -257,6 +255,10 @@ class ParetoPOConfig:
         """Field name -> help text (used by the CLI and the docs)."""
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
+
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: f.metadata["choices"] for f in fields(ParetoPOConfig) if "choices" in f.metadata}
+"""Field -> the values it accepts, for every option with a fixed set (config validation and the CLI)."""
 
 _SINGLE_STAGE = {"stage2_estimator": None}
 

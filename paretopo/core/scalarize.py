@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -102,10 +102,11 @@ def initial_state(
     initial_meta_reward: InitialMetaReward = "one",
 ) -> Stage1State:
     """The state before the first outcome arrives."""
-    if initial_meta_reward not in ("one", "formula"):
-        raise ValueError(f"initial_meta_reward must be 'one' or 'formula', got {initial_meta_reward!r}")
-    if reference not in ("nadir", "initial"):
-        raise ValueError(f"reference must be 'nadir' or 'initial', got {reference!r}")
+    if initial_meta_reward not in get_args(InitialMetaReward):
+        raise ValueError(f"initial_meta_reward must be one of {list(get_args(InitialMetaReward))}, "
+                         f"got {initial_meta_reward!r}")
+    if reference not in get_args(Reference):
+        raise ValueError(f"reference must be one of {list(get_args(Reference))}, got {reference!r}")
     archive = ParetoArchive(np.zeros(n_objectives)) if reference == "nadir" else None
     start = 1.0 if initial_meta_reward == "one" else meta_reward(0.0)
     return Stage1State(archive=archive, meta_reward=start, n_objectives=n_objectives)

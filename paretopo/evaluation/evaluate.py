@@ -37,7 +37,7 @@ from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
 
 __all__ = ["EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
-           "frontier_hypervolume", "objective_columns", "summarize"]
+           "frontier_hypervolume", "objective_columns", "run_summaries", "summarize"]
 
 
 @dataclass
@@ -341,16 +341,32 @@ def compare_runs(run_dirs: Sequence[str], split: str = "validation",
     """Per-run frontier summary and a dominance table between the runs' final test points.
 
     Returns:
-        ``(summary, dominance)``: summary has one row per run (method, final test accuracy and
-        mean tool calls, ``test_obj_<name>`` per objective, frontier hypervolume (over all M
-        objectives, reference 0) / cardinality / spread over the checkpoints evaluated on
-        ``split``); dominance[i][j] says whether run i's final test point
+        ``(summary, dominance)``: summary is :func:`run_summaries` of the runs'
+        :func:`checkpoint_points`; dominance[i][j] says whether run i's final test point
         dominates run j's.
     """
     points = checkpoint_points(run_dirs, efficiency_options)
+    summary = run_summaries(points, split)
+    columns = [f"test_{c}" for c in objective_columns(points)]
+    finals = {row["run"]: np.array([np.nan if row[c] is None else row[c] for c in columns], dtype=np.float64)
+              for row in summary.iter_rows(named=True)}
+    runs = list(finals)
+    dominance = pl.DataFrame({"run": runs, **{
+        other: [bool(np.all(finals[r] >= finals[other]) and np.any(finals[r] > finals[other])) for r in runs]
+        for other in runs}})
+    return summary, dominance
+
+
+def run_summaries(points: pl.DataFrame, split: str = "validation") -> pl.DataFrame:
+    """One row per run of :func:`checkpoint_points`' frame: its final test point and its checkpoint frontier.
+
+    Columns: run, method, final test accuracy and mean tool calls, ``test_obj_<name>`` per
+    objective (null without a final test evaluation), frontier hypervolume (over all M
+    objectives, reference 0) / cardinality / spread over the checkpoints evaluated on ``split``,
+    and the number of those checkpoints.
+    """
     columns = objective_columns(points)
     summary_rows = []
-    finals = {}
     for run in dict.fromkeys(points["run"].to_list()):
         own = points.filter(pl.col("run") == run)
         checkpoints = own.filter(pl.col("split") == split)
@@ -359,7 +375,6 @@ def compare_runs(run_dirs: Sequence[str], split: str = "validation",
         front = vectors[on_front]
         final = own.filter(pl.col("final") & (pl.col("split") == "test"))
         final_row = final.to_dicts()[-1] if final.height else {}
-        finals[run] = np.array([final_row.get(c, np.nan) for c in columns])
         summary_rows.append({
             "run": run,
             "method": own["method"][0],
@@ -371,8 +386,4 @@ def compare_runs(run_dirs: Sequence[str], split: str = "validation",
             "frontier_spread": float(np.linalg.norm(front.max(axis=0) - front.min(axis=0))) if len(front) else 0.0,
             "checkpoints": len(vectors),
         })
-    runs = list(finals)
-    dominance = pl.DataFrame({"run": runs, **{
-        other: [bool(np.all(finals[r] >= finals[other]) and np.any(finals[r] > finals[other])) for r in runs]
-        for other in runs}})
-    return pl.DataFrame(summary_rows), dominance
+    return pl.DataFrame(summary_rows)

@@ -1,312 +1,56 @@
-"""Altair chart builders shared by the apps and notebooks, and the small frames they draw.
+"""Altair chart builders shared by the apps and notebooks.
 
 Every chart function takes polars frames (or arrays) and returns an altair chart; nothing here
 touches marimo, so notebooks use the same pictures as the apps. Column conventions follow the
 run log (``paretopo.evaluation.runlog``): objectives are maximised, ranks are 1-based, completions are
-numbered from 0 within their group.
+numbered from 0 within their group. The frames they draw come from the run log, from
+``paretopo.evaluation.evaluate.checkpoint_points`` and from the method replays of
+``paretopo.evaluation.replay``; tables and transcripts are in ``paretopo.evaluation.display``.
 
-Frames:
-
-* :func:`ranked_group_frame`: objective vectors ``[N, M]`` -> one row per completion with its
-  group, index and Pareto rank.
-* :func:`estimator_advantages`: the advantage every registered estimator gives each completion
-  (long format: one row per completion and estimator).
-* :func:`stage1_history`: stage 1's archive, HV gain, EMA gain and meta reward as outcome
-  vectors arrive.
-* :func:`random_groups`, :func:`llm_like_groups`, :func:`equal_sum_group`,
-  :func:`same_sums_two_groups`: example groups for the playground.
-* :func:`transcript_html`: a completion's segments (``paretopo.agent.rollout.mask_segments``: model
-  text and loss-masked tool output) as HTML; :func:`rounded_for_display` for tables.
-
-Charts: :func:`objective_scatter`, :func:`advantage_bars`, :func:`metric_lines`,
-:func:`stage1_chart`, :func:`frontier_chart`.
+Charts: :func:`objective_scatter`, :func:`advantage_bars`, :func:`metric_lines` (with
+:func:`stage_switch_step`), :func:`stage1_chart`, :func:`frontier_chart` / :func:`frontier_charts`
+(with :func:`run_labels`). :func:`use_offline_renderer` makes them show in a notebook without a
+network.
 
 Example:
     >>> import numpy as np
+    >>> from paretopo.evaluation.replay import ranked_group_frame
     >>> frame = ranked_group_frame(np.array([[1, 1.0], [1, .37], [0, 1.0], [0, .37]]), group_size=4)
-    >>> frame["rank"].to_list()
-    [1, 2, 2, 3]
     >>> objective_scatter(frame, x="task", y="tool_efficiency").to_dict()["layer"][0]["mark"]["type"]
     'line'
 """
 
 from __future__ import annotations
 
-import html
-import json
-import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import altair as alt
 import numpy as np
 import polars as pl
 
-from paretopo.core.advantages import ADVANTAGES
-from paretopo.core.config import ParetoPOConfig
-from paretopo.core.objectives import OptimalCallTracker, score_completions
-from paretopo.core.pareto import nondominated_mask, pareto_ranks
-from paretopo.core.scalarize import HVScalarizer
+from paretopo.core.pareto import nondominated_mask
+from paretopo.evaluation.replay import ESTIMATOR_ORDER
 from paretopo.evaluation.runlog import OBJECTIVE_PREFIX
 
 __all__ = [
-    "DEFAULT_OBJECTIVES",
-    "ESTIMATOR_ORDER",
-    "TOOL_CALL_STYLE",
-    "TOOL_OUTPUT_STYLE",
-    "PARETO_RANK_NOTE",
     "advantage_bars",
-    "display_table",
-    "equal_sum_group",
-    "estimator_advantages",
     "frontier_chart",
     "frontier_charts",
-    "llm_like_groups",
     "metric_lines",
-    "objective_names",
     "objective_scatter",
-    "random_groups",
     "run_labels",
-    "ranked_group_frame",
-    "rounded_for_display",
-    "same_sums_two_groups",
     "stage1_chart",
-    "stage1_history",
     "stage_switch_step",
-    "transcript_html",
-    "transcript_legend_html",
     "use_offline_renderer",
 ]
 
-DEFAULT_OBJECTIVES = ("task", "tool_efficiency")
-ESTIMATOR_ORDER = tuple(ADVANTAGES)  # the order of paretopo.core.advantages' table, used on every axis
 RANK_SCHEME = "viridis"  # rank 1 darkest; ordinal, so colours stay put as fronts appear
-TOOL_OUTPUT_STYLE = "background:#fde68a;color:#713f12;border-radius:3px"
-TOOL_CALL_STYLE = "background:#dbeafe;color:#1e3a8a;border-radius:3px"
-
-
-def objective_names(n_objectives: int) -> tuple[str, ...]:
-    """Column names for ``n_objectives`` objectives: task, tool_efficiency, objective_3, ...
-
-    Example:
-        >>> objective_names(3)
-        ('task', 'tool_efficiency', 'objective_3')
-    """
-    if n_objectives < 1:
-        raise ValueError(f"need at least one objective, got {n_objectives}")
-    extra = tuple(f"objective_{k + 1}" for k in range(len(DEFAULT_OBJECTIVES), n_objectives))
-    return (DEFAULT_OBJECTIVES + extra)[:n_objectives]
 
 
 def _title(column: str) -> str:
     """Axis title of a column: ``obj_tool_efficiency`` -> ``tool efficiency``."""
     return column.removeprefix(OBJECTIVE_PREFIX).replace("/", ": ").replace("_", " ")
-
-
-# --------------------------------------------------------------------------------------------
-# frames
-# --------------------------------------------------------------------------------------------
-
-
-def ranked_group_frame(rewards: Any, group_size: int, objectives: Sequence[str] | None = None) -> pl.DataFrame:
-    """One row per completion: ``group``, ``completion``, the objectives, ``rank``.
-
-    Args:
-        rewards: ``[N, M]`` objective vectors, maximised; rows ``[g*G:(g+1)*G]`` are group g.
-        group_size: G.
-        objectives: M column names (default :func:`objective_names`).
-    """
-    array = np.asarray(rewards, dtype=np.float64)
-    if array.ndim != 2 or array.shape[0] % group_size:
-        raise ValueError(f"rewards must be [N, M] with N a multiple of group_size={group_size}, got {array.shape}")
-    names = tuple(objectives or objective_names(array.shape[1]))
-    ranks = np.asarray(pareto_ranks(array.reshape(-1, group_size, array.shape[1]))).reshape(-1)
-    index = np.arange(array.shape[0])
-    return pl.DataFrame({
-        "group": index // group_size,
-        "completion": index % group_size,
-        **{name: array[:, k] for k, name in enumerate(names)},
-        "rank": ranks,
-    })
-
-
-def estimator_advantages(rewards: Any, group_size: int, *, weights: Sequence[float], beta: float = 0.5,
-                         meta_reward: float = 1.0) -> pl.DataFrame:
-    """The advantage every estimator of :data:`paretopo.core.advantages.ADVANTAGES` gives each completion.
-
-    Each estimator runs with the options it declares (``paretopo.core.advantages.register``) taken
-    from ParetoPO's default config with the given ``weights`` and ``beta`` (``hv_scalarized``
-    with ``meta_reward``), on the same objective columns (``otc_grpo`` multiplies columns 0 and
-    1, whatever form of tool efficiency they hold).
-
-    Returns:
-        Long frame ``group, completion, estimator, advantage`` (one block of N rows per
-        registered estimator, in :data:`ESTIMATOR_ORDER`, then any registered later).
-    """
-    array = np.asarray(rewards, dtype=np.float64)
-    config = ParetoPOConfig(objectives=objective_names(array.shape[1]), weights=tuple(weights), beta=beta)
-    index = np.arange(array.shape[0])
-    frames = []
-    for name in (*ESTIMATOR_ORDER, *(n for n in ADVANTAGES if n not in ESTIMATOR_ORDER)):
-        values = ADVANTAGES[name](array, group_size, **config.options_for_estimator(name, meta_reward=meta_reward))
-        frames.append(pl.DataFrame({
-            "group": index // group_size, "completion": index % group_size,
-            "estimator": [name] * len(index), "advantage": np.asarray(values, dtype=np.float64),
-        }))
-    return pl.concat(frames)
-
-
-def stage1_history(outcomes: Any, *, gamma: float = 0.9, dynamic: bool = True) -> pl.DataFrame:
-    """Replay stage 1 (Eqs. 5-6) over a sequence of 2-objective outcome vectors.
-
-    Args:
-        outcomes: ``[T, 2]`` mean objective vectors (task, tool efficiency), one per step.
-        gamma: EMA smoothing of the HV gain.
-        dynamic: False freezes the meta reward at 1 (the "w/o dynamic weighting" ablation).
-
-    Returns:
-        One row per step: ``step, task, tool_efficiency, hv_gain, ema_gain, meta_reward`` (the
-        factor for the *next* step), ``hypervolume``, ``archive_size``, ``inserted`` and
-        ``in_final_archive``.
-    """
-    array = np.asarray(outcomes, dtype=np.float64).reshape(-1, 2)
-    scalarizer = HVScalarizer(2, gamma=gamma, dynamic=dynamic)
-    rows = []
-    for step, outcome in enumerate(array, start=1):
-        update = scalarizer.update(outcome, step=step)
-        rows.append({"step": step, "task": outcome[0], "tool_efficiency": outcome[1], "hv_gain": update.hv_gain,
-                     "ema_gain": update.ema_gain, "meta_reward": update.meta_reward,
-                     "hypervolume": update.hypervolume, "archive_size": update.archive_size,
-                     "inserted": update.inserted})
-    schema = {"step": pl.Int64, "task": pl.Float64, "tool_efficiency": pl.Float64, "hv_gain": pl.Float64,
-              "ema_gain": pl.Float64, "meta_reward": pl.Float64, "hypervolume": pl.Float64,
-              "archive_size": pl.Int64, "inserted": pl.Boolean}
-    frame = pl.DataFrame(rows, schema=schema)
-    archive = scalarizer.archive
-    kept = set(np.asarray(archive.inserted_at).tolist()) if archive is not None and len(archive) else set()
-    return frame.with_columns(pl.col("step").is_in(sorted(kept)).alias("in_final_archive"))
-
-
-# --- example groups for the playground -------------------------------------------------------
-
-
-def random_groups(n_groups: int, group_size: int, n_objectives: int, seed: int = 0) -> np.ndarray:
-    """``[n_groups * G, M]`` objective vectors drawn uniformly from [0, 1], to 2 decimals."""
-    rng = np.random.default_rng(seed)
-    return rng.uniform(size=(n_groups * group_size, n_objectives)).round(2)
-
-
-def llm_like_groups(n_groups: int, group_size: int, n_objectives: int, seed: int = 0, *,
-                    p_correct: float = 0.5, max_calls: int = 3, alpha: float = 0.5) -> np.ndarray:
-    """Discrete groups like a tool-using LLM's: task in {0, 1}, tool efficiency in {exp(-alpha k)}.
-
-    Each completion is right with probability ``p_correct`` and makes 0..``max_calls`` tool calls;
-    tool efficiency is ParetoPO's Eq. 4 against n* of its group (the fewest calls of a correct
-    completion, 1 for everyone while none is correct), computed by the package exactly as in
-    training. Objectives past the second are {0, 1} (e.g. a format check).
-    """
-    rng = np.random.default_rng(seed)
-    n = n_groups * group_size
-    correct = (rng.uniform(size=n) < p_correct).astype(np.float64)
-    calls = rng.integers(0, max_calls + 1, size=n)
-    ids = [f"q{i // group_size}" for i in range(n)]
-    vectors = score_completions(ids, correct, calls, OptimalCallTracker(), {"alpha": alpha, "max_calls": max(1, max_calls)})
-    extra = (rng.uniform(size=(n, max(0, n_objectives - 2))) < 0.5).astype(np.float64)
-    return np.concatenate([vectors, extra], axis=1)[:, :n_objectives]
-
-
-def _iso_direction(weights: Sequence[float]) -> np.ndarray:
-    """A direction along which ``w . r`` stays constant: (w2, -w1, 0, ...), not normalised, so that
-    steps that are multiples of 0.01 keep weights of two decimals at short decimal values."""
-    w = np.asarray(weights, dtype=np.float64)
-    direction = np.zeros_like(w)
-    direction[:2] = (w[1], -w[0])
-    return direction
-
-
-def _short_steps(values: np.ndarray) -> np.ndarray:
-    """Steps along the iso-line truncated towards 0 to multiples of 0.01 (readable values, still feasible)."""
-    return np.trunc(np.round(np.asarray(values) * 100, 9)) / 100
-
-
-def _feasible_reach(point: np.ndarray, direction: np.ndarray) -> float:
-    """Largest t >= 0 with ``point + s * direction`` in [0, 1]^M for every s in [-t, t]."""
-    reach = math.inf
-    for p, d in zip(point, direction, strict=True):
-        if abs(d) > 0:
-            reach = min(reach, p / abs(d), (1 - p) / abs(d))
-    return 0.0 if math.isinf(reach) else reach
-
-
-def equal_sum_group(weights: Sequence[float], group_size: int) -> np.ndarray:
-    """One group whose G completions all have the same ``w . r`` but different vectors.
-
-    The vectors lie on the line ``w . r = w . (0.5, ..., 0.5)`` through the centre of the unit
-    box, spread evenly. With weights > 0 none dominates another (a gain in one objective is paid
-    for in the other), so all are Pareto rank 1.
-    """
-    centre = np.full(len(weights), 0.5)
-    direction = _iso_direction(weights)
-    offsets = _short_steps(np.linspace(-1.0, 1.0, group_size) * 0.9 * _feasible_reach(centre, direction))
-    # 12 decimals drop float noise (0.19999999999999998 -> 0.2) but keep the sums equal to ~1e-12,
-    # far inside the estimators' tie tolerance and eps
-    return (centre[None, :] + offsets[:, None] * direction[None, :]).round(12)
-
-
-def same_sums_two_groups(weights: Sequence[float], group_size: int) -> np.ndarray:
-    """Two groups with equal weighted sums completion by completion, but different vectors.
-
-    Group 0 is a chain along the diagonal (each completion dominates the next, so ranks
-    1, 2, ..., G); group 1 moves every vector of group 0 along its iso-line ``w . r = const``,
-    alternately up-left and down-right, so the completions trade off and share fewer fronts.
-    Scalarising estimators cannot tell the groups apart; Pareto ranks and per-objective
-    z-scores can.
-    """
-    levels = np.linspace(0.85, 0.25, group_size).round(2)
-    chain = np.repeat(levels[:, None], len(weights), axis=1)
-    direction = _iso_direction(weights)
-    signs = np.where(np.arange(group_size) % 2 == 0, 1.0, -1.0)
-    moved = np.stack([point + sign * _short_steps(0.9 * _feasible_reach(point, direction)) * direction
-                      for point, sign in zip(chain, signs, strict=True)])
-    return np.concatenate([chain, moved]).round(12)
-
-
-def rounded_for_display(frame: pl.DataFrame, decimals: int = 3) -> pl.DataFrame:
-    """Float columns rounded to ``decimals``, with the ``-0.0`` of rounded tiny negatives shown as 0.
-
-    Example:
-        >>> rounded_for_display(pl.DataFrame({"a": [-1e-13, 0.12345]}))["a"].to_list()
-        [0.0, 0.123]
-    """
-    return frame.with_columns(
-        pl.when(pl.col(c).round(decimals) == 0).then(0.0).otherwise(pl.col(c).round(decimals)).alias(c)
-        for c, dtype in frame.schema.items() if dtype.is_float()
-    )
-
-
-PARETO_RANK_NOTE = (
-    "`pareto_rank` is ParetoPO's stage-2 advantage, the paper's Eq. 9 `N_rank - rank + 1 + β (r̂ - 0.5)` "
-    "standardised within each group (the default `stage2_center=\"group_zscore\"`, chosen on validation: "
-    "docs/method.md), so wrong answers on worse fronts get negative values. Raw Eq. 9 "
-    "(`stage2_center=\"none\"`, the paper's reading) is positive for every completion, a wrong one too: "
-    "there only the order trains the policy, and it cost ~20 points of accuracy in our measurement."
-)
-
-KEY_COLUMNS = ("group", "completion", "rank", "pareto_rank", "advantage", "correct", "task", "tool_efficiency",
-               "obj_task", "obj_tool_efficiency", "tool_calls", "w·r")
-
-
-def display_table(frame: pl.DataFrame, first: Sequence[str] = KEY_COLUMNS, decimals: int = 3) -> pl.DataFrame:
-    """A frame for a table on screen: the key columns first (those of ``first`` present, in that order), then
-    the rest, floats rounded (:func:`rounded_for_display`).
-
-    Example:
-        >>> display_table(pl.DataFrame({"x": [0.123456], "rank": [1], "advantage": [2.0004]})).columns
-        ['rank', 'advantage', 'x']
-    """
-    leading = [c for c in first if c in frame.columns]
-    return rounded_for_display(frame.select(*leading, *[c for c in frame.columns if c not in leading]), decimals)
 
 
 # --- notebooks -------------------------------------------------------------------------------
@@ -340,63 +84,6 @@ def use_offline_renderer() -> str:
     alt.renderers.register("paretopo-offline", _offline_bundle)
     alt.renderers.enable("paretopo-offline")
     return "paretopo-offline"
-
-
-# --- transcripts -----------------------------------------------------------------------------
-
-
-def _visible(text: str) -> str:
-    """Escape for HTML and show control characters as their Unicode pictures (random policies emit them)."""
-    shown = "".join(chr(0x2400 + ord(c)) if ord(c) < 32 and c not in "\n\t" else c for c in text)
-    return html.escape(shown)
-
-
-# a tool turn in a chat template (Qwen's: end of the model turn, a user turn with the response, the next
-# assistant header) is written by the environment, as the training mask has it
-_TAGGED_SPANS = re.compile(
-    r"(<tool_call>.*?(?:</tool_call>|$))"
-    r"|((?:<\|im_end\|>\s*<\|im_start\|>\w+\n)?<tool_response>.*?(?:</tool_response>(?:<\|im_end\|>\s*"
-    r"<\|im_start\|>assistant\n?)?|$))", re.DOTALL)
-
-
-def _model_text_html(text: str) -> str:
-    """Text without a mask: ``<tool_call>`` spans marked as calls, ``<tool_response>`` spans as tool output."""
-    parts, position = [], 0
-    for match in _TAGGED_SPANS.finditer(text):
-        parts.append(_visible(text[position:match.start()]))
-        style, tip = ((TOOL_CALL_STYLE, "tool call") if match.group(1) else
-                      (TOOL_OUTPUT_STYLE, "tool output: written by the environment"))
-        parts.append(f'<span style="{style}" title="{tip}">{_visible(match.group(0))}</span>')
-        position = match.end()
-    parts.append(_visible(text[position:]))
-    return "".join(parts)
-
-
-def transcript_legend_html() -> str:
-    """One line of HTML naming the transcript colours (tool calls, tool output)."""
-    chip = "padding:0 4px;display:inline-block"
-    return (f'<div>Marked: <span style="{TOOL_CALL_STYLE};{chip}">tool call</span> '
-            f'<span style="{TOOL_OUTPUT_STYLE};{chip}">tool output (written by the environment, masked from '
-            "the loss)</span></div>")
-
-
-def transcript_html(segments: str | Sequence[Mapping[str, Any]]) -> str:
-    """HTML of a completion: model text plain, tool calls blue, tool output (masked) amber.
-
-    Args:
-        segments: a list of ``{"text": str, "tool_output": bool}`` or its JSON (the run log's
-            ``samples.segments`` column). A text without a mask (evaluation rows) can be passed
-            as one segment with ``tool_output=False``: its ``<tool_response>`` spans are then
-            marked as tool output from the tags.
-    """
-    items = json.loads(segments) if isinstance(segments, str) else segments
-    body = "".join(
-        f'<span style="{TOOL_OUTPUT_STYLE}" title="tool output: written by the environment, masked from the loss">'
-        f"{_visible(item['text'])}</span>" if item["tool_output"] else _model_text_html(item["text"])
-        for item in items
-    )
-    return ('<pre style="white-space:pre-wrap;word-break:break-word;font-size:12px;margin:0;'
-            f'padding:6px;border:1px solid #e5e7eb;border-radius:4px">{body}</pre>')
 
 
 # --------------------------------------------------------------------------------------------
