@@ -189,9 +189,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def _check_train(args: argparse.Namespace) -> dict:
-    """Everything `train` can check before loading a model; returns the --set overrides."""
-    from paretopo.core.config import ParetoPOConfig
-    from paretopo.training.train import RunSettings
+    """The `train` options a plan does not check (counts, paths, the form of --set); returns the
+    ParetoPOConfig overrides, which `paretopo.training.plan.plan_run` checks against the task."""
+    from paretopo.training.plan import RunSettings
 
     _check_minimums(RunSettings, args)
     if args.learning_rate is not None and not args.learning_rate > 0:
@@ -213,30 +213,28 @@ def _check_train(args: argparse.Namespace) -> dict:
             overrides["weights"] = tuple(float(w) for w in args.weights.split(","))
         except ValueError:
             raise BadInput(f"--weights {args.weights}: give numbers separated by commas, e.g. 0.5,0.3,0.2") from None
-    ParetoPOConfig.from_preset(args.method, **overrides)  # a ValueError names every bad field
     run_dir = Path(args.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise BadInput(f"--run-dir {args.run_dir} is a file; pass a folder")
-    if args.resume:
-        from paretopo.evaluation.runlog import last_complete_checkpoint
-
-        last_complete_checkpoint(run_dir, args.method)
     return overrides
 
 
 def _train(args: argparse.Namespace) -> int:
-    overrides = _check_train(args)
-    from paretopo.training.train import RunSettings, train_run
+    from paretopo.training.plan import RunSettings, plan_run
 
-    settings = _settings_from_args(RunSettings, args)
-    result = train_run(args.method, settings, method_overrides=overrides, resume=args.resume)
+    overrides = _check_train(args)
+    # the run resolved once, before any model is loaded: a bad field or a conflict is one line here
+    plan = plan_run(_settings_from_args(RunSettings, args), args.method, overrides=overrides, resume=args.resume)
+    from paretopo.training.train import train_run
+
+    result = train_run(plan)
     Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
                                      "test": result.test}, default=str))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from paretopo.evaluation.evaluate import EvalSettings, evaluate_saved_policy
+    from paretopo.evaluation.eval_settings import EvalSettings
 
     settings = _settings_from_args(EvalSettings, args)
     _check_task(settings.task, None if settings.data else settings.split)
@@ -251,6 +249,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise BadInput(f"run folder {source} has no final/ model (did it finish?); pass one of its checkpoints, "
                        f"e.g. {paths.checkpoints / 'checkpoint-N'}")
     _check_model_source("policy", str(paths.final if paths.final.is_dir() else source))
+    from paretopo.evaluation.evaluate import evaluate_saved_policy
+
     summary, _ = evaluate_saved_policy(settings)
     console = Console()
     console.print_json(json.dumps({key: value for key, value in summary.items() if key != "breakdown"}))
@@ -460,9 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="paretopo", description="ParetoPO: accurate and tool-frugal LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # settings live in light modules: building the parser (and --help) imports no torch
     from paretopo.commands.study import StudySettings
-    from paretopo.evaluation.evaluate import EvalSettings
-    from paretopo.training.train import RunSettings
+    from paretopo.evaluation.eval_settings import EvalSettings
+    from paretopo.training.plan import RunSettings
 
     demo = commands.add_parser("demo", help="the CPU demo: ParetoPO vs accuracy-only GRPO on the tiny policy")
     add_settings_options(demo, DemoSettings)

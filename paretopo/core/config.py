@@ -22,8 +22,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from paretopo.core.advantages import ADVANTAGES, ESTIMATORS
-from paretopo.core.advantages import estimator_options as _estimator_options
+# paretopo.core.advantages (torch) is imported where an estimator is looked up, so that reading
+# the fields (the command line's help) needs no torch
 
 __all__ = ["PRESETS", "ParetoPOConfig"]
 
@@ -137,6 +137,8 @@ class ParetoPOConfig:
 
     # ---------------------------------------------------------------------------------------
     def _validate(self) -> None:
+        from paretopo.core.advantages import ADVANTAGES, ESTIMATORS
+
         problems: list[str] = []
         if len(self.objectives) < 2:
             problems.append(f"objectives needs at least 2 names, got {self.objectives}")
@@ -200,6 +202,8 @@ class ParetoPOConfig:
     def uses_meta_reward(self) -> bool:
         """Whether an outcome vector / HV archive drives the advantages (a stage-1 estimator that
         asks for the meta reward, e.g. hv_scalarized)."""
+        from paretopo.core.advantages import ESTIMATORS
+
         return "meta_reward" in ESTIMATORS[self.stage1_estimator].inputs and self.stage1_steps != 0
 
     def stage_at(self, step: int, steps_per_epoch: int | None = None) -> int:
@@ -225,7 +229,9 @@ class ParetoPOConfig:
     def options_for_estimator(self, name: str, meta_reward: float = 1.0) -> dict[str, Any]:
         """Keyword options of any registered estimator: the config fields it declared (see
         ``paretopo.core.advantages.register``) and the meta reward (1 without dynamic weighting)."""
-        return _estimator_options(name, self, meta_reward=meta_reward if self.dynamic_weighting else 1.0)
+        from paretopo.core.advantages import estimator_options
+
+        return estimator_options(name, self, meta_reward=meta_reward if self.dynamic_weighting else 1.0)
 
     # ---------------------------------------------------------------------------------------
     @classmethod

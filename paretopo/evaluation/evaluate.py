@@ -32,7 +32,7 @@ from paretopo.agent.rollout import generate_rollouts
 from paretopo.core.hypervolume import hypervolume
 from paretopo.core.objectives import OptimalCallTracker, score_completions, scored_objectives
 from paretopo.core.pareto import nondominated_mask
-from paretopo.core.settings import setting
+from paretopo.evaluation.eval_settings import EvalSettings
 from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
 
@@ -163,25 +163,6 @@ def evaluate_policy(
     rows = pl.DataFrame(records, infer_schema_length=None).with_columns(
         pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
     return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names)
-
-
-@dataclass
-class EvalSettings:
-    """What ``paretopo eval`` evaluates; the command's options are generated from these fields."""
-
-    policy: str = setting("", "a run folder (its final/ policy), checkpoint, exported adapter or model folder",
-                          positional=True)
-    task: str = setting("arithmetic", "task name (arithmetic, math, hotpotqa, nq_open)")
-    split: str = setting("test", "split of the task to evaluate on")
-    data: str | None = setting(None, "a JSONL file with id, question, answer, evaluated instead of --split", kind=str)
-    limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1)
-    samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1)",
-                           minimum=1)
-    max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1)
-    tools_in_prompt: bool = setting(False, "render the tools block in the prompt (real chat models; the tiny "
-                                           "policy was taught the protocol without it)")
-    by: str | None = setting(None, "also break accuracy down by an example field (e.g. tier) and tool use", kind=str)
-    out: str | None = setting(None, "also write the JSON summary to this file", kind=str)
 
 
 def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalResult]:
