@@ -25,6 +25,7 @@ from rich.table import Table
 
 from paretopo.commands.demo import DemoSettings
 from paretopo.core.config import PRESETS
+from paretopo.core.objectives import DEFAULT_OBJECTIVES
 
 
 def _showcase(_: argparse.Namespace) -> int:
@@ -288,10 +289,15 @@ def _compare(args: argparse.Namespace) -> int:
     for run in runs:
         _check_run_folder(run)
     _check_output_file("--out", args.out)
-    from paretopo.evaluation.evaluate import compare_runs
+    from paretopo.core.objectives import describe_scoring
+    from paretopo.evaluation.evaluate import checkpoint_scoring, compare_runs
+    from paretopo.evaluation.runlog import scoring_for
 
-    summary, dominance = compare_runs(runs, split=args.split)
+    scoring_for(args.scoring)  # a one-line error for an unknown name, before any table is read
+    summary, dominance = compare_runs(runs, split=args.split, scoring=args.scoring)
     console = Console()
+    console.print(f"Scored as {args.scoring} scores: {describe_scoring(checkpoint_scoring(runs, args.scoring))}",
+                  markup=False, highlight=False)
     table = Table(title="Runs (efficiency on one shared n*)", title_justify="left")
     columns = ("method", "test_accuracy", "test_mean_tool_calls", "frontier_hv", "frontier_size", "checkpoints", "run")
     for column in columns:
@@ -480,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     train.add_argument("--objectives", default=None, metavar="NAMES",
                        help="objectives, comma-separated, all maximised, e.g. task,tool_efficiency,brevity "
-                            "(default: task,tool_efficiency)")
+                            f"(default: {','.join(DEFAULT_OBJECTIVES)})")
     train.add_argument("--weights", default=None, metavar="W",
                        help="preference weights, one per objective, comma-separated (default: 0.6,0.4)")
     train.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -496,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="several runs side by side: test numbers, frontiers, dominance")
     compare.add_argument("runs", nargs="+")
     compare.add_argument("--split", default="validation", help="split of the checkpoint evaluations")
+    compare.add_argument("--scoring", default="paretopo", metavar="NAME",
+                         help="how every run is re-scored: a method preset or a run folder (its config); "
+                              "default: paretopo (tool efficiency gated by correctness)")
     compare.add_argument("--out", default=None, help="also write JSON here")
     compare.set_defaults(handler=_compare)
 

@@ -22,6 +22,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from paretopo.core.objectives import DEFAULT_OBJECTIVES
+
 # paretopo.core.advantages (torch) is imported where an estimator is looked up, so that reading
 # the fields (the command line's help) needs no torch
 
@@ -51,7 +53,7 @@ class ParetoPOConfig:
 
     method: str = _help("Name of the method this config implements (a preset name or your own label).", "paretopo")
     objectives: tuple[str, ...] = _help(
-        "Objective names, all maximised, in column order of the reward matrix.", ("task", "tool_efficiency")
+        "Objective names, all maximised, in column order of the reward matrix.", DEFAULT_OBJECTIVES
     )
     weights: tuple[float, ...] = _help(
         "User preference w, one per objective (>= 0, not all 0); (0.6, 0.4) reproduces the paper's "
