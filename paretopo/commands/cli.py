@@ -179,7 +179,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
             hint = types[key]
             kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-            example = json.dumps(getattr(ParetoPOConfig(), key), separators=(",", ":"))
+            example = json.dumps(ParetoPOConfig.__dataclass_fields__[key].default, separators=(",", ":"))
             raise BadInput(f"--set {key}={text}: {key} takes {kind}, e.g. --set {key}={example}")
         overrides[key] = tuple(value) if isinstance(value, list) else value
     return overrides
