@@ -277,7 +277,10 @@ def test_building_the_parser_imports_no_torch_transformers_trl_peft_or_datasets(
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"]])
 def test_help_is_fast(argv):
-    """`paretopo --help` took 6-9 s when torch was imported first; the bound is generous for 2 busy cores."""
+    """`paretopo --help` took 6-9 s (~6 s of CPU) when torch was imported first. The bound is on the
+    child's CPU time, which other processes on a busy 2-core machine do not inflate as they do wall
+    time; importing torch alone costs more than it."""
+    import resource
     import subprocess
     import sys
     import time
@@ -285,11 +288,14 @@ def test_help_is_fast(argv):
     command = [sys.executable, "-c", "import sys; from paretopo.commands.cli import main; sys.exit(main(sys.argv[1:]))",
                *argv]
     subprocess.run(command, capture_output=True, timeout=120)  # warm the file cache once
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    seconds = time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert result.returncode == 0 and "usage: paretopo" in result.stdout
-    assert seconds < 1.5, f"paretopo {' '.join(argv)} took {seconds:.2f} s"
+    assert cpu < 1.5, f"paretopo {' '.join(argv)} took {cpu:.2f} s of CPU ({wall:.2f} s wall)"
 
 
 # The max_tool_calls refusal and scoring with a run's own config, end to end.
