@@ -301,7 +301,7 @@ def test_help_is_fast(argv):
 # The max_tool_calls refusal and scoring with a run's own config, end to end.
 
 
-def test_eval_of_a_run_scores_with_its_config_and_agrees_with_its_eval_parquet(tmp_path, capsys):
+def test_eval_of_a_run_scores_with_its_config_and_agrees_with_its_eval_parquet(tmp_path, capsys, monkeypatch):
     """`paretopo eval runs/X` and runs/X/eval.parquet (the final test evaluation) give the same
     obj_tool_efficiency: both score with the run's config, gated by correctness."""
     import json
@@ -315,9 +315,14 @@ def test_eval_of_a_run_scores_with_its_config_and_agrees_with_its_eval_parquet(t
 
     run = tmp_path / "run"
     limit, tokens = "24", "96"
+    built = []  # the method config is built once per run (it was built four times: cli, train twice, trainer)
+    original = ParetoPOConfig.__post_init__
+    monkeypatch.setattr(ParetoPOConfig, "__post_init__", lambda self: (built.append(self), original(self)))
     assert main(["train", "--run-dir", str(run), "--method", "torl_grpo", "--steps", "1", "--prompts", "2",
                  "--generations", "2", "--max-completion-length", tokens, "--validation-examples", "2",
                  "--test-examples", limit, "--train-examples", "8", "--no-checkpoint-eval", "--no-progress"]) == 0
+    monkeypatch.undo()
+    assert len(built) == 1 and built[0].method == "torl_grpo" and built[0].max_tool_calls == 2
     capsys.readouterr()
     out = tmp_path / "eval.json"
     assert main(["eval", str(run), "--limit", limit, "--max-new-tokens", tokens, "--out", str(out)]) == 0
