@@ -11,9 +11,12 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
+    from paretopo.core.objectives import describe_scoring
     from paretopo.evaluation import display, plots
-    from paretopo.evaluation.evaluate import checkpoint_points, compare_runs
+    from paretopo.evaluation.evaluate import checkpoint_points, checkpoint_scoring, compare_runs
     from paretopo.evaluation.runlog import OBJECTIVE_PREFIX, list_runs, read_run
+
+    SCORING = "paretopo"  # every run is re-scored as this method scores (paretopo.evaluation.runlog.scoring_for)
 
 
 @app.cell(hide_code=True)
@@ -83,8 +86,8 @@ def _(run_picker, runs_root, split_picker):
         + ("holds none" if runs_root.is_dir() else "does not exist")
         + "): train some (`paretopo demo` trains two) or pass `-- --runs-dir <folder>`."), kind="info"))
     try:
-        points = checkpoint_points(run_picker.value)
-        summary, dominance = compare_runs(run_picker.value, split=split_picker.value)
+        points = checkpoint_points(run_picker.value, scoring=SCORING)
+        summary, dominance = compare_runs(run_picker.value, split=split_picker.value, scoring=SCORING)
     except Exception as error:  # a run whose evaluation tables are incomplete or of another version
         mo.stop(True, mo.callout(mo.md(f"The selected runs could not be compared ({type(error).__name__}: {error}); "
                                        "deselect the run that was last written, or re-run `paretopo eval` on it."),
@@ -92,6 +95,8 @@ def _(run_picker, runs_root, split_picker):
     mo.stop(points.height == 0, mo.callout(mo.md(
         "The selected runs have no evaluated checkpoints yet (`eval_rows/` is empty): evaluate them with "
         "`paretopo eval <run>`."), kind="info"))
+    mo.md(f"Scored as the `{SCORING}` method scores: "
+          f"{describe_scoring(checkpoint_scoring(run_picker.value, scoring=SCORING))}.")
     return dominance, points, summary
 
 

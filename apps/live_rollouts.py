@@ -13,6 +13,7 @@ with app.setup:
     import polars as pl
     import torch
 
+    from paretopo.agent import tiny_policy_path
     from paretopo.agent.models import build_tiny_policy, build_tiny_tokenizer, load_policy
     from paretopo.agent.rollout import generate_rollouts, mask_segments
     from paretopo.core.config import ParetoPOConfig
@@ -21,7 +22,6 @@ with app.setup:
     from paretopo.evaluation.runlog import list_runs, run_paths
     from paretopo.tasks import Example, get_task
     from paretopo.tools.calculator import calculator
-    from paretopo.training.train import tiny_policy_path
 
     def model_source_problem(path):
         """Why ``path`` cannot be a policy, in a sentence (None when it may be): checked before loading, so a

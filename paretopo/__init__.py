@@ -4,13 +4,11 @@ __version__ = "0.1.0"
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of paretopo and the libraries a run depends on (recorded in run logs and exports)."""
+    """Versions of paretopo and the libraries a run depends on (recorded in run logs and exports).
+
+    Read from the installed distributions, so recording them imports none of the libraries."""
     import platform
+    from importlib.metadata import version
 
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    return {"paretopo": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "trl": trl.__version__, "peft": peft.__version__, "python": platform.python_version()}
+    return {"paretopo": __version__, **{name: version(name) for name in ("torch", "transformers", "trl", "peft")},
+            "python": platform.python_version()}

@@ -23,7 +23,7 @@ import pytest
 
 from paretopo.core.advantages import ADVANTAGES, compute_advantages
 from paretopo.core.config import ParetoPOConfig
-from paretopo.core.objectives import OptimalCallTracker, objective_matrix
+from paretopo.core.objectives import OptimalCallTracker, objective_matrix, scoring_options
 from paretopo.core.pareto import pareto_ranks
 from paretopo.core.scalarize import HVScalarizer
 from paretopo.evaluation.evaluate import checkpoint_points, compare_runs
@@ -215,7 +215,8 @@ def test_live_rollouts_scores_a_sampled_group_like_training():
     calls = np.array([r.num_tool_calls for r in rollouts])
     tracker = OptimalCallTracker()
     tracker.update([example.id] * 8, calls, correct)
-    expected = objective_matrix(correct, calls, tracker.lookup([example.id] * 8), alpha=0.5, max_calls=2)
+    expected = objective_matrix(correct, calls, tracker.lookup([example.id] * 8),
+                                **scoring_options(defs["METHOD"]))  # the app's config: ParetoPO's defaults
     np.testing.assert_allclose(defs["objectives"], expected)
     table = defs["rollout_table"]
     assert table["rank"].to_list() == np.asarray(pareto_ranks(expected)).tolist()

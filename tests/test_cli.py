@@ -100,6 +100,11 @@ BAD_INPUT = [  # (argv with {tmp} for the fixture folder, what the error line mu
     ("train --run-dir {tmp}/new --set beta=2.0", "beta must be in (0, 1]"),
     ("train --run-dir {tmp}/new --set beta", "--set expects FIELD=VALUE"),
     ("train --run-dir {tmp}/a_file.txt", "is a file; pass a folder"),
+    ("train --run-dir {tmp}/new --set max_tool_calls=5",
+     "max_tool_calls=5 (method config) conflicts with the arithmetic task's tool budget 2; set the budget with "
+     "--max-tool-calls 5"),
+    ("train --run-dir {tmp}/new --max-tool-calls 3 --set max_tool_calls=5",
+     "max_tool_calls=5 (method config) conflicts with the arithmetic task's tool budget 3"),
     ("train --run-dir {tmp}/run_of_torl --resume", "holds a 'torl_grpo' run, not 'paretopo'"),
     ("train --run-dir {tmp}/run_without_config --resume", "config.json is missing, so"),
     ("train --run-dir {tmp}/run_truncated --resume", "holds no complete checkpoint to resume"),
@@ -119,6 +124,7 @@ BAD_INPUT = [  # (argv with {tmp} for the fixture folder, what the error line mu
     ("compare {tmp}/run_truncated", "steps.parquet is not a readable parquet table"),
     ("compare {tmp}/run_without_config", "has no config.json"),
     ("compare {tmp}/run_of_torl --out {tmp}/no_dir/x.json", "folder {tmp}/no_dir does not exist"),
+    ("compare {tmp}/run_of_torl --scoring chess", "scoring 'chess': not a method preset"),
     ("export {tmp}/no_such_run {tmp}/export", "no such folder"),
     ("export {tmp}/model_without_weights {tmp}/export", "no LoRA adapter"),
     ("export {tmp}/run_of_torl {tmp}/a_file.txt", "is a file; pass a folder to export into"),
@@ -254,3 +260,83 @@ def test_demo_verdict_and_its_reason():
     assert not holds and text == "NOT the expected outcome: accuracy more than 2 points lower"
     assert why_not(frugal_but_wrong, baseline) == WHY_NOT
     assert why_not({"accuracy": 0.98, "mean_tool_calls": 1.2}, baseline) is None  # more calls: another failure
+
+
+# Help before any heavy import (issue 26): the parser is built from light settings modules.
+
+
+def test_building_the_parser_imports_no_torch_transformers_trl_peft_or_datasets():
+    import subprocess
+    import sys
+
+    code = ("import sys; from paretopo.commands.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"]])
+def test_help_is_fast(argv):
+    """`paretopo --help` took 6-9 s (~6 s of CPU) when torch was imported first. The bound is on the
+    child's CPU time, which other processes on a busy 2-core machine do not inflate as they do wall
+    time; importing torch alone costs more than it."""
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-c", "import sys; from paretopo.commands.cli import main; sys.exit(main(sys.argv[1:]))",
+               *argv]
+    subprocess.run(command, capture_output=True, timeout=120)  # warm the file cache once
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert result.returncode == 0 and "usage: paretopo" in result.stdout
+    assert cpu < 1.5, f"paretopo {' '.join(argv)} took {cpu:.2f} s of CPU ({wall:.2f} s wall)"
+
+
+# The max_tool_calls refusal and scoring with a run's own config, end to end.
+
+
+def test_eval_of_a_run_scores_with_its_config_and_agrees_with_its_eval_parquet(tmp_path, capsys, monkeypatch):
+    """`paretopo eval runs/X` and runs/X/eval.parquet (the final test evaluation) give the same
+    obj_tool_efficiency: both score with the run's config, gated by correctness."""
+    import json
+
+    import numpy as np
+    import polars as pl
+
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.core.objectives import OptimalCallTracker, score_completions
+    from paretopo.evaluation.runlog import read_run
+
+    run = tmp_path / "run"
+    limit, tokens = "24", "96"
+    built = []  # the method config is built once per run (it was built four times: cli, train twice, trainer)
+    original = ParetoPOConfig.__post_init__
+    monkeypatch.setattr(ParetoPOConfig, "__post_init__", lambda self: (built.append(self), original(self)))
+    assert main(["train", "--run-dir", str(run), "--method", "torl_grpo", "--steps", "1", "--prompts", "2",
+                 "--generations", "2", "--max-completion-length", tokens, "--validation-examples", "2",
+                 "--test-examples", limit, "--train-examples", "8", "--no-checkpoint-eval", "--no-progress"]) == 0
+    monkeypatch.undo()
+    assert len(built) == 1 and built[0].method == "torl_grpo" and built[0].max_tool_calls == 2
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(run), "--limit", limit, "--max-new-tokens", tokens, "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    data = read_run(run)
+    logged = data.evals.filter(pl.col("final") & (pl.col("split") == "test")).row(0, named=True)
+    assert summary["n_completions"] == logged["n_completions"] == int(limit)
+    assert summary["accuracy"] == pytest.approx(logged["accuracy"])
+    assert summary["obj_tool_efficiency"] == pytest.approx(logged["obj_tool_efficiency"])
+    assert summary["scoring"].startswith(f"{run}: ") and "gated by correctness" in summary["scoring"]
+    # the agreement is not luck: ungated scoring (objective_matrix's old defaults) differs on these rows
+    rows = data.eval_rows.filter(pl.col("split") == "test")
+    assert 0 < rows["correct"].sum() < rows.height, "the check needs right and wrong answers"
+    ungated = score_completions(rows["id"].to_list(), rows["correct"].cast(pl.Float64).to_numpy(),
+                                rows["tool_calls"].to_numpy(), OptimalCallTracker(),
+                                ParetoPOConfig(gate_tool_by_correctness=False, max_tool_calls=2))
+    assert float(np.mean(ungated[:, 1])) != pytest.approx(summary["obj_tool_efficiency"])

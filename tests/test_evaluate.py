@@ -5,6 +5,7 @@ import pytest
 from scripted import ScriptedPolicy
 
 from paretopo.agent.models import build_tiny_tokenizer
+from paretopo.core.config import ParetoPOConfig
 from paretopo.core.objectives import OptimalCallTracker
 from paretopo.evaluation.evaluate import (
     compare_runs,
@@ -40,8 +41,10 @@ def test_summary_numbers_by_hand(evaluated):
     assert evaluated.accuracy == pytest.approx(2 / 3)
     assert evaluated.mean_tool_calls == pytest.approx(1 / 3)
     assert evaluated.tool_productivity == pytest.approx(2.0)  # 2 correct answers / 1 call
-    # n*: product 1 (its correct answer used 1 call), easy 0, carry unknown (efficiency 1)
-    assert evaluated.objectives == pytest.approx((2 / 3, 1.0))
+    # n*: product 1 (its correct answer used 1 call), easy 0, carry unknown; scored as the paretopo
+    # method trains (gated by correctness), so the wrong carry answer has efficiency 0, not 1
+    assert evaluated.objectives == pytest.approx((2 / 3, 2 / 3))
+    assert evaluated.rows.sort("id")["obj_tool_efficiency"].to_list() == [0.0, 1.0, 1.0]  # carry, easy, product
     rows = evaluated.rows.sort("id")
     assert rows["tool_calls"].to_list() == [0, 0, 1] and rows["correct"].to_list() == [False, True, True]
 
@@ -52,7 +55,7 @@ def test_tracker_is_shared_across_evaluations():
     tracker.update(["q-product"], [0], [1])  # an earlier evaluation answered it without a call
     result = evaluate_policy(ScriptedPolicy(tokenizer, SCRIPTS), tokenizer, get_task("arithmetic"), EXAMPLES[:1],
                              max_new_tokens=200, tools_in_prompt=False, progress=False, tracker=tracker,
-                             efficiency_options={"alpha": 0.5})
+                             efficiency_options=ParetoPOConfig(alpha=0.5))
     assert result.objectives[1] == pytest.approx(math.exp(-0.5))
 
 
@@ -80,7 +83,10 @@ def test_compare_runs_uses_one_shared_nstar(tmp_path, evaluated):
         runs.append(str(tmp_path / name))
     summary, dominance = compare_runs(runs)
     by_method = {row["method"]: row for row in summary.iter_rows(named=True)}
-    # shared n* = 0 for the two answered questions: the frugal run is fully efficient, the heavy one is not
-    assert by_method["frugal"]["test_obj_tool_efficiency"] == pytest.approx(1.0)
-    assert by_method["heavy"]["test_obj_tool_efficiency"] < 1.0
+    # shared n* = 0 for the two answered questions: the frugal run is fully efficient on them, the heavy
+    # one is not; scored as the paretopo method (the default, named), the wrong answer counts 0
+    assert by_method["frugal"]["test_obj_tool_efficiency"] == pytest.approx(2 / 3)
+    assert by_method["heavy"]["test_obj_tool_efficiency"] == pytest.approx(2 / 3 * math.exp(-1.0))
+    ungated, _ = compare_runs(runs, scoring=ParetoPOConfig(gate_tool_by_correctness=False))
+    assert ungated.filter(ungated["method"] == "frugal")["test_obj_tool_efficiency"].item() == pytest.approx(1.0)
     assert dominance.filter(dominance["run"] == runs[0])[runs[1]].item() is True

@@ -48,10 +48,33 @@ def test_unknown_nstar_switch():
     )
 
 
+# every scoring option, as scoring_options(config) gives them: objective_matrix has no defaults
+UNGATED = dict(objectives=("task", "tool_efficiency"), gate_tool_by_correctness=False, form="exp", alpha=0.5,
+               max_calls=3, unknown_nstar="one", brevity_length=None)
+
+
 def test_gating_by_correctness_switch():
     correct, calls, nstar = [1, 0], [1, 1], [1, 1]
-    np.testing.assert_array_equal(objective_matrix(correct, calls, nstar), [[1, 1], [0, 1]])
-    np.testing.assert_array_equal(objective_matrix(correct, calls, nstar, gate_tool_by_correctness=True), [[1, 1], [0, 0]])
+    np.testing.assert_array_equal(objective_matrix(correct, calls, nstar, **UNGATED), [[1, 1], [0, 1]])
+    gated = {**UNGATED, "gate_tool_by_correctness": True}
+    np.testing.assert_array_equal(objective_matrix(correct, calls, nstar, **gated), [[1, 1], [0, 0]])
+
+
+def test_the_method_config_gates_and_objective_matrix_has_no_defaults_to_disagree_with():
+    """Issue 25's hand-worked example: ids q, q, q; correct 1, 0, 0; calls 1, 1, 0 (so n* = 1)."""
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.core.objectives import score_completions
+
+    ids, correct, calls = ["q", "q", "q"], [1, 0, 0], [1, 1, 0]
+    gated = score_completions(ids, correct, calls, OptimalCallTracker(), ParetoPOConfig())
+    np.testing.assert_array_equal(gated, [[1, 1], [0, 0], [0, 0]])  # a wrong answer scores (0, 0)
+    ungated = score_completions(ids, correct, calls, OptimalCallTracker(), ParetoPOConfig(gate_tool_by_correctness=False))
+    np.testing.assert_allclose(ungated, [[1, 1], [0, 1], [0, math.exp(-0.5)]])  # 0.607
+    with pytest.raises(TypeError, match="gate_tool_by_correctness"):
+        objective_matrix(correct, calls, [1, 1, 1], **{k: v for k, v in UNGATED.items() if k != "gate_tool_by_correctness"})
+    with pytest.raises(ValueError, match="miss gate_tool_by_correctness.*scoring_options"):
+        score_completions(ids, correct, calls, OptimalCallTracker(), {k: v for k, v in UNGATED.items()
+                                                                       if k != "gate_tool_by_correctness"})
 
 
 @pytest.mark.parametrize(
@@ -61,7 +84,7 @@ def test_gating_by_correctness_switch():
         (lambda: tool_efficiency([-1], [1]), ">= 0"),
         (lambda: tool_efficiency_exp([1], [1], alpha=0), "alpha"),
         (lambda: tool_efficiency([1], [1], unknown_nstar="maybe"), "unknown_nstar"),
-        (lambda: objective_matrix([2], [1], [1]), r"\[0, 1\]"),
+        (lambda: objective_matrix([2], [1], [1], **UNGATED), r"\[0, 1\]"),
         (lambda: OptimalCallTracker().update(["a"], [1, 2], [1, 1]), "one entry per completion"),
     ],
 )
@@ -100,7 +123,7 @@ def test_tracker_updates_before_rewards_and_round_trips():
     ids = ["q"] * 4
     calls, correct = np.array([3, 1, 0, 2]), np.array([1, 1, 0, 1])
     tracker.update(ids, calls, correct)  # the group's own best correct completion (1 call) counts
-    rewards = objective_matrix(correct, calls, tracker.lookup(ids), alpha=0.5)
+    rewards = objective_matrix(correct, calls, tracker.lookup(ids), **UNGATED)
     np.testing.assert_allclose(rewards[:, 1], np.exp(-0.5 * np.abs(calls - 1)))
     restored = OptimalCallTracker()
     restored.load_state_dict(tracker.state_dict())
@@ -162,8 +185,7 @@ def test_score_completions_is_objective_matrix_after_the_nstar_update():
     scored = score_completions(ids, correct, calls, tracker, config)
     reference = OptimalCallTracker()
     reference.update(ids, calls, correct)
-    expected = objective_matrix(correct, calls, reference.lookup(ids), form="otc", alpha=0.5, max_calls=3,
-                                unknown_nstar="one")
+    expected = objective_matrix(correct, calls, reference.lookup(ids), **{**UNGATED, "form": "otc"})
     np.testing.assert_array_equal(scored, expected)
     assert tracker.as_dict() == reference.as_dict()
     frozen = score_completions(["c"], [1], [1], tracker, config, update=False)  # n* of c stays unknown
@@ -183,4 +205,4 @@ def test_brevity_is_a_third_objective_column():
     with pytest.raises(ValueError, match="needs the completion lengths"):
         score_completions(["q"], [1], [1], OptimalCallTracker(), config)
     with pytest.raises(ValueError, match="cannot be scored"):
-        objective_matrix([1], [0], [0], objectives=("task", "colour"))
+        objective_matrix([1], [0], [0], **{**UNGATED, "objectives": ("task", "colour")})

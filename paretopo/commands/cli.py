@@ -25,6 +25,7 @@ from rich.table import Table
 
 from paretopo.commands.demo import DemoSettings
 from paretopo.core.config import PRESETS
+from paretopo.core.objectives import DEFAULT_OBJECTIVES
 
 
 def _showcase(_: argparse.Namespace) -> int:
@@ -178,7 +179,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
             hint = types[key]
             kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-            example = json.dumps(getattr(ParetoPOConfig(), key), separators=(",", ":"))
+            example = json.dumps(ParetoPOConfig.__dataclass_fields__[key].default, separators=(",", ":"))
             raise BadInput(f"--set {key}={text}: {key} takes {kind}, e.g. --set {key}={example}")
         overrides[key] = tuple(value) if isinstance(value, list) else value
     return overrides
@@ -189,9 +190,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def _check_train(args: argparse.Namespace) -> dict:
-    """Everything `train` can check before loading a model; returns the --set overrides."""
-    from paretopo.core.config import ParetoPOConfig
-    from paretopo.training.train import RunSettings
+    """The `train` options a plan does not check (counts, paths, the form of --set); returns the
+    ParetoPOConfig overrides, which `paretopo.training.plan.plan_run` checks against the task."""
+    from paretopo.training.plan import RunSettings
 
     _check_minimums(RunSettings, args)
     if args.learning_rate is not None and not args.learning_rate > 0:
@@ -213,30 +214,28 @@ def _check_train(args: argparse.Namespace) -> dict:
             overrides["weights"] = tuple(float(w) for w in args.weights.split(","))
         except ValueError:
             raise BadInput(f"--weights {args.weights}: give numbers separated by commas, e.g. 0.5,0.3,0.2") from None
-    ParetoPOConfig.from_preset(args.method, **overrides)  # a ValueError names every bad field
     run_dir = Path(args.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise BadInput(f"--run-dir {args.run_dir} is a file; pass a folder")
-    if args.resume:
-        from paretopo.evaluation.runlog import last_complete_checkpoint
-
-        last_complete_checkpoint(run_dir, args.method)
     return overrides
 
 
 def _train(args: argparse.Namespace) -> int:
-    overrides = _check_train(args)
-    from paretopo.training.train import RunSettings, train_run
+    from paretopo.training.plan import RunSettings, plan_run
 
-    settings = _settings_from_args(RunSettings, args)
-    result = train_run(args.method, settings, method_overrides=overrides, resume=args.resume)
+    overrides = _check_train(args)
+    # the run resolved once, before any model is loaded: a bad field or a conflict is one line here
+    plan = plan_run(_settings_from_args(RunSettings, args), args.method, overrides=overrides, resume=args.resume)
+    from paretopo.training.train import train_run
+
+    result = train_run(plan)
     Console().print_json(json.dumps({"run_dir": str(result.run_dir), "method": result.method, "steps": result.steps,
                                      "test": result.test}, default=str))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from paretopo.evaluation.evaluate import EvalSettings, evaluate_saved_policy
+    from paretopo.evaluation.eval_settings import EvalSettings
 
     settings = _settings_from_args(EvalSettings, args)
     _check_task(settings.task, None if settings.data else settings.split)
@@ -251,6 +250,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise BadInput(f"run folder {source} has no final/ model (did it finish?); pass one of its checkpoints, "
                        f"e.g. {paths.checkpoints / 'checkpoint-N'}")
     _check_model_source("policy", str(paths.final if paths.final.is_dir() else source))
+    from paretopo.evaluation.evaluate import evaluate_saved_policy
+
     summary, _ = evaluate_saved_policy(settings)
     console = Console()
     console.print_json(json.dumps({key: value for key, value in summary.items() if key != "breakdown"}))
@@ -288,10 +289,15 @@ def _compare(args: argparse.Namespace) -> int:
     for run in runs:
         _check_run_folder(run)
     _check_output_file("--out", args.out)
-    from paretopo.evaluation.evaluate import compare_runs
+    from paretopo.core.objectives import describe_scoring
+    from paretopo.evaluation.evaluate import checkpoint_scoring, compare_runs
+    from paretopo.evaluation.runlog import scoring_for
 
-    summary, dominance = compare_runs(runs, split=args.split)
+    scoring_for(args.scoring)  # a one-line error for an unknown name, before any table is read
+    summary, dominance = compare_runs(runs, split=args.split, scoring=args.scoring)
     console = Console()
+    console.print(f"Scored as {args.scoring} scores: {describe_scoring(checkpoint_scoring(runs, args.scoring))}",
+                  markup=False, highlight=False)
     table = Table(title="Runs (efficiency on one shared n*)", title_justify="left")
     columns = ("method", "test_accuracy", "test_mean_tool_calls", "frontier_hv", "frontier_size", "checkpoints", "run")
     for column in columns:
@@ -460,9 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="paretopo", description="ParetoPO: accurate and tool-frugal LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # settings live in light modules: building the parser (and --help) imports no torch
     from paretopo.commands.study import StudySettings
-    from paretopo.evaluation.evaluate import EvalSettings
-    from paretopo.training.train import RunSettings
+    from paretopo.evaluation.eval_settings import EvalSettings
+    from paretopo.training.plan import RunSettings
 
     demo = commands.add_parser("demo", help="the CPU demo: ParetoPO vs accuracy-only GRPO on the tiny policy")
     add_settings_options(demo, DemoSettings)
@@ -479,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     train.add_argument("--objectives", default=None, metavar="NAMES",
                        help="objectives, comma-separated, all maximised, e.g. task,tool_efficiency,brevity "
-                            "(default: task,tool_efficiency)")
+                            f"(default: {','.join(DEFAULT_OBJECTIVES)})")
     train.add_argument("--weights", default=None, metavar="W",
                        help="preference weights, one per objective, comma-separated (default: 0.6,0.4)")
     train.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -495,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="several runs side by side: test numbers, frontiers, dominance")
     compare.add_argument("runs", nargs="+")
     compare.add_argument("--split", default="validation", help="split of the checkpoint evaluations")
+    compare.add_argument("--scoring", default="paretopo", metavar="NAME",
+                         help="how every run is re-scored: a method preset or a run folder (its config); "
+                              "default: paretopo (tool efficiency gated by correctness)")
     compare.add_argument("--out", default=None, help="also write JSON here")
     compare.set_defaults(handler=_compare)
 

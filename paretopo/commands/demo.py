@@ -20,8 +20,9 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from paretopo.agent import tiny_policy_path
 from paretopo.core.settings import setting
-from paretopo.training.train import RunSettings, tiny_policy_path
+from paretopo.training.plan import RunSettings
 
 __all__ = ["DEMO_METHODS", "DemoSettings", "WHY_NOT", "run_demo", "verdict", "why_not"]
 

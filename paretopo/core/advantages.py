@@ -50,11 +50,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import torch
 
 from paretopo.core._arrays import like_input, require_finite, to_tensor
+from paretopo.core.choices import Stage1Normalization, Stage2Center, ZScoreScale
 from paretopo.core.pareto import pareto_ranks
 
 __all__ = ["ADVANTAGES", "ESTIMATORS", "RUNTIME_INPUTS", "AdvantageResult", "EstimatorSpec", "Stage1Normalization",
@@ -66,12 +67,6 @@ RUNTIME_INPUTS = ("meta_reward", "ranks")
 """What an estimator may ask for besides config fields: stage 1's meta reward, the batch's ranks."""
 
 
-ZScoreScale = Literal["group", "batch", "none"]
-"""Std scaling of a group z-score (:func:`group_zscore`; ``ParetoPOConfig.scale_rewards``)."""
-Stage1Normalization = Literal["group_std", "mean_only"]
-"""Normalisation of stage 1's advantages (:func:`hv_scalarized`; ``ParetoPOConfig.stage1_adv_norm``)."""
-Stage2Center = Literal["none", "group_mean", "group_zscore"]
-"""Centring of Eq. 9's advantages (:func:`pareto_rank`; ``ParetoPOConfig.stage2_center``)."""
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,19 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
-from paretopo.core.advantages import ESTIMATORS, Stage1Normalization, Stage2Center, ZScoreScale
-from paretopo.core.advantages import estimator_options as _estimator_options
-from paretopo.core.objectives import ToolEfficiencyForm, UnknownNstar
-from paretopo.core.scalarize import InitialMetaReward, Reference
+from paretopo.core.choices import (
+    InitialMetaReward,
+    Reference,
+    Stage1Normalization,
+    Stage2Center,
+    ToolEfficiencyForm,
+    UnknownNstar,
+    ZScoreScale,
+)
+from paretopo.core.objectives import DEFAULT_OBJECTIVES
+
+# paretopo.core.advantages (torch) is imported where an estimator is looked up, so that reading
+# the fields (the command line's help) needs no torch
 
 __all__ = ["OPTION_CHOICES", "PRESETS", "ParetoPOConfig"]
 
@@ -48,7 +57,7 @@ class ParetoPOConfig:
 
     method: str = _help("Name of the method this config implements (a preset name or your own label).", "paretopo")
     objectives: tuple[str, ...] = _help(
-        "Objective names, all maximised, in column order of the reward matrix.", ("task", "tool_efficiency")
+        "Objective names, all maximised, in column order of the reward matrix.", DEFAULT_OBJECTIVES
     )
     weights: tuple[float, ...] = _help(
         "User preference w, one per objective (>= 0, not all 0); (0.6, 0.4) reproduces the paper's "
@@ -135,6 +144,8 @@ class ParetoPOConfig:
 
     # ---------------------------------------------------------------------------------------
     def _validate(self) -> None:
+        from paretopo.core.advantages import ESTIMATORS
+
         problems: list[str] = []
         if len(self.objectives) < 2:
             problems.append(f"objectives needs at least 2 names, got {self.objectives}")
@@ -198,6 +209,8 @@ class ParetoPOConfig:
     def uses_meta_reward(self) -> bool:
         """Whether an outcome vector / HV archive drives the advantages (a stage-1 estimator that
         asks for the meta reward, e.g. hv_scalarized)."""
+        from paretopo.core.advantages import ESTIMATORS
+
         return "meta_reward" in ESTIMATORS[self.stage1_estimator].inputs and self.stage1_steps != 0
 
     def stage_at(self, step: int, steps_per_epoch: int | None = None) -> int:
@@ -223,7 +236,9 @@ class ParetoPOConfig:
     def options_for_estimator(self, name: str, meta_reward: float = 1.0) -> dict[str, Any]:
         """Keyword options of any registered estimator: the config fields it declared (see
         ``paretopo.core.advantages.register``) and the meta reward (1 without dynamic weighting)."""
-        return _estimator_options(name, self, meta_reward=meta_reward if self.dynamic_weighting else 1.0)
+        from paretopo.core.advantages import estimator_options
+
+        return estimator_options(name, self, meta_reward=meta_reward if self.dynamic_weighting else 1.0)
 
     # ---------------------------------------------------------------------------------------
     @classmethod

@@ -7,7 +7,10 @@ estimators has one row per completion and one column per name of ``ParetoPOConfi
 :func:`score_completions` is the one path from measurements (question ids, correctness, tool
 calls, completion lengths) to objective vectors; the trainer, evaluation, comparison, apps,
 showcase and notebooks all call it, and :func:`scoring_options` is the one place that reads the
-scoring options out of a ``ParetoPOConfig``.
+scoring options out of a ``ParetoPOConfig``. Scoring has no defaults here: every caller names
+its options (a config, or :func:`scoring_options` of one), so a column such as
+``obj_tool_efficiency`` means what the config that produced it says, e.g. gated by correctness
+or not. :func:`describe_scoring` says it in one line.
 
 Tool efficiency (docs/method.md, section 1), with ``m`` tool calls and the tracked optimum ``n*``:
 
@@ -36,12 +39,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-ToolEfficiencyForm = Literal["exp", "otc"]
-UnknownNstar = Literal["one", "zero"]
+from paretopo.core.choices import ToolEfficiencyForm, UnknownNstar
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -49,6 +51,7 @@ __all__ = [
     "OptimalCallTracker",
     "brevity",
     "count_tool_calls",
+    "describe_scoring",
     "objective_matrix",
     "require_known_objectives",
     "score_completions",
@@ -169,6 +172,10 @@ def brevity(lengths: Any, max_length: int) -> np.ndarray:
 OBJECTIVES: tuple[str, ...] = ("task", "tool_efficiency", "brevity")
 """Objective names :func:`objective_matrix` can compute, in any order and combination."""
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("task", "tool_efficiency")
+"""The objectives of ``ParetoPOConfig`` unless a run names others (written here only)."""
+SCORING_OPTIONS: tuple[str, ...] = ("objectives", "gate_tool_by_correctness", "form", "alpha", "max_calls",
+                                    "unknown_nstar", "brevity_length")
+"""The keyword options :func:`objective_matrix` needs, every one of them (:func:`scoring_options`)."""
 
 
 def require_known_objectives(names: Sequence[str]) -> tuple[str, ...]:
@@ -186,31 +193,47 @@ def objective_matrix(
     calls: Any,
     nstar: Any,
     *,
-    gate_tool_by_correctness: bool = False,
-    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
+    objectives: Sequence[str],
+    gate_tool_by_correctness: bool,
+    form: ToolEfficiencyForm,
+    alpha: float,
+    max_calls: int,
+    unknown_nstar: UnknownNstar,
+    brevity_length: int | None,
     lengths: Any = None,
-    brevity_length: int | None = None,
-    **efficiency_options: Any,
 ) -> np.ndarray:
     """Objective vectors ``[N, M]`` for N completions, one column per name of ``objectives``.
+
+    Every option is required (no defaults): pass ``**scoring_options(config)``.
 
     Args:
         correct: ``[N]`` task correctness in [0, 1] (1 = correct).
         calls: ``[N]`` executed tool calls.
         nstar: ``[N]`` n* of each completion's question (NaN = unknown).
+        objectives: column names, from :data:`OBJECTIVES`.
         gate_tool_by_correctness: if True, efficiency counts only for correct answers
-            (OTC-style ``r_tool <- r_task * r_tool``; a wrong answer gets (0, 0)). Default False:
-            the paper treats efficiency as an independent objective.
-        objectives: column names, from :data:`OBJECTIVES` (default ``(task, tool_efficiency)``).
-        lengths: ``[N]`` completion lengths in tokens (needed for ``brevity``).
+            (OTC-style ``r_tool <- r_task * r_tool``; a wrong answer gets (0, 0)); False: the
+            paper's independent objectives.
+        form, alpha, max_calls, unknown_nstar: how tool efficiency is computed
+            (:func:`tool_efficiency`).
         brevity_length: the length at which brevity reaches 0 (needed for ``brevity``).
-        **efficiency_options: passed to :func:`tool_efficiency`.
+        lengths: ``[N]`` completion lengths in tokens (needed for ``brevity``).
+
+    Example (ids q, q, q; correct 1, 0, 0; calls 1, 1, 0; so n* = 1):
+        >>> options = dict(objectives=("task", "tool_efficiency"), form="exp", alpha=0.5, max_calls=3,
+        ...                unknown_nstar="one", brevity_length=None)
+        >>> objective_matrix([1, 0, 0], [1, 1, 0], [1, 1, 1], gate_tool_by_correctness=True,
+        ...                  **options).round(3).tolist()
+        [[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+        >>> objective_matrix([1, 0, 0], [1, 1, 0], [1, 1, 1], gate_tool_by_correctness=False,
+        ...                  **options).round(3).tolist()
+        [[1.0, 1.0], [0.0, 1.0], [0.0, 0.607]]
     """
     names = require_known_objectives(objectives)
     task = _as_float_array(correct, "correct")
     if ((task < 0) | (task > 1)).any():
         raise ValueError("task correctness must lie in [0, 1]")
-    tool = tool_efficiency(calls, nstar, **efficiency_options)
+    tool = tool_efficiency(calls, nstar, form=form, alpha=alpha, max_calls=max_calls, unknown_nstar=unknown_nstar)
     if tool.shape != task.shape:
         raise ValueError(f"correct and calls must have the same length, got {task.shape} and {tool.shape}")
     if gate_tool_by_correctness:
@@ -245,13 +268,46 @@ def scoring_options(config: Any) -> dict[str, Any]:
     }
 
 
-def scored_objectives(config_or_options: Any = None) -> tuple[str, ...]:
+def describe_scoring(config_or_options: Any) -> str:
+    """The scoring options in one line, e.g. to print beside the numbers they produced.
+
+    Example:
+        >>> describe_scoring({"objectives": ("task", "tool_efficiency"), "gate_tool_by_correctness": True,
+        ...                   "form": "exp", "alpha": 0.5, "max_calls": 3, "unknown_nstar": "one",
+        ...                   "brevity_length": None})
+        'objectives task, tool_efficiency; tool efficiency exp(-0.5 |m - n*|), gated by correctness, 1 while n* is unknown'
+    """
+    options = _complete_options(config_or_options)
+    form = (f"exp(-{options['alpha']:g} |m - n*|)" if options["form"] == "exp"
+            else f"OTC's sin/cos (c = {options['max_calls']})")
+    gate = "gated by correctness" if options["gate_tool_by_correctness"] else "not gated by correctness"
+    unknown = "1 while n* is unknown" if options["unknown_nstar"] == "one" else "n* = 0 while unknown"
+    text = f"objectives {', '.join(options['objectives'])}; tool efficiency {form}, {gate}, {unknown}"
+    if "brevity" in options["objectives"]:
+        text += f"; brevity 0 at {options['brevity_length']} tokens"
+    return text
+
+
+def scored_objectives(config_or_options: Any) -> tuple[str, ...]:
     """Objective names :func:`score_completions` gives for this config or options mapping."""
-    if config_or_options is None:
-        return DEFAULT_OBJECTIVES
-    if isinstance(config_or_options, Mapping):
-        return tuple(config_or_options.get("objectives", DEFAULT_OBJECTIVES))
-    return tuple(config_or_options.objectives)
+    return tuple(_complete_options(config_or_options)["objectives"])
+
+
+def _complete_options(config_or_options: Any) -> dict[str, Any]:
+    """The scoring options of a ``ParetoPOConfig`` or of a mapping holding all of them."""
+    if not isinstance(config_or_options, Mapping):
+        if not hasattr(config_or_options, "gate_tool_by_correctness"):
+            raise TypeError(f"scoring needs a ParetoPOConfig or a mapping of scoring options, got "
+                            f"{config_or_options!r}")
+        return scoring_options(config_or_options)
+    options = dict(config_or_options)
+    missing = [name for name in SCORING_OPTIONS if name not in options]
+    unknown = sorted(set(options) - set(SCORING_OPTIONS))
+    if missing or unknown:
+        raise ValueError(f"scoring options {'miss ' + ', '.join(missing) if missing else ''}"
+                         f"{'; ' if missing and unknown else ''}{'do not know ' + ', '.join(unknown) if unknown else ''}"
+                         "; build them with paretopo.core.objectives.scoring_options(config)")
+    return options
 
 
 def score_completions(
@@ -259,7 +315,7 @@ def score_completions(
     correct: Any,
     calls: Any,
     tracker: OptimalCallTracker,
-    config_or_options: Any = None,
+    config_or_options: Any,
     *,
     lengths: Any = None,
     update: bool = True,
@@ -272,22 +328,19 @@ def score_completions(
         calls: ``[N]`` executed tool calls.
         tracker: the n* tracker; with ``update=True`` it first learns from these completions'
             correct answers (so a group's own best correct completion counts), as in training.
-        config_or_options: a ``ParetoPOConfig`` (read by :func:`scoring_options`) or a mapping
-            of :func:`objective_matrix` keyword options (None: its defaults).
+        config_or_options: a ``ParetoPOConfig`` (read by :func:`scoring_options`) or the mapping
+            that function returns (every option; there are no defaults).
         lengths: ``[N]`` completion lengths in tokens (needed when ``brevity`` is an objective).
         update: False scores against the tracker as it is (e.g. the trainer outside training).
 
     Example:
         >>> tracker = OptimalCallTracker()
-        >>> score_completions(["q", "q"], [1, 0], [2, 0], tracker, {"alpha": 0.5}).round(4).tolist()
+        >>> from paretopo.core.config import ParetoPOConfig
+        >>> ungated = ParetoPOConfig(gate_tool_by_correctness=False)
+        >>> score_completions(["q", "q"], [1, 0], [2, 0], tracker, ungated).round(4).tolist()
         [[1.0, 1.0], [0.0, 0.3679]]
     """
-    if config_or_options is None:
-        options: dict[str, Any] = {}
-    elif isinstance(config_or_options, Mapping):
-        options = dict(config_or_options)
-    else:
-        options = scoring_options(config_or_options)
+    options = _complete_options(config_or_options)
     ids = [str(q) for q in question_ids]
     correct_array = _as_float_array(correct, "correct")
     calls_array = np.asarray(calls.detach().cpu() if hasattr(calls, "detach") else calls)

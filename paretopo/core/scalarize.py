@@ -26,14 +26,12 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 
+from paretopo.core.choices import InitialMetaReward, Reference
 from paretopo.core.hypervolume import ParetoArchive
-
-InitialMetaReward = Literal["one", "formula"]
-Reference = Literal["nadir", "initial"]
 
 __all__ = ["HVScalarizer", "Stage1State", "Stage1Update", "meta_reward", "smoothed_gain", "stage1_update"]
 

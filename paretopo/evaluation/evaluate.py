@@ -8,10 +8,11 @@ numbers:
 * ``mean_tool_calls``: executed tool calls per completion;
 * ``tool_productivity``: correct answers per tool call (OTC's measure; ``inf`` with no calls);
 * ``objectives``: the mean objective vector, one entry per objective of the scoring options
-  (default ``(task, tool_efficiency)``; a run's config may add ``brevity``), with tool
-  efficiency measured against an n* tracker of the evaluation questions (updated from this
-  evaluation's correct answers first, exactly as in training). That vector is stage 1's
-  outcome and a point of the checkpoint frontier; tables carry it as ``obj_<name>`` columns.
+  (a run's config, or the ``paretopo`` method's when none is given:
+  ``paretopo.evaluation.runlog.scoring_for``), with tool efficiency measured against an n*
+  tracker of the evaluation questions (updated from this evaluation's correct answers first,
+  exactly as in training). That vector is stage 1's outcome and a point of the checkpoint
+  frontier; tables carry it as ``obj_<name>`` columns.
 
 ``frontier`` / ``frontier_hypervolume`` turn several evaluated checkpoints into a Pareto front.
 """
@@ -30,14 +31,29 @@ from tqdm.auto import tqdm
 
 from paretopo.agent.rollout import generate_rollouts
 from paretopo.core.hypervolume import hypervolume
-from paretopo.core.objectives import OptimalCallTracker, score_completions, scored_objectives
+from paretopo.core.objectives import (
+    DEFAULT_OBJECTIVES,
+    OptimalCallTracker,
+    describe_scoring,
+    score_completions,
+    scored_objectives,
+)
 from paretopo.core.pareto import nondominated_mask
-from paretopo.core.settings import setting
-from paretopo.evaluation.runlog import objective_column, objective_columns
+from paretopo.evaluation.eval_settings import EvalSettings
+from paretopo.evaluation.runlog import (
+    objective_column,
+    objective_columns,
+    run_folder_of,
+    scoring_for,
+)
 from paretopo.tasks.base import Example, Task
 
-__all__ = ["EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
+__all__ = ["DEFAULT_SCORING", "EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points",
+           "checkpoint_scoring", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
            "frontier_hypervolume", "objective_columns", "run_summaries", "summarize"]
+
+DEFAULT_SCORING = "paretopo"
+"""The scoring (``scoring_for``) of an evaluation that names none: the ParetoPO method's, as in training."""
 
 
 @dataclass
@@ -50,7 +66,7 @@ class EvalResult:
     objectives: tuple[float, ...]
     n_completions: int
     rows: pl.DataFrame = field(repr=False)
-    objective_names: tuple[str, ...] = ("task", "tool_efficiency")
+    objective_names: tuple[str, ...] = DEFAULT_OBJECTIVES
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,16 +90,16 @@ def summarize(
     """Accuracy, mean calls, productivity, mean objective vector and the per-row objectives.
 
     ``efficiency_options`` is a ``ParetoPOConfig`` or a mapping of scoring options
-    (``paretopo.core.objectives.score_completions``); ``lengths`` are completion lengths in tokens
-    (needed for ``brevity``).
+    (``paretopo.core.objectives.scoring_options``; None: :data:`DEFAULT_SCORING`'s); ``lengths``
+    are completion lengths in tokens (needed for ``brevity``).
     """
     if len(question_ids) == 0:
         raise ValueError("nothing to summarise: the evaluation produced no completions")
     tracker = tracker if tracker is not None else OptimalCallTracker()
     correct_array = np.asarray(correct, dtype=np.float64)
     calls_array = np.asarray(calls, dtype=np.int64)
-    objectives = score_completions(list(question_ids), correct_array, calls_array, tracker, efficiency_options or {},
-                                   lengths=lengths)
+    objectives = score_completions(list(question_ids), correct_array, calls_array, tracker,
+                                   _scoring(efficiency_options), lengths=lengths)
     total_calls = int(calls_array.sum())
     productivity = float(correct_array.sum() / total_calls) if total_calls else math.inf
     means = objectives.mean(axis=0)
@@ -121,7 +137,7 @@ def evaluate_policy(
             its validation tracker); a fresh one when None.
         efficiency_options: a ``ParetoPOConfig`` or a mapping of scoring options
             (``paretopo.core.objectives.scoring_options``: tool-efficiency form, alpha, ..., the
-            objective names), as in training.
+            objective names), as in training; None: :data:`DEFAULT_SCORING`'s.
         tools_in_prompt: render the tools block in the prompt (False for the tiny policy, which
             learned the convention in its warm start).
     """
@@ -159,36 +175,24 @@ def evaluate_policy(
         [r["id"] for r in records], [float(r["correct"]) for r in records], [r["tool_calls"] for r in records],
         tracker=tracker, efficiency_options=efficiency_options, lengths=[r["completion_tokens"] for r in records],
     )
-    names = scored_objectives(efficiency_options)
+    names = scored_objectives(_scoring(efficiency_options))
     rows = pl.DataFrame(records, infer_schema_length=None).with_columns(
         pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
     return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names)
 
 
-@dataclass
-class EvalSettings:
-    """What ``paretopo eval`` evaluates; the command's options are generated from these fields."""
-
-    policy: str = setting("", "a run folder (its final/ policy), checkpoint, exported adapter or model folder",
-                          positional=True)
-    task: str = setting("arithmetic", "task name (arithmetic, math, hotpotqa, nq_open)")
-    split: str = setting("test", "split of the task to evaluate on")
-    data: str | None = setting(None, "a JSONL file with id, question, answer, evaluated instead of --split", kind=str)
-    limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1)
-    samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1)",
-                           minimum=1)
-    max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1)
-    tools_in_prompt: bool = setting(False, "render the tools block in the prompt (real chat models; the tiny "
-                                           "policy was taught the protocol without it)")
-    by: str | None = setting(None, "also break accuracy down by an example field (e.g. tier) and tool use", kind=str)
-    out: str | None = setting(None, "also write the JSON summary to this file", kind=str)
+def _scoring(efficiency_options: Any) -> Any:
+    return scoring_for(DEFAULT_SCORING) if efficiency_options is None else efficiency_options
 
 
 def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalResult]:
     """Load the policy ``settings.policy`` names and evaluate it; returns (JSON summary, result).
 
     A run folder stands for its ``final/`` policy; a folder with ``adapter_config.json`` is loaded
-    as a LoRA adapter on its base model, anything else as a full model.
+    as a LoRA adapter on its base model, anything else as a full model. A run folder, its
+    ``final/`` or one of its checkpoints is scored with the run's own config (as its
+    ``eval.parquet`` was); any other policy with :data:`DEFAULT_SCORING`'s. The summary's
+    ``scoring`` says which.
     """
     from pathlib import Path
 
@@ -206,10 +210,14 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
         model, tokenizer = load_policy(str(source), lora=False)
     task = get_task(settings.task)
     examples = read_jsonl_examples(settings.data) if settings.data else task.load(settings.split)
+    run = run_folder_of(settings.policy)
+    scoring_name = str(run) if run is not None else DEFAULT_SCORING
+    scoring = scoring_for(scoring_name)
     result = evaluate_policy(model, tokenizer, task, examples[: settings.limit], num_samples=settings.samples,
                              greedy=settings.samples == 1, max_new_tokens=settings.max_new_tokens,
-                             tools_in_prompt=settings.tools_in_prompt)
-    summary = {"policy": str(source), "task": task.name, "split": settings.data or settings.split, **result.as_dict()}
+                             tools_in_prompt=settings.tools_in_prompt, efficiency_options=scoring)
+    summary = {"policy": str(source), "task": task.name, "split": settings.data or settings.split,
+               "scoring": f"{scoring_name}: {describe_scoring(scoring)}", **result.as_dict()}
     if settings.by:
         summary["breakdown"] = behaviour_table(result.rows, settings.by).to_dicts()
     return summary, result
@@ -264,16 +272,26 @@ def frontier_hypervolume(points: Sequence[Sequence[float]] | np.ndarray, ref: Se
 # ------------------------------------------------------------------------------------------
 
 
-def checkpoint_points(run_dirs: Sequence[str], efficiency_options: Mapping[str, Any] | None = None) -> pl.DataFrame:
+def checkpoint_scoring(run_dirs: Sequence[str], scoring: Any = DEFAULT_SCORING) -> dict[str, Any]:
+    """The scoring options :func:`checkpoint_points` re-scores ``run_dirs`` with.
+
+    ``scoring`` names how (``paretopo.evaluation.runlog.scoring_for``: a preset name, a
+    ``ParetoPOConfig`` or a run folder); the objectives are every objective any of the runs
+    trained on (in order of appearance), with ``brevity_length`` from the first run that has one.
+    """
+    from paretopo.evaluation.runlog import read_run
+
+    return _comparison_scoring(scoring, [read_run(path).config for path in run_dirs])
+
+
+def checkpoint_points(run_dirs: Sequence[str], scoring: Any = DEFAULT_SCORING) -> pl.DataFrame:
     """Objective means of every evaluated checkpoint of several runs, on a shared n*.
 
     Tool efficiency depends on n*, and each run tracks its own, so their numbers are not
     comparable. Here n* of a question is the fewest tool calls among correct answers to it in
-    *any* evaluation of *any* of the runs, and every (run, step, split) is re-scored with it.
-
-    ``efficiency_options`` are scoring options (``paretopo.core.objectives.score_completions``);
-    their ``objectives`` default to every objective any of the runs trained on (in order of
-    appearance), with ``brevity_length`` from the first run that has one.
+    *any* evaluation of *any* of the runs, and every (run, step, split) is re-scored with it,
+    all with one scoring (:func:`checkpoint_scoring` of ``scoring``; print it with
+    ``paretopo.core.objectives.describe_scoring``).
 
     Returns:
         One row per (run, step, split): run, method, step, split, final, accuracy,
@@ -295,7 +313,7 @@ def checkpoint_points(run_dirs: Sequence[str], efficiency_options: Mapping[str, 
             lambda s, finals=finals: (s["step"], s["split"]) in finals, return_dtype=pl.Boolean).alias("final"))
         frames.append(rows)
     rows = pl.concat(frames, how="diagonal_relaxed")
-    options = {**_runs_objectives(configs), **dict(efficiency_options or {})}
+    options = _comparison_scoring(scoring, configs)
     names = scored_objectives(options)
     lengths = None
     if "brevity" in names:
@@ -319,33 +337,36 @@ def checkpoint_points(run_dirs: Sequence[str], efficiency_options: Mapping[str, 
     )
 
 
+def _comparison_scoring(scoring: Any, configs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {**scoring_for(scoring), **_runs_objectives(configs)}
+
+
 def _runs_objectives(configs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Objective names (and brevity's length) of several runs' config.json, for re-scoring them together."""
     names: list[str] = []
     brevity_length = None
     for config in configs:
         method = config.get("method", {}) if isinstance(config.get("method"), Mapping) else {}
-        for name in method.get("objectives", ("task", "tool_efficiency")):
+        for name in method.get("objectives", DEFAULT_OBJECTIVES):
             if name not in names:
                 names.append(name)
         if brevity_length is None and "brevity" in method.get("objectives", ()):
             brevity_length = method.get("brevity_length") or config.get("settings", {}).get("max_completion_length")
-    options: dict[str, Any] = {"objectives": tuple(names or ("task", "tool_efficiency"))}
-    if brevity_length is not None:
-        options["brevity_length"] = int(brevity_length)
-    return options
+    return {"objectives": tuple(names or DEFAULT_OBJECTIVES),
+            "brevity_length": None if brevity_length is None else int(brevity_length)}
 
 
 def compare_runs(run_dirs: Sequence[str], split: str = "validation",
-                 efficiency_options: Mapping[str, Any] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Per-run frontier summary and a dominance table between the runs' final test points.
+                 scoring: Any = DEFAULT_SCORING) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per-run frontier summary and a dominance table between the runs' final test points,
+    scored with ``scoring`` (as :func:`checkpoint_points`).
 
     Returns:
         ``(summary, dominance)``: summary is :func:`run_summaries` of the runs'
         :func:`checkpoint_points`; dominance[i][j] says whether run i's final test point
         dominates run j's.
     """
-    points = checkpoint_points(run_dirs, efficiency_options)
+    points = checkpoint_points(run_dirs, scoring)
     summary = run_summaries(points, split)
     columns = [f"test_{c}" for c in objective_columns(points)]
     finals = {row["run"]: np.array([np.nan if row[c] is None else row[c] for c in columns], dtype=np.float64)

@@ -44,7 +44,12 @@ import polars as pl
 
 from paretopo.core.advantages import ADVANTAGES
 from paretopo.core.config import ParetoPOConfig
-from paretopo.core.objectives import DEFAULT_OBJECTIVES, OptimalCallTracker, score_completions
+from paretopo.core.objectives import (
+    DEFAULT_OBJECTIVES,
+    OptimalCallTracker,
+    score_completions,
+    scoring_options,
+)
 from paretopo.core.pareto import pareto_ranks
 from paretopo.core.scalarize import HVScalarizer
 
@@ -178,7 +183,8 @@ def llm_like_groups(n_groups: int, group_size: int, n_objectives: int, seed: int
     correct = (rng.uniform(size=n) < p_correct).astype(np.float64)
     calls = rng.integers(0, max_calls + 1, size=n)
     ids = [f"q{i // group_size}" for i in range(n)]
-    vectors = score_completions(ids, correct, calls, OptimalCallTracker(), {"alpha": alpha, "max_calls": max(1, max_calls)})
+    ungated = ParetoPOConfig(alpha=alpha, max_tool_calls=max(1, max_calls), gate_tool_by_correctness=False)
+    vectors = score_completions(ids, correct, calls, OptimalCallTracker(), scoring_options(ungated))
     extra = (rng.uniform(size=(n, max(0, n_objectives - 2))) < 0.5).astype(np.float64)
     return np.concatenate([vectors, extra], axis=1)[:, :n_objectives]
 

@@ -40,6 +40,8 @@ from typing import Any
 
 import polars as pl
 
+from paretopo.core.objectives import DEFAULT_OBJECTIVES
+
 __all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_STATE_FILE", "OBJECTIVE_PREFIX", "SCHEMA_VERSION", "RunData", "RunLog",
            "RunPaths", "atomic_write_bytes", "atomic_write_json", "is_run_folder", "last_complete_checkpoint",
            "list_runs", "objective_column", "objective_columns", "read_run", "run_paths", "schema_version",
@@ -316,7 +318,7 @@ class RunData:
         """The run's objective names (config.json; ``(task, tool_efficiency)`` if it names none)."""
         method = self.config.get("method")
         names = method.get("objectives") if isinstance(method, Mapping) else None
-        return tuple(names) if names else ("task", "tool_efficiency")
+        return tuple(names) if names else DEFAULT_OBJECTIVES
 
     @property
     def last_step(self) -> int:
@@ -456,3 +458,44 @@ def last_complete_checkpoint(run_dir: str | os.PathLike[str], method: str) -> Pa
         raise FileNotFoundError(f"{paths.checkpoints} holds no complete checkpoint to resume; drop resume "
                                 "(--resume) to start again in another run folder")
     return complete[-1]
+
+
+def run_folder_of(path: str | os.PathLike[str]) -> Path | None:
+    """The run folder holding ``path`` (the folder itself, its ``final/`` or a checkpoint), or None.
+
+    A model folder has a ``config.json`` too (the model's); a run's records the method config."""
+    path = Path(path)
+    for candidate in (path, path.parent, path.parent.parent):
+        if _run_method_config(candidate) is not None:
+            return candidate
+    return None
+
+
+def _run_method_config(folder: Path) -> Mapping[str, Any] | None:
+    try:
+        method = json.loads((folder / CONFIG_FILE).read_text()).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return method if isinstance(method, Mapping) else None
+
+
+def scoring_for(source: Any) -> dict[str, Any]:
+    """The scoring options of a method preset name, a ``ParetoPOConfig`` or a run folder.
+
+    The one place a command, the study or an app gets its scoring from
+    (``paretopo.core.objectives.scoring_options``; print it with ``describe_scoring``):
+    ``"paretopo"`` is the method's defaults, any preset name that preset's; a run folder (or its
+    ``final/`` or a checkpoint in it) gives the config the run trained and was evaluated with.
+    """
+    from paretopo.core.config import PRESETS, ParetoPOConfig
+    from paretopo.core.objectives import scoring_options
+
+    if isinstance(source, ParetoPOConfig):
+        return scoring_options(source)
+    if isinstance(source, str) and source in PRESETS:
+        return scoring_options(ParetoPOConfig.from_preset(source))
+    run = run_folder_of(source) if isinstance(source, (str, os.PathLike)) else None
+    if run is None:
+        raise ValueError(f"scoring {source!r}: not a method preset ({', '.join(sorted(PRESETS))}) nor a run folder "
+                         f"whose {CONFIG_FILE} records a method")
+    return scoring_options(ParetoPOConfig.from_dict(dict(_run_method_config(run))))

@@ -1,9 +1,11 @@
 """ParetoPOTrainer: TRL's GRPOTrainer with ParetoPO's objectives, stages and advantages.
 
-This is the only module that touches TRL: the ``GRPOConfig`` of a run (:func:`grpo_config`),
-the ``rollout_func`` adapter (:func:`make_rollout_func`, :func:`to_trl_rollout_output`; the
-decoding loop itself, ``paretopo.agent.rollout``, knows no TRL), the callbacks ``train_run`` adds, and
-the trainer hook, measured to work on trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
+This is the only module that imports TRL (a contract of pyproject.toml's import rules):
+:func:`build_trainer` makes the trainer of a planned run (``paretopo.training.plan.RunPlan``)
+with the ``GRPOConfig`` (:func:`grpo_config`), the reward functions, the ``rollout_func``
+adapter (:func:`make_rollout_func`, :func:`to_trl_rollout_output`; the decoding loop itself,
+``paretopo.agent.rollout``, knows no TRL), the callbacks and the environment switches;
+the trainer hook is measured to work on trl 1.15 and 1.16 (1 and 2 ranks, LoRA):
 
 1. ``_calculate_rewards`` returns TRL's gathered ``[N, K]`` reward matrix unchanged; the two
    columns paretopo needs are *raw measurements*, produced by the reward functions of
@@ -25,8 +27,8 @@ built over whatever ``trl.GRPOTrainer`` is when :func:`paretopo_trainer_class` i
 (after ``paretopo.agent.models.load_policy`` imported Unsloth on a GPU).
 
 Stage 1 lasts ``stage1_steps`` optimiser steps (default one epoch), then stage 2. The stage-1
-outcome vector comes from a validation evaluation every ``stage1_eval_every`` steps (a
-callable you pass, see ``paretopo.training.train``) or from the training batch's mean. The n* tracker,
+outcome vector comes from a validation evaluation every ``stage1_eval_every`` steps (the run's
+``paretopo.training.evaluator.Evaluator``) or from the training batch's mean. The n* tracker,
 the validation tracker, the stage-1 state and the stage are saved in every checkpoint
 (``paretopo_state.json``) and restored on resume.
 """
@@ -36,17 +38,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from paretopo.agent.rollout import Rollout, ToolFunction, mask_segments
@@ -67,15 +70,18 @@ from paretopo.evaluation.runlog import (
     objective_column,
 )
 
-__all__ = ["STATE_FILE", "CheckpointEvalCallback", "QuietProgressCallback", "RunLogCallback", "grpo_config",
-           "make_reward_functions", "make_rollout_func", "paretopo_trainer_class", "to_trl_rollout_output"]
+if TYPE_CHECKING:
+    from paretopo.training.evaluator import Evaluator
+    from paretopo.training.plan import RunPlan
+
+__all__ = ["STATE_FILE", "CheckpointEvalCallback", "QuietProgressCallback", "RunLogCallback", "build_trainer",
+           "grpo_config", "make_reward_functions", "make_rollout_func", "paretopo_trainer_class",
+           "prepare_environment", "to_trl_rollout_output"]
 
 logger = logging.getLogger(__name__)
 STATE_FILE = CHECKPOINT_STATE_FILE  # the run folder's contract (paretopo.evaluation.runlog)
 TASK_COLUMN = "task_correct"
 CALLS_COLUMN = "tool_calls"
-
-ValidationFn = Callable[[Any], tuple[float, ...]]  # the mean objective vector
 
 
 # ------------------------------------------------------------------------------------------
@@ -119,22 +125,23 @@ def make_reward_functions(task: Any) -> list[Callable[..., list[float]]]:
 # ------------------------------------------------------------------------------------------
 
 
-def grpo_config(settings: Any, output_dir: Path) -> Any:
-    """TRL's ``GRPOConfig`` for a run's ``paretopo.training.train.RunSettings``, set up for the device
-    (``bf16=False``, no gradient checkpointing on CPU); ``settings.extra`` overrides any field."""
+def grpo_config(plan: RunPlan) -> Any:
+    """TRL's ``GRPOConfig`` of a planned run, set up for the device (``bf16=False``, no gradient
+    checkpointing on CPU); ``plan.settings.extra`` overrides any field."""
     from trl import GRPOConfig
 
-    from paretopo.training.train import LORA_LR
+    from paretopo.evaluation.runlog import run_paths
 
+    settings = plan.settings
     on_gpu = torch.cuda.is_available()
     batch = settings.prompts_per_step * settings.num_generations
     arguments = dict(
-        output_dir=str(output_dir),
+        output_dir=str(run_paths(plan.run_dir).checkpoints),
         per_device_train_batch_size=batch,
         num_generations=settings.num_generations,
         gradient_accumulation_steps=1,
         max_completion_length=settings.max_completion_length,
-        learning_rate=settings.learning_rate or LORA_LR,
+        learning_rate=plan.learning_rate,
         lr_scheduler_type="constant",
         warmup_steps=0,
         temperature=settings.temperature,
@@ -233,17 +240,13 @@ class QuietProgressCallback(ProgressCallback):
 class CheckpointEvalCallback(TrainerCallback):
     """After each checkpoint save: evaluate on the validation subset (one point of the run's frontier)."""
 
-    def __init__(self, trainer: Any, task: Any, examples: list[Any], tokenizer: Any, run_log: RunLog,
-                 settings: Any, efficiency: Any, tools_in_prompt: bool, method: str):
-        self.trainer, self.task, self.examples, self.tokenizer, self.method = trainer, task, examples, tokenizer, method
-        self.run_log, self.settings, self.efficiency, self.tools_in_prompt = run_log, settings, efficiency, tools_in_prompt
+    def __init__(self, trainer: Any, evaluator: Evaluator):
+        self.trainer, self.evaluator = trainer, evaluator
 
     def on_train_begin(self, args, state, control, **kwargs):
         """On resume: evaluate the checkpoint again if a crash cut its evaluation short."""
         if state.global_step and state.is_world_process_zero:
-            evals = self.run_log.paths.evals
-            import polars as pl
-
+            evals = self.evaluator.run_log.paths.evals
             done = evals.exists() and pl.read_parquet(evals).filter(
                 (pl.col("step") == state.global_step) & (pl.col("split") == "validation")).height > 0
             if not done:
@@ -251,20 +254,64 @@ class CheckpointEvalCallback(TrainerCallback):
         return control
 
     def on_save(self, args, state, control, **kwargs):
-        from paretopo.evaluation.evaluate import evaluate_policy
-
-        if not state.is_world_process_zero:
-            return control
-        result = evaluate_policy(self.trainer.accelerator.unwrap_model(self.trainer.model), self.tokenizer,
-                                 self.task, self.examples, greedy=True,
-                                 max_new_tokens=self.settings.max_completion_length,
-                                 efficiency_options=self.efficiency, tools_in_prompt=self.tools_in_prompt,
-                                 progress=False)
-        step = int(state.global_step)
-        self.run_log.log_eval([{"method": self.method, "seed": self.settings.seed, "step": step, "split": "validation",
-                                "final": False, **result.as_dict()}])
-        self.run_log.log_eval_rows(step, "validation", result.rows)
+        if state.is_world_process_zero:
+            self.evaluator.evaluate_and_log(self.trainer.unwrapped_model(), "validation", int(state.global_step))
         return control
+
+
+def prepare_environment(settings: Any) -> None:
+    """Process-wide switches of a run, before its model is loaded: CPU threads, progress bars."""
+    if not torch.cuda.is_available():
+        torch.set_num_threads(settings.threads)
+    if not settings.progress:  # also silences the weight loading / shard writing bars
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+
+def build_trainer(plan: RunPlan, model: Any, tokenizer: Any, run_log: RunLog) -> Any:
+    """The ``ParetoPOTrainer`` of a planned run with its callbacks (checkpoint evaluation, progress).
+
+    Its ``evaluator`` (``paretopo.training.evaluator.Evaluator``) is the run's one evaluation:
+    checkpoints, stage 1's validation outcome and, called by ``train_run``, the final test.
+    """
+    from paretopo.agent.models import policy_backend
+    from paretopo.training.evaluator import Evaluator
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is the documented path here
+    settings, task = plan.settings, plan.task
+    tools = {tool.__name__: tool for tool in task.tools()}
+    trainer = paretopo_trainer_class()(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=make_reward_functions(task),
+        args=grpo_config(plan),
+        train_dataset=_dataset(task, plan.train_examples),
+        rollout_func=make_rollout_func(tools, backend=settings.rollout_backend, max_tool_calls=task.max_tool_calls,
+                                       answer_extractor=task.extract_answer, tools_in_prompt=plan.tools_in_prompt),
+        method=plan.config,
+        run_log=run_log,
+        evaluator=Evaluator(plan, tokenizer, run_log),
+        length_buckets=0 if policy_backend(model) == "unsloth" else settings.length_buckets,
+    )
+    if not settings.print_logs:  # keep the progress bar, drop the per-step dict dumps (they are in steps.parquet)
+        trainer.remove_callback(PrinterCallback)  # what transformers prints with when tqdm is off
+        trainer.remove_callback(ProgressCallback)
+        if settings.progress:
+            trainer.add_callback(QuietProgressCallback)
+    if settings.checkpoint_eval:
+        trainer.add_callback(CheckpointEvalCallback(trainer, trainer.evaluator))
+    return trainer
+
+
+def _dataset(task: Any, examples: Sequence[Any]) -> Any:
+    from datasets import Dataset
+
+    if not examples:
+        raise ValueError(f"task {task.name!r} produced no training examples")
+    return Dataset.from_list([
+        {"prompt": task.messages(e), "id": e.id, "answer": e.answer} for e in examples
+    ])
 
 
 # ------------------------------------------------------------------------------------------
@@ -281,7 +328,7 @@ class ParetoPOMixin:
         method: ParetoPOConfig | None = None,
         question_id_key: str = "id",
         run_log: RunLog | None = None,
-        validation_fn: ValidationFn | None = None,
+        evaluator: Evaluator | None = None,
         steps_per_epoch: int | None = None,
         log_samples_per_step: int = 8,
         length_buckets: int = 0,
@@ -303,7 +350,7 @@ class ParetoPOMixin:
         self._task_column, self._calls_column = names.index(TASK_COLUMN), names.index(CALLS_COLUMN)
         self.question_id_key = question_id_key
         self.run_log = run_log
-        self.validation_fn = validation_fn
+        self.evaluator = evaluator  # stage 1's validation outcome (stage1_outcome="validation")
         self.steps_per_epoch = steps_per_epoch or self._infer_steps_per_epoch()
         self.log_samples_per_step = log_samples_per_step
         self.nstar = OptimalCallTracker()
@@ -317,10 +364,18 @@ class ParetoPOMixin:
         self.last_advantages: torch.Tensor | None = None  # all N rows of the last batch, as used
         if run_log is not None:
             self.add_callback(RunLogCallback(run_log))
-        if validation_fn is not None and self.method.uses_meta_reward and self.method.stage1_outcome == "validation":
+        if evaluator is not None and self.method.uses_meta_reward and self.method.stage1_outcome == "validation":
             self.add_callback(_Stage1ValidationCallback(self))
 
     # --- bookkeeping -------------------------------------------------------------------------
+    def unwrapped_model(self) -> Any:
+        """The policy without accelerate's wrapping (what evaluation decodes with)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    def validation_outcome(self) -> tuple[float, ...]:
+        """Stage 1's outcome vector: the mean objectives of a validation evaluation, on its own n*."""
+        return self.evaluator.evaluate(self.unwrapped_model(), "validation", tracker=self.validation_nstar).objectives
+
     def _infer_steps_per_epoch(self) -> int | None:
         dataset = getattr(self, "train_dataset", None)
         if dataset is None or not hasattr(dataset, "__len__"):
@@ -586,7 +641,7 @@ class _Stage1ValidationCallback(TrainerCallback):
             return control
         from accelerate.utils import broadcast_object_list
 
-        outcome = [trainer.validation_fn(trainer) if trainer.accelerator.is_main_process else None]
+        outcome = [trainer.validation_outcome() if trainer.accelerator.is_main_process else None]
         if trainer.accelerator.num_processes > 1:
             broadcast_object_list(outcome)
         update = trainer.scalarizer.update(outcome[0], step=step)

@@ -43,9 +43,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from paretopo.agent import tiny_policy_path
 from paretopo.agent.models import build_tiny_policy, build_tiny_tokenizer, save_tiny_policy
 from paretopo.agent.rollout import ToolProtocol
-from paretopo.tasks.base import Example, Task, data_dir
+from paretopo.tasks.base import Example, Task
 
 __all__ = ["BEHAVIOUR_SHARES", "WarmStartConfig", "build_trace", "default_policy_path", "warm_start",
            "weights_sha256"]
@@ -68,7 +69,7 @@ def weights_sha256(folder: str | Path) -> str:
 
 def default_policy_path() -> Path:
     """Where the shipped warm-started tiny policy lives (``data/tiny_policy``)."""
-    return data_dir() / "tiny_policy"
+    return tiny_policy_path()
 
 
 @dataclass
