@@ -80,16 +80,32 @@ import sys
 import sysconfig
 import tempfile
 import time
+import uuid
 import warnings
+from collections import Counter
 from collections.abc import Callable
 
-ISOLATION_LEVELS = ("bwrap", "namespaces", "rlimits-only")
+ISOLATION_LEVELS = ("bwrap", "namespaces", "rlimits-only")  # strongest first
 ISOLATED_LEVELS = ("bwrap", "namespaces")  # the allow-listed filesystem view
+# What `require_isolation` compares: bwrap, the audited tool, above the same view built by hand.
+ISOLATION_STRENGTH = {"rlimits-only": 0, "namespaces": 1, "bwrap": 2}
+SETUP_ATTEMPTS = 3
+"""Tries of one run at one level whose sandbox failed to start (the code never ran), e.g.
+EAGAIN from clone() under pid pressure, before the next weaker level is tried."""
+LEVEL_RETRY_AFTER_S = 30.0
+"""A level that failed its probe or SETUP_ATTEMPTS starts in a row is skipped this long, then
+tried again: one transient failure never pins a process to a weaker level for good."""
 WORKDIR_IN_NAMESPACE = "/tmp/sandbox"
 SYSTEM_READONLY_PATHS = ("/usr/lib", "/usr/lib64", "/usr/bin")  # loader, shared libraries, sh
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom")
-# pivot_root has no libc wrapper; the syscall number differs per architecture.
-_PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+# pivot_root, keyctl and capset have no libc wrapper; the numbers differ per architecture.
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91},
+    "riscv64": {"pivot_root": 41, "keyctl": 219, "capset": 91},
+    "ppc64le": {"pivot_root": 203, "keyctl": 271, "capset": 184},
+    "s390x": {"pivot_root": 217, "keyctl": 280, "capset": 185},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,14 +182,32 @@ class PythonSandbox:
     """More host files or folders to show read-only (isolated levels; e.g. "/etc/ld.so.cache"
     where the loader needs it). Everything not allow-listed stays invisible."""
     mode: str = "auto"
-    """Isolation to use: "auto" (the strongest available, warns on a fallback to
-    "rlimits-only"), "bwrap", "namespaces" or "rlimits-only"."""
+    """Isolation to use: "auto" (the strongest that works, chosen per run; warns on a fallback
+    to "rlimits-only"), "bwrap", "namespaces" or "rlimits-only"."""
+    run_memory_mb: int | None = None
+    """Memory of all the run's processes together: heap, memfd and shared memory, tmpfs files,
+    page cache. Enforced by a memory cgroup where one can be made (`memory_cgroup_problem()`
+    says why not); None: memory_mb + scratch_mb."""
+    require_isolation: str | None = None
+    """Refuse to run code below this level: None, "namespaces" (the allow-listed view: the
+    hand-built level or bwrap) or "bwrap". A refused run returns an error result, and
+    `isolation` raises RuntimeError."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", *ISOLATION_LEVELS):
             raise ValueError(
                 f"mode={self.mode!r}: use 'auto', 'bwrap', 'namespaces' or 'rlimits-only'"
             )
+        if self.require_isolation not in (None, *ISOLATION_LEVELS):
+            raise ValueError(
+                f"require_isolation={self.require_isolation!r}: use None, 'namespaces' or 'bwrap'"
+            )
+        if self.mode != "auto" and _weaker(self.mode, self.require_isolation):
+            raise ValueError(
+                f"mode={self.mode!r} is below require_isolation={self.require_isolation!r}"
+            )
+        if self.run_memory_mb is not None and self.run_memory_mb <= 0:
+            raise ValueError(f"run_memory_mb={self.run_memory_mb} must be positive")
         for name in (
             "wall_time_s",
             "cpu_time_s",
@@ -197,13 +231,20 @@ class PythonSandbox:
 
     @property
     def isolation(self) -> str:
-        """The level `run` uses: "bwrap", "namespaces" or "rlimits-only" (probed once, cached)."""
-        if self.mode == "auto":
-            return detect_isolation()
-        problem = _level_problem(self.mode)
-        if problem is not None:
-            raise RuntimeError(f"mode={self.mode!r} is unavailable here: {problem}")
-        return self.mode
+        """The level the next run gets: "bwrap", "namespaces" or "rlimits-only".
+
+        Chosen afresh on every run (a level that failed is retried after LEVEL_RETRY_AFTER_S);
+        raises RuntimeError when no allowed level works (fixed `mode` unavailable, or nothing
+        at or above `require_isolation`).
+        """
+        problems = {}
+        for level in self._allowed_levels():
+            problems[level] = _level_problem(level)
+            if problems[level] is None:
+                if level == "rlimits-only" and self.mode == "auto":
+                    _warn_fallback(problems)
+                return level
+        raise RuntimeError(self._unavailable(problems))
 
     def readonly_paths(self) -> list[str]:
         """Host paths the isolated levels show read-only, real paths, none inside another."""
@@ -251,21 +292,74 @@ class PythonSandbox:
         return view
 
     def run(self, code: str) -> SandboxResult:
-        """Run `code` as a script in the sandbox and report what happened."""
-        return self._run(code, self.isolation)
+        """Run `code` as a script in the sandbox and report what happened.
 
-    def _run(self, code: str, isolation: str) -> SandboxResult:
+        Any str is accepted (lone surrogates included); anything else gives an error result.
+        The level is chosen per run: the strongest allowed one that works now; a sandbox that
+        fails to start (the code never ran) is retried SETUP_ATTEMPTS times, then the next
+        allowed level is tried. With no allowed level working the code is not run: the result
+        says why (isolation "").
+        """
         start = time.perf_counter()
-        host_workdir = None
+        if not isinstance(code, str):
+            return self._refusal(f"TypeError: code must be a str, not {type(code).__name__}", start)
+        source = code.encode("utf-8", "surrogatepass")
+        problems: dict[str, str | None] = {}
+        for level in self._allowed_levels():
+            problems[level] = _level_problem(level)
+            if problems[level] is not None:
+                continue
+            for attempt in range(SETUP_ATTEMPTS):
+                result, setup_problem = self._run(source, level)
+                if setup_problem is None:
+                    _LEVEL_FAILURES.pop(level, None)
+                    if level == "rlimits-only" and self.mode == "auto":
+                        _warn_fallback(problems)
+                    return result
+                time.sleep(0.05 * (attempt + 1))
+            _LEVEL_FAILURES[level] = (time.monotonic(), setup_problem)
+            problems[level] = f"failed to start {SETUP_ATTEMPTS} times: {setup_problem}"
+        return self._refusal(f"RuntimeError: {self._unavailable(problems)}", start)
+
+    def _allowed_levels(self) -> list[str]:
+        if self.mode != "auto":
+            return [self.mode]
+        return [level for level in ISOLATION_LEVELS if not _weaker(level, self.require_isolation)]
+
+    def _unavailable(self, problems: dict[str, str | None]) -> str:
+        what = f"mode={self.mode!r}" if self.mode != "auto" else "no allowed isolation level"
+        if self.require_isolation is not None:
+            what += f" (require_isolation={self.require_isolation!r})"
+        reasons = "; ".join(f"{level}: {problem}" for level, problem in problems.items())
+        return f"sandbox refused to run the code: {what} works here ({reasons})"
+
+    def _refusal(self, error: str, start: float) -> SandboxResult:
+        return SandboxResult("", False, error, False, time.perf_counter() - start, False, "")
+
+    @property
+    def run_memory_limit_mb(self) -> int:
+        """The memory cgroup's limit for one run (see `run_memory_mb`)."""
+        return self.run_memory_mb or self.memory_mb + self.scratch_mb
+
+    def _run(self, source: bytes, isolation: str) -> tuple[SandboxResult, str | None]:
+        """One run at `isolation`: (result, None), or (result, why) when the sandbox failed to
+        start and the code never ran (safe to retry)."""
+        start = time.perf_counter()
         as_root = os.geteuid() == 0
         isolated = isolation in ISOLATED_LEVELS
+        # As root the code always runs as a fresh uid: RLIMIT_NPROC holds, and (rlimits-only)
+        # it can neither signal nor read the trainer's processes.
+        uid = _fresh_uid() if as_root else None
         view = self.filesystem_view() if isolated else []
+        host_workdir = None
         if isolated:
             workdir = WORKDIR_IN_NAMESPACE
             # The interpreter's real path: the view holds the binary, not a venv's symlink to it.
             python = os.path.realpath(sys.executable)
         else:
             host_workdir = tempfile.mkdtemp(prefix="paretopo-sandbox-")
+            if uid is not None:
+                os.chown(host_workdir, uid, uid)
             workdir = host_workdir
             python = sys.executable
         if isolation == "bwrap":
@@ -275,10 +369,11 @@ class PythonSandbox:
                     "--kill-child", "--mount-proc"]  # fmt: skip
         else:
             argv = []
+        # rlimits-only: the host judges its own child; the "ready" and error pipes are its.
+        pipes = {} if isolated else {"ready": os.pipe(), "error": os.pipe()}
         cfg = {
             "isolation": isolation,
-            # In the isolated levels, root drops to a fresh uid so RLIMIT_NPROC holds.
-            "uid": _fresh_uid() if isolated and as_root else None,
+            "uid": uid,
             "workdir": workdir,
             "cpu_s": self.cpu_time_s,
             "memory_mb": self.memory_mb,
@@ -286,12 +381,17 @@ class PythonSandbox:
             "nproc": self._nproc_limit(isolation),
             "site_dirs": [os.path.realpath(p) for p in _site_dirs()] if self.site_packages else [],
             "view": view if isolation == "namespaces" else [],  # bwrap builds it itself
-            "pivot_root": _PIVOT_ROOT_SYSCALL.get(platform.machine()),
+            "syscalls": _SYSCALLS.get(platform.machine()),
             "env": _minimal_env(workdir, python),
+            **{f"{name}_fd": ends[1] for name, ends in pipes.items()},
         }
         # -S skips site.py and its .pth hooks (the editable-install hook alone costs ~10 ms);
         # the supervisor puts site-packages on sys.path itself. -u: partial output survives a kill.
         argv += [python, "-S", "-u", "-c", _supervisor_source(), json.dumps(cfg)]
+        cgroup = _MemoryCgroup.create(self.run_memory_limit_mb)
+        if cgroup is not None:  # join it before anything forks, then become the sandbox
+            argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup.procs_file, *argv]
+        proc = None
         try:
             proc = subprocess.Popen(
                 argv,
@@ -301,16 +401,45 @@ class PythonSandbox:
                 cwd=host_workdir or "/",
                 env=cfg["env"],
                 start_new_session=True,
+                pass_fds=[ends[1] for ends in pipes.values()],
             )
-            output, status, timed_out = self._pump(
-                proc, code.encode("utf-8", "surrogateescape"), start
+            for ends in pipes.values():
+                os.close(ends[1])
+            streams, timed_out = self._pump(
+                proc, source, start, {name: ends[0] for name, ends in pipes.items()}
             )
+            # Left-overs go before the leader is reaped (its pid, and pgid, stay ours till then).
+            if not isolated and uid is not None:
+                _kill_all(lambda: _pids_of_uid(uid), lambda pid: _uid_of(pid) == uid)
+            if cgroup is not None:
+                cgroup.kill_all()
+            _, wait_status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            oom_kills = cgroup.oom_kills() if cgroup is not None else 0
         finally:
+            for ends in pipes.values():
+                os.close(ends[0])
+            if proc is not None and proc.returncode is None:  # an error above: never leak it
+                _kill_session(proc)
+                proc.wait()
+            if cgroup is not None:
+                cgroup.remove()
             if host_workdir is not None:
                 shutil.rmtree(host_workdir, ignore_errors=True)
-        text, truncated = output.text(self.max_output_chars, self.head_chars, self.tail_chars)
-        error, limit_hit = self._error_line(status, timed_out)
-        return SandboxResult(
+        if isolated:
+            report = _supervisor_report(streams["status"])
+        else:
+            report = {
+                "ready": streams["ready"].text(1 << 20, 1 << 20, 0)[0],
+                "wait": wait_status,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "error": streams["error"].text(1 << 20, 1 << 20, 0)[0],
+            }
+        error, limit_hit, setup_problem = self._verdict(report, timed_out, oom_kills)
+        text, truncated = streams["output"].text(
+            self.max_output_chars, self.head_chars, self.tail_chars
+        )
+        result = SandboxResult(
             output=text,
             ok=error is None,
             error=error,
@@ -319,64 +448,72 @@ class PythonSandbox:
             truncated=truncated,
             isolation=isolation,
         )
+        return result, setup_problem
 
     def _nproc_limit(self, isolation: str) -> int:
         if os.geteuid() == 0:
-            return self.max_processes  # isolated: a fresh uid; else not enforced for root anyway
+            return self.max_processes  # the code runs as a fresh uid: only its own tasks count
         # RLIMIT_NPROC counts every task of the real uid, so leave room for the ones running.
         return self.max_processes + _count_tasks_of(os.getuid())
 
     def _pump(
-        self, proc: subprocess.Popen, code: bytes, start: float
-    ) -> tuple[_BoundedBuffer, _BoundedBuffer, bool]:
-        """Feed the code to stdin and read stdout/stderr until exit or the wall-time limit."""
-        output = _BoundedBuffer(
-            4 * max(self.max_output_chars, self.head_chars) + 4, 4 * self.tail_chars + 4
-        )
-        status = _BoundedBuffer(1 << 16, 1 << 12)  # supervisor's JSON lines, tail kept
-        sinks = {proc.stdout: output, proc.stderr: status}
+        self, proc: subprocess.Popen, code: bytes, start: float, extra_fds: dict[str, int]
+    ) -> tuple[dict[str, _BoundedBuffer], bool]:
+        """Feed the code to stdin and read the pipes until exit or the wall-time limit.
+
+        Returns the buffers ("output": stdout, "status": stderr, one per `extra_fds` name) and
+        whether the wall time ran out. The leader is left unreaped.
+        """
+        streams = {
+            "output": _BoundedBuffer(
+                4 * max(self.max_output_chars, self.head_chars) + 4, 4 * self.tail_chars + 4
+            ),
+            "status": _BoundedBuffer(1 << 16, 1 << 12),  # supervisor's JSON lines, tail kept
+            **{name: _BoundedBuffer(1 << 14, 0) for name in extra_fds},
+        }
+        sinks = {proc.stdout.fileno(): streams["output"], proc.stderr.fileno(): streams["status"]}
+        sinks.update({fd: streams[name] for name, fd in extra_fds.items()})
         selector = selectors.DefaultSelector()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            os.set_blocking(stream.fileno(), False)
-        selector.register(proc.stdin, selectors.EVENT_WRITE)
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        selector.register(proc.stderr, selectors.EVENT_READ)
+        os.set_blocking(proc.stdin.fileno(), False)
+        selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+        for fd in sinks:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        stdin_fd = proc.stdin.fileno()
         deadline = start + self.wall_time_s
         written = 0
         timed_out = False
         try:
             while selector.get_map():
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 and proc.poll() is None:
+                if remaining <= 0 and not _has_exited(proc.pid):
                     timed_out = True
                     break
                 for key, _ in selector.select(min(max(remaining, 0), 0.05)):
-                    if key.fileobj is proc.stdin:
+                    if key.fd == stdin_fd:
                         try:
-                            written += os.write(
-                                proc.stdin.fileno(), code[written : written + 65536]
-                            )
+                            written += os.write(key.fd, code[written : written + 65536])
                         except BlockingIOError:
                             continue
                         except BrokenPipeError:
                             written = len(code)
                         if written >= len(code):
-                            selector.unregister(proc.stdin)
+                            selector.unregister(key.fd)
                             proc.stdin.close()
                         continue
                     try:
-                        data = os.read(key.fileobj.fileno(), 65536)
+                        data = os.read(key.fd, 65536)
                     except BlockingIOError:
                         continue
                     if data:
-                        sinks[key.fileobj].feed(data)
+                        sinks[key.fd].feed(data)
                     else:
-                        selector.unregister(key.fileobj)
-                # Left-over holders of the pipes must not stall us once the supervisor is done.
-                if proc.poll() is not None:
-                    for stream, sink in ((proc.stdout, output), (proc.stderr, status)):
-                        if stream in selector.get_map():
-                            _drain(stream.fileno(), sink)
+                        selector.unregister(key.fd)
+                # Left-over holders of the pipes must not stall us once the leader is done.
+                if _has_exited(proc.pid):
+                    for fd in list(selector.get_map()):
+                        if fd in sinks:
+                            _drain(fd, sinks[fd])
                     break
             if timed_out:
                 _kill_session(proc)
@@ -385,41 +522,66 @@ class PythonSandbox:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if not stream.closed:
                     stream.close()
-            proc.wait()
-        return output, status, timed_out
+        return streams, timed_out
 
-    def _error_line(self, status: _BoundedBuffer, timed_out: bool) -> tuple[str | None, bool]:
-        """(error line or None, whether a time limit was hit) from the supervisor's report."""
+    def _verdict(
+        self, report: dict | None, timed_out: bool, oom_kills: int
+    ) -> tuple[str | None, bool, str | None]:
+        """(error line or None, whether a limit was hit, why the sandbox failed to start).
+
+        Judged only from what the code cannot forge: the wall clock, the "ready" word the
+        confined process sent before the code ran, its wait status and CPU time as its parent
+        saw them, the cgroup's OOM kills. The code's own error line is used only as the text
+        of a failure that its exit status already shows.
+        """
         if timed_out:
-            return f"TimeoutError: execution exceeded {self.wall_time_s} s", True
-        error, wait_status, other = None, None, []
-        for line in status.text(1 << 20, 0, 1 << 20)[0].splitlines():
-            try:
-                message = json.loads(line)
-            except ValueError:
-                other.append(line)
-                continue
-            if isinstance(message, dict) and "error" in message:
-                error = str(message["error"])
-            elif isinstance(message, dict) and "setup_error" in message:
-                return f"RuntimeError: sandbox setup failed: {message['setup_error']}", False
-            elif isinstance(message, dict) and isinstance(message.get("wait"), int):
-                wait_status = message["wait"]
-        if wait_status is None:  # the supervisor itself failed, e.g. unshare was refused
-            detail = other[-1] if other else "no status reported"
-            return f"RuntimeError: sandbox failed to run the code: {detail}", False
+            return f"TimeoutError: execution exceeded {self.wall_time_s} s", True, None
+        if report is None or not report.get("ready", "").startswith("R"):
+            why = (report or {}).get("ready", "")[1:] or (report or {}).get("detail", "")
+            why = why or "no status reported"
+            return f"RuntimeError: sandbox setup failed: {why}", False, why
+        wait_status = report.get("wait")
+        if not isinstance(wait_status, int):  # the supervisor died after the code started
+            return f"RuntimeError: sandbox failed: {report.get('detail') or 'no exit status'}", False, None
         if os.WIFSIGNALED(wait_status):
             sig = os.WTERMSIG(wait_status)
-            if sig == signal.SIGXCPU:
-                return f"TimeoutError: CPU time limit of {self.cpu_time_s} s exceeded", True
-            return f"RuntimeError: killed by signal {_signal_name(sig)}", False
+            # With SIGXCPU ignored, the hard limit's SIGKILL ends it: known by its CPU time.
+            if sig == signal.SIGXCPU or (
+                sig == signal.SIGKILL and float(report.get("cpu_s", 0)) >= self.cpu_time_s
+            ):
+                return f"TimeoutError: CPU time limit of {self.cpu_time_s} s exceeded", True, None
+            if sig == signal.SIGKILL and oom_kills:
+                limit = self.run_memory_limit_mb
+                return f"MemoryError: out of memory (all processes: {limit} MB)", True, None
+            return f"RuntimeError: killed by signal {_signal_name(sig)}", False, None
         code = os.WEXITSTATUS(wait_status)
-        if code == 0:  # judged from outside: an error line alone cannot fail a run
-            return None, False
-        if error is None:
-            return f"SystemExit: {code}", False
+        if code == 0:
+            return None, False, None
+        error = str(report.get("error") or "") if code == 1 else ""
+        if not error:
+            return f"SystemExit: {code}", False, None
         error, _ = truncate_output(error, self.max_output_chars, self.head_chars, self.tail_chars)
-        return error, False
+        return error, False, None
+
+
+def _supervisor_report(status: _BoundedBuffer) -> dict | None:
+    """The supervisor's ready and wait messages merged, or None if it sent neither.
+
+    Other lines (bwrap's or unshare's own errors) become "detail".
+    """
+    report: dict = {}
+    other = []
+    for line in status.text(1 << 20, 1 << 20, 0)[0].splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            other.append(line)
+            continue
+        if isinstance(message, dict):
+            report.update(message)
+    if other:
+        report["detail"] = other[-1]
+    return report or None
 
 
 def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], str]:
@@ -427,13 +589,16 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
 
     The returned function is typed and documented so that TRL's `tools=` (through
     transformers' `get_json_schema`) can describe it to the model. Its `isolation` attribute
-    is the level its runs get, for run logs.
+    is the level its runs get now (raises RuntimeError here when the sandbox's
+    `require_isolation` cannot be met), and `runs_by_isolation` counts the level each call
+    actually ran under ("" for a refused call), for run logs and eval summaries.
 
     Example:
         >>> make_python_tool()("print(6 * 7)")
         '42\\n'
     """
     box = sandbox if sandbox is not None else PythonSandbox()
+    runs_by_isolation: Counter[str] = Counter()
 
     def python(code: str) -> str:
         """Run Python code in a sandbox and return what it printed.
@@ -441,80 +606,340 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
         Args:
             code: Python source code to execute. Use print() to show results.
         """
-        return box.run(code).as_tool_text()
+        result = box.run(code)
+        runs_by_isolation[result.isolation] += 1
+        return result.as_tool_text()
 
     python.isolation = box.isolation  # type: ignore[attr-defined]
+    python.runs_by_isolation = runs_by_isolation  # type: ignore[attr-defined]
     return python
 
 
-@functools.cache
-def detect_isolation() -> str:
-    """The strongest isolation level that works here, probed once per process.
+def tool_isolation(tools: dict[str, Callable]) -> dict[str, dict[str, int]]:
+    """How many calls of each sandboxed tool ran under each level, e.g.
+    {"python": {"bwrap": 12}} (a refused call counts under "")."""
+    return {
+        name: dict(sorted(tool.runs_by_isolation.items()))
+        for name, tool in tools.items()
+        if hasattr(tool, "runs_by_isolation")
+    }
 
-    "bwrap" and "namespaces" give the same view; warns (once) when it has to fall back to
-    "rlimits-only".
+
+def detect_isolation() -> str:
+    """The strongest level that works here now (see `PythonSandbox.isolation`).
+
+    "bwrap" and "namespaces" give the same view; warns (once per process) when it has to
+    fall back to "rlimits-only".
     """
-    problems = {}
-    for level in ISOLATED_LEVELS:
-        problems[level] = _level_problem(level)
-        if problems[level] is None:
-            return level
-    if os.geteuid() == 0:
-        who = "root, WITHOUT a process-count limit (RLIMIT_NPROC is not enforced for root),"
-    else:
-        who = f"uid {os.geteuid()}"
+    return PythonSandbox().isolation
+
+
+# level -> (time.monotonic() of its last failure, why): skipped until LEVEL_RETRY_AFTER_S later
+_LEVEL_FAILURES: dict[str, tuple[float, str]] = {}
+_CONFIRMED_LEVELS: set[str] = set()  # levels whose probe ran confined in this process
+_FALLBACK_WARNED: list[bool] = []
+
+
+def _reset_level_state() -> None:
+    """Forget every probe and failure (tests)."""
+    _LEVEL_FAILURES.clear()
+    _CONFIRMED_LEVELS.clear()
+    _FALLBACK_WARNED.clear()
+    _bwrap_problem.cache_clear()
+    _namespace_problem.cache_clear()
+
+
+def _weaker(level: str, required: str | None) -> bool:
+    return required is not None and ISOLATION_STRENGTH[level] < ISOLATION_STRENGTH[required]
+
+
+def _warn_fallback(problems: dict[str, str | None]) -> None:
+    if _FALLBACK_WARNED:
+        return
+    _FALLBACK_WARNED.append(True)
+    reasons = "; ".join(f"{level}: {problem}" for level, problem in problems.items() if problem)
+    who = "a fresh uid" if os.geteuid() == 0 else f"uid {os.geteuid()} (the caller's)"
     warnings.warn(
-        f"PythonSandbox: no isolated level works here (bwrap: {problems['bwrap']}; "
-        f"namespaces: {problems['namespaces']}); falling back to 'rlimits-only' isolation: "
-        f"model code runs as {who} with resource limits, a minimal environment and a temporary "
-        "directory, but WITH network access and the host's files in view. Install bubblewrap "
+        f"PythonSandbox: no isolated level works here ({reasons}); falling back to "
+        f"'rlimits-only' isolation: model code runs as {who} with resource limits, a minimal "
+        "environment and a temporary directory, but WITH network access and the host's files "
+        "in view. The isolated levels are tried again on later runs. Install bubblewrap "
         "(apt-get install bubblewrap) for the allow-listed view; see the threat model in "
-        "paretopo.tools.sandbox.",
+        "paretopo.tools.sandbox; `require_isolation` refuses to run below a level.",
         RuntimeWarning,
-        stacklevel=2,
+        stacklevel=3,
     )
-    return "rlimits-only"
 
 
 def _level_problem(level: str) -> str | None:
-    """Why `level` cannot be used here, or None when it works."""
-    if level == "bwrap":
-        return _bwrap_problem()
-    if level == "namespaces":
-        return _namespace_problem()
+    """Why `level` cannot be used now, or None when it works.
+
+    Missing programs or privileges are permanent; a failed probe or start is retried after
+    LEVEL_RETRY_AFTER_S; a probe that ran confined is trusted for the process's life (each
+    run still checks that its sandbox started).
+    """
+    if level == "rlimits-only":
+        return None
+    problem = _bwrap_problem() if level == "bwrap" else _namespace_problem()
+    if problem is not None:
+        return problem
+    failed = _LEVEL_FAILURES.get(level)
+    if failed is not None:
+        age = time.monotonic() - failed[0]
+        if age < LEVEL_RETRY_AFTER_S:
+            return f"{failed[1]} ({age:.0f} s ago; tried again after {LEVEL_RETRY_AFTER_S:.0f} s)"
+    if level not in _CONFIRMED_LEVELS:
+        problem = _probe(level)
+        if problem is not None:
+            _LEVEL_FAILURES[level] = (time.monotonic(), problem)
+            return problem
+        _CONFIRMED_LEVELS.add(level)
+    _LEVEL_FAILURES.pop(level, None)
     return None
 
 
 @functools.cache
 def _bwrap_problem() -> str | None:
-    """Why "bwrap" cannot be used here, or None when a probe run succeeded."""
+    """Why "bwrap" can never be used in this process, or None."""
     if not sys.platform.startswith("linux"):
         return f"platform is {sys.platform}"
     if shutil.which("bwrap") is None:
         return "no `bwrap` executable (apt-get install bubblewrap)"
-    return _probe("bwrap")
+    return None
 
 
 @functools.cache
 def _namespace_problem() -> str | None:
-    """Why "namespaces" cannot be used here, or None when a probe run succeeded."""
+    """Why "namespaces" can never be used in this process, or None."""
     if not sys.platform.startswith("linux"):
         return f"platform is {sys.platform}"
     if os.geteuid() != 0:
         return "not running as root"
     if shutil.which("unshare") is None:
         return "no `unshare` executable"
-    return _probe("namespaces")
+    return None
 
 
 def _probe(level: str) -> str | None:
-    """Run a tiny program at `level`: None if it ran confined, else what went wrong."""
-    probe = PythonSandbox(wall_time_s=10.0)._run(
-        "import os\nprint(os.getuid() != 0, os.path.exists('/etc'))", level
-    )
+    """Run a tiny program at `level` (retrying a failed start): None if it ran confined."""
+    code = b"import os\nprint(os.getuid() != 0, os.path.exists('/etc'))"
+    for attempt in range(SETUP_ATTEMPTS):
+        probe, setup_problem = PythonSandbox(wall_time_s=10.0)._run(code, level)
+        if setup_problem is None:
+            break
+        time.sleep(0.05 * (attempt + 1))
     if probe.ok and probe.output == "True False\n":  # not root, and /etc is out of view
         return None
     return f"probe run failed: {probe.error or probe.output!r}"
+
+
+def memory_cgroup_problem() -> str | None:
+    """Why runs get no memory cgroup here (then only the per-process bound holds), or None."""
+    return _cgroup_parent()[1]
+
+
+class _MemoryCgroup:
+    """A memory cgroup (v1 or v2) holding one run's processes.
+
+    Every page they use counts against its limit, wherever it lives: heap, memfd_create
+    files, SysV and POSIX shared memory, tmpfs files, page cache. When the limit is reached the
+    kernel's OOM killer ends a process of the run (the code's processes first: their
+    oom_score_adj is 1000). It also lists every process of the run, so none outlives it.
+    """
+
+    def __init__(self, path: str, version: int) -> None:
+        self.path, self.version = path, version
+        self.procs_file = os.path.join(path, "cgroup.procs")
+
+    @classmethod
+    def create(cls, limit_mb: int) -> _MemoryCgroup | None:
+        parent, problem = _cgroup_parent()
+        if parent is None:
+            return None
+        path = os.path.join(parent[0], f"paretopo-sandbox-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        try:
+            os.mkdir(path)
+        except OSError:
+            return None
+        cgroup = cls(path, parent[1])
+        try:
+            cgroup._limit(limit_mb << 20)
+        except OSError:
+            cgroup.remove()
+            return None
+        return cgroup
+
+    def _limit(self, limit: int) -> None:
+        if self.version == 1:
+            _write(self.path, "memory.limit_in_bytes", limit)
+            if os.path.exists(os.path.join(self.path, "memory.memsw.limit_in_bytes")):
+                _write(self.path, "memory.memsw.limit_in_bytes", limit)  # no swapping around it
+        else:
+            _write(self.path, "memory.max", limit)
+            for name, value in (("memory.swap.max", 0), ("memory.oom.group", 1)):
+                if os.path.exists(os.path.join(self.path, name)):
+                    _write(self.path, name, value)
+
+    def pids(self) -> list[int]:
+        try:
+            with open(self.procs_file) as f:
+                return [int(pid) for pid in f.read().split()]
+        except OSError:
+            return []
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup, and wait until it is empty (2 s at most)."""
+        name = "/" + os.path.basename(self.path)
+        _kill_all(self.pids, lambda pid: _cgroup_of(pid).endswith(name))
+
+    def oom_kills(self) -> int:
+        """Processes the OOM killer ended in this cgroup."""
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        try:
+            with open(os.path.join(self.path, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except OSError:
+            pass
+        return 0
+
+    def remove(self) -> None:
+        for _ in range(100):
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # a process of the run is still being torn down
+                time.sleep(0.01)
+
+
+@functools.cache
+def _cgroup_parent() -> tuple[tuple[str, int] | None, str | None]:
+    """((folder to make run cgroups in, cgroup version), None), or (None, why there is none).
+
+    Our own memory cgroup: v1's memory hierarchy, or v2 where it delegates the memory
+    controller to its children. Checked once per process by making and removing one.
+    """
+    if not sys.platform.startswith("linux"):
+        return None, f"platform is {sys.platform}"
+    try:
+        with open("/proc/self/cgroup") as f:
+            memberships = [line.rstrip("\n").split(":", 2) for line in f if line.count(":") >= 2]
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split() for line in f]
+    except OSError as e:
+        return None, f"cannot read /proc/self/cgroup or mountinfo: {e}"
+    candidates = []
+    for _, controllers, path in memberships:
+        version = 2 if controllers == "" else 1
+        if version == 1 and "memory" not in controllers.split(","):
+            continue
+        for fields in mounts:
+            rest = fields[fields.index("-") + 1 :]
+            fstype, options = rest[0], rest[2] if len(rest) > 2 else ""
+            wanted = fstype == "cgroup2" if version == 2 else (
+                fstype == "cgroup" and "memory" in options.split(",")
+            )
+            root = fields[3]
+            if wanted and (path == root or path.startswith(root.rstrip("/") + "/")):
+                candidates.append((fields[4] + path[len(root.rstrip("/")) :], version))
+    problems = []
+    for folder, version in sorted(candidates, key=lambda c: c[1]):  # v1's memory first
+        if version == 2 and not _v2_delegates_memory(folder):
+            problems.append(f"{folder}: the memory controller is not delegated to children")
+            continue
+        probe = _MemoryCgroup(os.path.join(folder, f"paretopo-probe-{uuid.uuid4().hex[:12]}"), version)
+        try:
+            os.mkdir(probe.path)
+            probe._limit(64 << 20)
+        except OSError as e:
+            problems.append(f"{folder}: {e.strerror or e}")
+            continue
+        finally:
+            probe.remove()
+        return (folder, version), None
+    return None, "; ".join(problems) or "no memory cgroup hierarchy is mounted"
+
+
+def _v2_delegates_memory(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, "cgroup.subtree_control")) as f:
+            if "memory" in f.read().split():
+                return True
+        _write(folder, "cgroup.subtree_control", "+memory")  # fails where we hold processes
+        return True
+    except OSError:
+        return False
+
+
+def _write(folder: str, name: str, value: object) -> None:
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(str(value))
+
+
+def _cgroup_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return "\n".join(line.rstrip("\n").split(":", 2)[-1] for line in f)
+    except OSError:
+        return ""
+
+
+def _uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _uid_of(int(e.name)) == uid]
+
+
+def _kill_all(list_pids: Callable[[], list[int]], belongs: Callable[[int], bool]) -> None:
+    """SIGKILL every process `list_pids` lists and `belongs` confirms, until none is left.
+
+    The check runs after pidfd_open, which pins the process: a pid reused meanwhile by
+    someone else's process fails the check and is left alone.
+    """
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        pids = [pid for pid in list_pids() if pid != os.getpid() and not _is_zombie(pid)]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue  # gone already
+            try:
+                if belongs(pid):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        time.sleep(0.005)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Exited, not yet reaped (or gone): nothing left to kill."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether our child `pid` has exited, leaving it unreaped (its pid stays ours)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def _bwrap_argv(view: list[tuple[str, str, str]], as_root: bool) -> list[str]:
@@ -691,11 +1116,17 @@ def _supervise(cfg: dict) -> None:
     """The program inside the sandbox: `python -S -u -c <this function's source> <cfg json>`.
 
     It is shipped as source alone, so it imports only the standard library, locally. It reads
-    the code from stdin; in "namespaces" mode (as root inside the fresh namespaces) it builds
-    the allow-listed filesystem view (bwrap has built it already in "bwrap" mode); then it
-    forks a worker that confines itself and runs the code, and reports the worker's wait
-    status as a JSON line on stderr. In the isolated levels its exit ends the PID namespace,
-    which kills everything the code started.
+    the code from stdin, then:
+    - "rlimits-only": confines itself and runs the code in this very process; the host is its
+      parent and judges it from outside (wait status and CPU time from wait4).
+    - the isolated levels: it is root inside fresh namespaces. In "namespaces" mode it builds
+      the allow-listed filesystem view (bwrap has built it already in "bwrap" mode); it forks
+      a worker that confines itself (a fresh uid) and runs the code, and it reports the
+      worker's wait status and CPU time as one JSON line on its stderr, a pipe the worker has
+      closed and cannot reopen (another uid; this process is not dumpable). Its exit ends the
+      PID namespace, which kills everything the code started.
+    Either way the confined process says "ready" on a pipe it closes before the code runs, so
+    a setup failure is known for sure and cannot be faked by the code.
     """
     import ctypes
     import json
@@ -703,19 +1134,19 @@ def _supervise(cfg: dict) -> None:
     import resource
     import sys
 
-    code = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
-    report_fd = os.dup(2)  # JSON lines to the host; the worker's own fd 2 joins its stdout
+    # surrogatepass: the host encoded any str, lone surrogates included, this way
+    code = sys.stdin.buffer.read().decode("utf-8", "surrogatepass")
     libc = ctypes.CDLL(None, use_errno=True)
     MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
     MS_RELATIME, MNT_DETACH = 1 << 21, 2
     ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 1024, 2048, 4096  # statvfs f_flag bits
-    PR_SET_NO_NEW_PRIVS = 38
-
-    def report(**message) -> None:
-        os.write(report_fd, (json.dumps(message) + "\n").encode())
+    PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS = 4, 8, 38
+    PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH = 47, 2, 2
+    KEYCTL_JOIN_SESSION_KEYRING = 1
+    ENOSYS, EPERM = 38, 1
 
     def check(result: int, what: str) -> None:
-        if result != 0:
+        if result < 0:
             errno = ctypes.get_errno()
             raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
@@ -759,16 +1190,34 @@ def _supervise(cfg: dict) -> None:
                 mount(None, target, None, flags)
                 os.close(fd)
         os.chdir(root)
-        if cfg["pivot_root"] is None:
-            raise OSError(f"no pivot_root syscall number for {os.uname().machine}")
-        check(libc.syscall(cfg["pivot_root"], b".", b"."), "pivot_root")  # new root over old
+        if cfg["syscalls"] is None:
+            raise OSError(f"no syscall numbers for {os.uname().machine}")
+        check(libc.syscall(cfg["syscalls"]["pivot_root"], b".", b"."), "pivot_root")
         check(libc.umount2(b".", MNT_DETACH), "umount the host's root")
         os.chdir("/")
         mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
         libc.sethostname(b"sandbox", 7)
 
-    def confine() -> None:
-        """In the worker: limits, then (as root) the unprivileged uid, then a clean slate."""
+    def keep_read_search() -> None:
+        """rlimits-only as root: keep CAP_DAC_READ_SEARCH across the uid change (and exec), so
+        an interpreter under /root stays reachable; without it in our set, go on without."""
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this task
+        bit = 1 << CAP_DAC_READ_SEARCH
+        data = (ctypes.c_uint32 * 6)(bit, bit, bit, 0, 0, 0)  # effective, permitted, inheritable
+        if cfg["syscalls"] and libc.syscall(cfg["syscalls"]["capset"], header, data) == 0:
+            libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0)
+
+    def fresh_session_keyring() -> None:
+        """A new, empty session keyring: the caller's keys are out of reach, and nothing
+        planted here reaches the next run. Where keyrings are off or filtered, nothing to do."""
+        if cfg["syscalls"] is None:
+            return
+        if libc.syscall(cfg["syscalls"]["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+            if ctypes.get_errno() not in (ENOSYS, EPERM):
+                check(-1, "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
+
+    def confine(keep_fds: tuple[int, ...]) -> None:
+        """Limits, then (as root) an unprivileged uid, then a clean slate of fds and environment."""
         limits = {
             resource.RLIMIT_CPU: (cfg["cpu_s"], cfg["cpu_s"] + 1),
             resource.RLIMIT_AS: (cfg["memory_mb"] << 20,) * 2,
@@ -782,10 +1231,21 @@ def _supervise(cfg: dict) -> None:
             if ceiling != resource.RLIM_INFINITY:
                 soft, hard = min(soft, ceiling), min(hard, ceiling)
             resource.setrlimit(which, (soft, hard))
+        try:  # the first to go when the run's memory cgroup is full (raising needs no privilege)
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")
+        except OSError:
+            pass
         if cfg["uid"] is not None:
+            keep = cfg["isolation"] == "rlimits-only"
+            if keep:
+                check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
             os.setgroups([])
             os.setgid(cfg["uid"])
             os.setuid(cfg["uid"])  # from root to a plain uid: every capability is gone
+            if keep:
+                keep_read_search()
+        fresh_session_keyring()
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
         if cfg["isolation"] != "rlimits-only":
             os.mkdir(cfg["workdir"], 0o700)  # in the scratch tmpfs, owned by the code's uid
@@ -796,8 +1256,11 @@ def _supervise(cfg: dict) -> None:
         sys.argv = [""]
         os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
         os.dup2(1, 2)
-        os.closerange(3, report_fd)
-        os.closerange(report_fd + 1, 1 << 16)
+        low = 3
+        for fd in sorted(keep_fds):  # everything else the host or the supervisor had open
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, 1 << 16)
 
     def error_line(e: BaseException) -> str:
         """The last line of the traceback Python would print for `e`."""
@@ -813,41 +1276,77 @@ def _supervise(cfg: dict) -> None:
             message = message or f"out of memory (limit {cfg['memory_mb']} MB)"
         return f"{kind}: {message}" if message else kind
 
-    def run_code() -> int:
-        """Run the code as __main__; the exit status the worker should have."""
+    def run_confined(ready_fd: int, error_fd: int) -> None:
+        """Confine this process, say ready, run the code; exits with the code's status."""
+        try:
+            confine((ready_fd, error_fd))
+        except BaseException as e:  # never run the code half-confined
+            os.write(ready_fd, b"E" + repr(e).encode("utf-8", "backslashreplace")[:4000])
+            os._exit(125)
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)  # from here on the code runs, and it has no way to say "ready"
         import builtins
 
         builtins.exit = builtins.quit = sys.exit  # normally added by site.py, skipped by -S
         namespace = {"__name__": "__main__", "__builtins__": builtins}
+        status = 0
         try:
             exec(compile(code, "<sandbox>", "exec"), namespace)
-            return 0
         except BaseException as e:
-            if isinstance(e, SystemExit) and e.code in (None, 0):
-                return 0
-            namespace.clear()  # free a memory bomb's data before formatting the error
-            e.__traceback__ = None
-            report(error=error_line(e))
-            return 1
-        finally:
-            for stream in (sys.stdout, sys.stderr):
+            if not (isinstance(e, SystemExit) and e.code in (None, 0)):
+                namespace.clear()  # free a memory bomb's data before formatting the error
+                e.__traceback__ = None
+                # What the code says about itself: shown to the model, never trusted.
+                line = error_line(e).encode("utf-8", "backslashreplace")[:4000]
                 try:
-                    stream.flush()
-                except BaseException:
+                    os.write(error_fd, line)
+                except OSError:
                     pass
+                status = 1
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(status)
 
+    if cfg["isolation"] == "rlimits-only":
+        run_confined(cfg["ready_fd"], cfg["error_fd"])
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # our fds stay closed to /proc/<pid>/fd of the worker
+    try:  # the OOM killer takes the code's processes, not the judge (root only; else no-op)
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("-1000")
+    except OSError:
+        pass
+    report_fd = os.dup(2)
     if cfg["isolation"] == "namespaces":
         build_filesystem_view()
+    ready_r, ready_w = os.pipe()
+    error_r, error_w = os.pipe()
     worker = os.fork()
     if worker == 0:
-        try:
-            confine()
-        except BaseException as e:  # never run the code half-confined
-            report(setup_error=repr(e))
-            os._exit(125)
-        os._exit(run_code())
-    _, wait_status = os.waitpid(worker, 0)
-    report(wait=wait_status)
-    if cfg["isolation"] == "rlimits-only":
-        os.killpg(0, 9)  # take the worker's left-overs (and ourselves) down with us
+        os.close(report_fd)
+        os.close(ready_r)
+        os.close(error_r)
+        run_confined(ready_w, error_w)
+    os.close(ready_w)
+    os.close(error_w)
+    ready = b""
+    while chunk := os.read(ready_r, 4096):  # EOF once the worker is confined (or gone)
+        ready += chunk
+    # First, on its own line: whether the code got to run at all (safe to retry if not).
+    os.write(report_fd, (json.dumps({"ready": ready.decode("utf-8", "replace")}) + "\n").encode())
+    _, wait_status, usage = os.wait4(worker, 0)
+    os.set_blocking(error_r, False)
+    try:
+        error = os.read(error_r, 8192)
+    except OSError:
+        error = b""
+    message = {
+        "wait": wait_status,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "error": error.decode("utf-8", "replace"),
+    }
+    os.write(report_fd, (json.dumps(message) + "\n").encode())
     os._exit(0)
+
