@@ -65,6 +65,7 @@ boundary against a determined attacker. It does not protect against:
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import inspect
@@ -100,8 +101,10 @@ SYSTEM_READONLY_PATHS = ("/usr/lib", "/usr/lib64", "/usr/bin")  # loader, shared
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom")
 # pivot_root, keyctl and capset have no libc wrapper; the numbers differ per architecture.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126},
-    "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91},
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126,
+               "seccomp_arch": 0xC000003E, "memfd_create": 319, "shmget": 29, "x32": 0x40000000},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91,
+                "seccomp_arch": 0xC00000B7, "memfd_create": 279, "shmget": 194},
     "riscv64": {"pivot_root": 41, "keyctl": 219, "capset": 91},
     "ppc64le": {"pivot_root": 203, "keyctl": 271, "capset": 184},
     "s390x": {"pivot_root": 217, "keyctl": 280, "capset": 185},
@@ -303,7 +306,9 @@ class PythonSandbox:
         start = time.perf_counter()
         if not isinstance(code, str):
             return self._refusal(f"TypeError: code must be a str, not {type(code).__name__}", start)
-        source = code.encode("utf-8", "surrogatepass")
+        # A lone surrogate cannot be UTF-8 (nor compiled): sent as its escape, "\\ud800", which
+        # in a string literal means the same str again.
+        source = code.encode("utf-8", "backslashreplace")
         problems: dict[str, str | None] = {}
         for level in self._allowed_levels():
             problems[level] = _level_problem(level)
@@ -327,11 +332,12 @@ class PythonSandbox:
         return [level for level in ISOLATION_LEVELS if not _weaker(level, self.require_isolation)]
 
     def _unavailable(self, problems: dict[str, str | None]) -> str:
-        what = f"mode={self.mode!r}" if self.mode != "auto" else "no allowed isolation level"
-        if self.require_isolation is not None:
-            what += f" (require_isolation={self.require_isolation!r})"
+        if self.mode != "auto":
+            return (f"sandbox refused to run the code: mode={self.mode!r} is unavailable here: "
+                    f"{problems.get(self.mode)}")  # fmt: skip
+        floor = f"require_isolation={self.require_isolation!r}: " if self.require_isolation else ""
         reasons = "; ".join(f"{level}: {problem}" for level, problem in problems.items())
-        return f"sandbox refused to run the code: {what} works here ({reasons})"
+        return f"sandbox refused to run the code: {floor}no allowed level works here ({reasons})"
 
     def _refusal(self, error: str, start: float) -> SandboxResult:
         return SandboxResult("", False, error, False, time.perf_counter() - start, False, "")
@@ -369,6 +375,7 @@ class PythonSandbox:
                     "--kill-child", "--mount-proc"]  # fmt: skip
         else:
             argv = []
+        cgroup = _MemoryCgroup.create(self.run_memory_limit_mb)
         # rlimits-only: the host judges its own child; the "ready" and error pipes are its.
         pipes = {} if isolated else {"ready": os.pipe(), "error": os.pipe()}
         cfg = {
@@ -383,12 +390,12 @@ class PythonSandbox:
             "view": view if isolation == "namespaces" else [],  # bwrap builds it itself
             "syscalls": _SYSCALLS.get(platform.machine()),
             "env": _minimal_env(workdir, python),
+            "deny_shared_memory": cgroup is None,
             **{f"{name}_fd": ends[1] for name, ends in pipes.items()},
         }
         # -S skips site.py and its .pth hooks (the editable-install hook alone costs ~10 ms);
         # the supervisor puts site-packages on sys.path itself. -u: partial output survives a kill.
         argv += [python, "-S", "-u", "-c", _supervisor_source(), json.dumps(cfg)]
-        cgroup = _MemoryCgroup.create(self.run_memory_limit_mb)
         if cgroup is not None:  # join it before anything forks, then become the sandbox
             argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup.procs_file, *argv]
         proc = None
@@ -411,6 +418,7 @@ class PythonSandbox:
             # Left-overs go before the leader is reaped (its pid, and pgid, stay ours till then).
             if not isolated and uid is not None:
                 _kill_all(lambda: _pids_of_uid(uid), lambda pid: _uid_of(pid) == uid)
+                _remove_shared_memory_of(uid)
             if cgroup is not None:
                 cgroup.kill_all()
             _, wait_status, usage = os.wait4(proc.pid, 0)
@@ -430,10 +438,10 @@ class PythonSandbox:
             report = _supervisor_report(streams["status"])
         else:
             report = {
-                "ready": streams["ready"].text(1 << 20, 1 << 20, 0)[0],
+                "ready": bytes(streams["ready"].tail).decode("utf-8", "replace"),
                 "wait": wait_status,
                 "cpu_s": usage.ru_utime + usage.ru_stime,
-                "error": streams["error"].text(1 << 20, 1 << 20, 0)[0],
+                "error": bytes(streams["error"].tail).decode("utf-8", "replace"),
             }
         error, limit_hit, setup_problem = self._verdict(report, timed_out, oom_kills)
         text, truncated = streams["output"].text(
@@ -469,7 +477,7 @@ class PythonSandbox:
                 4 * max(self.max_output_chars, self.head_chars) + 4, 4 * self.tail_chars + 4
             ),
             "status": _BoundedBuffer(1 << 16, 1 << 12),  # supervisor's JSON lines, tail kept
-            **{name: _BoundedBuffer(1 << 14, 0) for name in extra_fds},
+            **{name: _BoundedBuffer(0, 1 << 13) for name in extra_fds},  # the last 8 KB
         }
         sinks = {proc.stdout.fileno(): streams["output"], proc.stderr.fileno(): streams["status"]}
         sinks.update({fd: streams[name] for name, fd in extra_fds.items()})
@@ -552,12 +560,12 @@ class PythonSandbox:
                 return f"TimeoutError: CPU time limit of {self.cpu_time_s} s exceeded", True, None
             if sig == signal.SIGKILL and oom_kills:
                 limit = self.run_memory_limit_mb
-                return f"MemoryError: out of memory (all processes: {limit} MB)", True, None
+                return f"MemoryError: out of memory (all processes: {limit} MB)", False, None
             return f"RuntimeError: killed by signal {_signal_name(sig)}", False, None
         code = os.WEXITSTATUS(wait_status)
         if code == 0:
             return None, False, None
-        error = str(report.get("error") or "") if code == 1 else ""
+        error = str(report.get("error") or "").rpartition("\0")[2] if code == 1 else ""
         if not error:
             return f"SystemExit: {code}", False, None
         error, _ = truncate_output(error, self.max_output_chars, self.head_chars, self.tail_chars)
@@ -645,8 +653,8 @@ def _reset_level_state() -> None:
     _LEVEL_FAILURES.clear()
     _CONFIRMED_LEVELS.clear()
     _FALLBACK_WARNED.clear()
-    _bwrap_problem.cache_clear()
-    _namespace_problem.cache_clear()
+    for static in (_bwrap_problem, _namespace_problem):
+        getattr(static, "cache_clear", lambda: None)()  # a test may have replaced it
 
 
 def _weaker(level: str, required: str | None) -> bool:
@@ -934,6 +942,32 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def _remove_shared_memory_of(uid: int) -> None:
+    """rlimits-only: SysV segments and /dev/shm files the run's uid left on the host."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        with open("/proc/sysvipc/shm") as f:
+            rows = [line.split() for line in f][1:]
+    except OSError:
+        rows = []
+    for row in rows:  # key shmid perms size cpid lpid nattch uid gid cuid ...
+        if len(row) > 9 and (int(row[7]) == uid or int(row[9]) == uid):
+            libc.shmctl(int(row[1]), 0, None)  # IPC_RMID
+    try:
+        entries = list(os.scandir("/dev/shm"))
+    except OSError:
+        entries = []
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_uid == uid:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 def _has_exited(pid: int) -> bool:
     """Whether our child `pid` has exited, leaving it unreaped (its pid stays ours)."""
     try:
@@ -1134,8 +1168,7 @@ def _supervise(cfg: dict) -> None:
     import resource
     import sys
 
-    # surrogatepass: the host encoded any str, lone surrogates included, this way
-    code = sys.stdin.buffer.read().decode("utf-8", "surrogatepass")
+    code = sys.stdin.buffer.read().decode("utf-8", "replace")  # the host sent valid UTF-8
     libc = ctypes.CDLL(None, use_errno=True)
     MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
     MS_RELATIME, MNT_DETACH = 1 << 21, 2
@@ -1216,6 +1249,33 @@ def _supervise(cfg: dict) -> None:
             if ctypes.get_errno() not in (ENOSYS, EPERM):
                 check(-1, "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
 
+    def deny_shared_memory() -> None:
+        """Without a memory cgroup: refuse memfd_create and shmget (EPERM), whose memory no
+        rlimit counts, with a seccomp filter (classic BPF, built here: no library needed)."""
+        calls = cfg["syscalls"]
+        if not calls or "seccomp_arch" not in calls:
+            return  # an architecture without known numbers: documented as unbounded
+
+        class SockFilter(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
+                        ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]  # fmt: skip
+
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+        LOAD, JEQ, JGE, RET = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ/JGE|K, BPF_RET|K
+        ALLOW, DENY = 0x7FFF0000, 0x00050000 | EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+        checks = [(JGE, calls["x32"])] if "x32" in calls else []  # x32 ABI numbers: refused
+        checks += [(JEQ, calls["memfd_create"]), (JEQ, calls["shmget"])]
+        deny_at = 3 + len(checks) + 1  # index of the final "ret DENY"
+        program = [(LOAD, 0, 0, 4), (JEQ, 0, deny_at - 2, calls["seccomp_arch"]), (LOAD, 0, 0, 0)]
+        for code_, k in checks:
+            program.append((code_, deny_at - len(program) - 1, 0, k))
+        program += [(RET, 0, 0, ALLOW), (RET, 0, 0, DENY)]
+        filters = (SockFilter * len(program))(*[SockFilter(*ins) for ins in program])
+        fprog = SockFprog(len(program), filters)
+        check(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")
+
     def confine(keep_fds: tuple[int, ...]) -> None:
         """Limits, then (as root) an unprivileged uid, then a clean slate of fds and environment."""
         limits = {
@@ -1247,6 +1307,8 @@ def _supervise(cfg: dict) -> None:
                 keep_read_search()
         fresh_session_keyring()
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if cfg["deny_shared_memory"]:
+            deny_shared_memory()
         if cfg["isolation"] != "rlimits-only":
             os.mkdir(cfg["workdir"], 0o700)  # in the scratch tmpfs, owned by the code's uid
         os.chdir(cfg["workdir"])
@@ -1287,22 +1349,30 @@ def _supervise(cfg: dict) -> None:
         os.close(ready_fd)  # from here on the code runs, and it has no way to say "ready"
         import builtins
 
+        def error(e: BaseException) -> int:
+            """Send the error line; what the code says about itself: shown, never trusted.
+            After a NUL, so that what the code wrote to this pipe before stays apart."""
+            e.__traceback__ = None
+            line = error_line(e).encode("utf-8", "backslashreplace")[:4000]
+            try:
+                os.write(error_fd, b"\0" + line)
+            except OSError:
+                pass
+            return 1
+
         builtins.exit = builtins.quit = sys.exit  # normally added by site.py, skipped by -S
         namespace = {"__name__": "__main__", "__builtins__": builtins}
         status = 0
         try:
             exec(compile(code, "<sandbox>", "exec"), namespace)
+        except SystemExit as e:
+            if isinstance(e.code, int) or e.code is None:  # the status says it, seen from outside
+                status = (e.code or 0) & 0xFF
+            else:
+                status = error(e)
         except BaseException as e:
-            if not (isinstance(e, SystemExit) and e.code in (None, 0)):
-                namespace.clear()  # free a memory bomb's data before formatting the error
-                e.__traceback__ = None
-                # What the code says about itself: shown to the model, never trusted.
-                line = error_line(e).encode("utf-8", "backslashreplace")[:4000]
-                try:
-                    os.write(error_fd, line)
-                except OSError:
-                    pass
-                status = 1
+            namespace.clear()  # free a memory bomb's data before formatting the error
+            status = error(e)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -1338,10 +1408,12 @@ def _supervise(cfg: dict) -> None:
     os.write(report_fd, (json.dumps({"ready": ready.decode("utf-8", "replace")}) + "\n").encode())
     _, wait_status, usage = os.wait4(worker, 0)
     os.set_blocking(error_r, False)
+    error = b""
     try:
-        error = os.read(error_r, 8192)
+        while chunk := os.read(error_r, 65536):
+            error = (error + chunk)[-8192:]  # the worker's own line comes last
     except OSError:
-        error = b""
+        pass
     message = {
         "wait": wait_status,
         "cpu_s": usage.ru_utime + usage.ru_stime,
