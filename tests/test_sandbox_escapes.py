@@ -105,10 +105,10 @@ def test_memfd_files_count_against_the_run_memory_limit(level):
 
 @needs_cgroup
 def test_memory_cgroup_counts_every_process_of_the_run(level):
-    # Three processes holding 200 MB of memfd each: 600 MB in all, under a 256 MB limit.
+    # Three processes holding 200 MB of memfd each at once: 600 MB in all, under 256 MB.
     code = (
         "import subprocess, sys\n"
-        f"code = {HOLD_MEMFD.replace('range(96)', 'range(25)')!r}\n"
+        f"code = {HOLD_MEMFD.replace('range(96)', 'range(25)') + 'import time; time.sleep(1)'!r}\n"
         "children = [subprocess.Popen([sys.executable, '-c', code]) for _ in range(3)]\n"
         "codes = [child.wait() for child in children]\n"
         "print('children', codes)\n"
@@ -195,13 +195,18 @@ def test_a_planted_key_does_not_reach_the_next_run_or_the_caller(level, host_key
 # The status channel: nothing the code writes can change the verdict
 
 def forge(payload: str, then: str) -> str:
-    """Code that writes `payload` (plus an unterminated line) into every pipe it can reach, its
-    own fds and those of its parent and of pid 1, then runs `then`."""
+    """Code that writes `payload` (plus an unterminated line) into every pipe it can reach: its
+    own fds, its parent's (the supervisor, or the host at rlimits-only) and the supervisor's as
+    pid 1 of the sandbox (never the host's init), then runs `then`."""
     return f"""
 import os
 payload = {payload!r}.encode() + b'x' * 70000  # no newline: a real report that follows is spoilt
 targets = [(None, fd) for fd in range(3, 256)]
-for pid in {{os.getppid(), 1}}:
+try:
+    init_is_supervisor = b'_supervise' in open('/proc/1/cmdline', 'rb').read()
+except OSError:
+    init_is_supervisor = False
+for pid in {{os.getppid()}} | ({{1}} if init_is_supervisor else set()):
     try:
         targets += [(pid, int(fd)) for fd in os.listdir(f'/proc/{{pid}}/fd')]
     except OSError:
