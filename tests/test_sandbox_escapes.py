@@ -402,3 +402,30 @@ def test_every_tool_call_records_its_level(level):
     tool("1/0")
     assert tool.runs_by_isolation == {level: 2}
     assert sandbox_module.tool_isolation({"python": tool}) == {"python": {level: 2}}
+
+
+def test_require_isolation_setting_reaches_every_new_sandbox(monkeypatch):
+    monkeypatch.setenv("PARETOPO_REQUIRE_ISOLATION", "")  # as it was, after the test
+    sandbox_module.require_isolation_for_process("bwrap")
+    assert PythonSandbox().require_isolation == "bwrap"
+    with pytest.raises(ValueError, match="require_isolation='docker'"):
+        sandbox_module.require_isolation_for_process("docker")
+
+
+def test_eval_records_the_level_of_each_tool_call(level, monkeypatch):
+    from scripted import ScriptedPolicy
+
+    from paretopo.agent.models import build_tiny_tokenizer
+    from paretopo.evaluation.evaluate import evaluate_policy
+    from paretopo.tasks import get_task
+    from paretopo.tasks.base import Example
+
+    task = get_task("arithmetic")
+    monkeypatch.setattr(task, "tools", lambda: [make_python_tool(PythonSandbox(mode=level))])
+    call = '<tool_call>\n{"name": "python", "arguments": {"code": "print(393*56)"}}\n</tool_call>'
+    tokenizer = build_tiny_tokenizer()
+    policy = ScriptedPolicy(tokenizer, {"393*56": [call, "\\boxed{22008}"]})
+    result = evaluate_policy(policy, tokenizer, task, [Example("q", "What is 393*56?", "22008", {})],
+                             max_new_tokens=200, tools_in_prompt=False, progress=False)
+    assert result.mean_tool_calls == 1.0
+    assert result.tool_isolation == {"python": {level: 1}}

@@ -35,6 +35,7 @@ from paretopo.core.pareto import nondominated_mask
 from paretopo.core.settings import setting
 from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
+from paretopo.tools.sandbox import require_isolation_for_process, tool_isolation
 
 __all__ = ["EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
            "frontier_hypervolume", "objective_columns", "summarize"]
@@ -51,6 +52,8 @@ class EvalResult:
     n_completions: int
     rows: pl.DataFrame = field(repr=False)
     objective_names: tuple[str, ...] = ("task", "tool_efficiency")
+    tool_isolation: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Sandboxed tools' calls per isolation level, e.g. {"python": {"bwrap": 40}}."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -162,7 +165,8 @@ def evaluate_policy(
     names = scored_objectives(efficiency_options)
     rows = pl.DataFrame(records, infer_schema_length=None).with_columns(
         pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
-    return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names)
+    return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names,
+                      tool_isolation=tool_isolation(tools))
 
 
 @dataclass
@@ -182,6 +186,10 @@ class EvalSettings:
                                            "policy was taught the protocol without it)")
     by: str | None = setting(None, "also break accuracy down by an example field (e.g. tier) and tool use", kind=str)
     out: str | None = setting(None, "also write the JSON summary to this file", kind=str)
+    require_isolation: str | None = setting(
+        None, "refuse to run model-written code below this sandbox level (namespaces: the allow-listed view, "
+              "hand-built or bwrap; bwrap: bubblewrap only); default: $PARETOPO_REQUIRE_ISOLATION", kind=str,
+        choices=("namespaces", "bwrap"))
 
 
 def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalResult]:
@@ -205,11 +213,13 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
     else:
         model, tokenizer = load_policy(str(source), lora=False)
     task = get_task(settings.task)
+    require_isolation_for_process(settings.require_isolation)  # before any sandbox is made
     examples = read_jsonl_examples(settings.data) if settings.data else task.load(settings.split)
     result = evaluate_policy(model, tokenizer, task, examples[: settings.limit], num_samples=settings.samples,
                              greedy=settings.samples == 1, max_new_tokens=settings.max_new_tokens,
                              tools_in_prompt=settings.tools_in_prompt)
     summary = {"policy": str(source), "task": task.name, "split": settings.data or settings.split, **result.as_dict()}
+    summary["tool_isolation"] = result.tool_isolation  # which sandbox level each tool call ran under
     if settings.by:
         summary["breakdown"] = behaviour_table(result.rows, settings.by).to_dicts()
     return summary, result

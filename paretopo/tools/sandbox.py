@@ -90,6 +90,8 @@ ISOLATION_LEVELS = ("bwrap", "namespaces", "rlimits-only")  # strongest first
 ISOLATED_LEVELS = ("bwrap", "namespaces")  # the allow-listed filesystem view
 # What `require_isolation` compares: bwrap, the audited tool, above the same view built by hand.
 ISOLATION_STRENGTH = {"rlimits-only": 0, "namespaces": 1, "bwrap": 2}
+REQUIRE_ISOLATION_ENV = "PARETOPO_REQUIRE_ISOLATION"
+"""The default of `PythonSandbox.require_isolation` (set by `require_isolation_for_process`)."""
 SETUP_ATTEMPTS = 3
 """Tries of one run at one level whose sandbox failed to start (the code never ran), e.g.
 EAGAIN from clone() under pid pressure, before the next weaker level is tried."""
@@ -191,10 +193,12 @@ class PythonSandbox:
     """Memory of all the run's processes together: heap, memfd and shared memory, tmpfs files,
     page cache. Enforced by a memory cgroup where one can be made (`memory_cgroup_problem()`
     says why not); None: memory_mb + scratch_mb."""
-    require_isolation: str | None = None
+    require_isolation: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get(REQUIRE_ISOLATION_ENV) or None
+    )
     """Refuse to run code below this level: None, "namespaces" (the allow-listed view: the
     hand-built level or bwrap) or "bwrap". A refused run returns an error result, and
-    `isolation` raises RuntimeError."""
+    `isolation` raises RuntimeError. Default: $PARETOPO_REQUIRE_ISOLATION, else None."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", *ISOLATION_LEVELS):
@@ -203,7 +207,8 @@ class PythonSandbox:
             )
         if self.require_isolation not in (None, *ISOLATION_LEVELS):
             raise ValueError(
-                f"require_isolation={self.require_isolation!r}: use None, 'namespaces' or 'bwrap'"
+                f"require_isolation={self.require_isolation!r} (or ${REQUIRE_ISOLATION_ENV}): "
+                "use None, 'namespaces' or 'bwrap'"
             )
         if self.mode != "auto" and _weaker(self.mode, self.require_isolation):
             raise ValueError(
@@ -621,6 +626,15 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
     python.isolation = box.isolation  # type: ignore[attr-defined]
     python.runs_by_isolation = runs_by_isolation  # type: ignore[attr-defined]
     return python
+
+
+def require_isolation_for_process(level: str | None) -> None:
+    """Every sandbox made from now on, in this process and the processes it starts, refuses to
+    run code below `level` ("namespaces" or "bwrap"); None changes nothing. Checked here."""
+    if level is None:
+        return
+    PythonSandbox(mode="auto", require_isolation=level)  # ValueError for an unknown level
+    os.environ[REQUIRE_ISOLATION_ENV] = level
 
 
 def tool_isolation(tools: dict[str, Callable]) -> dict[str, dict[str, int]]:

@@ -34,6 +34,7 @@ from paretopo.core.config import ParetoPOConfig
 from paretopo.core.objectives import require_known_objectives, scoring_options
 from paretopo.core.settings import setting
 from paretopo.evaluation.runlog import RunLog, checkpoint_step, last_complete_checkpoint, run_paths
+from paretopo.tools.sandbox import require_isolation_for_process
 from paretopo.training.trainer import (  # TRL contact lives in paretopo.training.trainer
     CheckpointEvalCallback,
     QuietProgressCallback,
@@ -111,6 +112,10 @@ class RunSettings:
     length_buckets: int = setting(4, "score the loss batch in K chunks of rows sorted by completion length, each "
                                      "padded only to its own longest (0: TRL's one padded batch; not used with "
                                      "Unsloth, which computes log-probs its own way)", minimum=0)
+    require_isolation: str | None = setting(
+        None, "refuse to run model-written code below this sandbox level (namespaces: the allow-listed view, "
+              "hand-built or bwrap; bwrap: bubblewrap only); default: $PARETOPO_REQUIRE_ISOLATION", kind=str,
+        choices=("namespaces", "bwrap"))
     extra: dict[str, Any] = setting(help="more GRPOConfig fields", flag="", default_factory=dict)
 
 
@@ -197,6 +202,7 @@ def train_run(
     test = task.load(settings.test_split or default_test)[: settings.test_examples]
     efficiency = scoring_options(config)
 
+    require_isolation_for_process(settings.require_isolation)  # before any sandbox is made
     tools = {tool.__name__: tool for tool in task.tools()}
     run_log = RunLog(run_dir)
     if not resume:
