@@ -429,3 +429,21 @@ def test_eval_records_the_level_of_each_tool_call(level, monkeypatch):
                              max_new_tokens=200, tools_in_prompt=False, progress=False)
     assert result.mean_tool_calls == 1.0
     assert result.tool_isolation == {"python": {level: 1}}
+
+
+def test_memory_cgroup_folders_are_found_for_v1_and_v2():
+    folders = sandbox_module._memory_cgroup_folders
+    v1 = "4:memory:/process_api/job\n3:cpuset:/\n0::/\n"
+    v1_mounts = (
+        "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n"
+        "31 25 0:27 / /sys/fs/cgroup/cpuset rw,relatime shared:10 - cgroup cgroup rw,cpuset\n"
+    )
+    assert folders(v1, v1_mounts) == [("/sys/fs/cgroup/memory/process_api/job", 1)]
+    v2 = "0::/user.slice/user-1000.slice/session-2.scope\n"
+    v2_mounts = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+    assert folders(v2, v2_mounts) == [("/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope", 2)]
+    # a container that sees only its own subtree, mounted at /sys/fs/cgroup
+    inside = "0::/docker/abc\n"
+    inside_mounts = "40 30 0:31 /docker/abc /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n"
+    assert folders(inside, inside_mounts) == [("/sys/fs/cgroup", 2)]
+    assert folders("5:cpu:/\n", v1_mounts) == []  # no memory controller: nothing

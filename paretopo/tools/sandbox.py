@@ -849,25 +849,12 @@ def _cgroup_parent() -> tuple[tuple[str, int] | None, str | None]:
         return None, f"platform is {sys.platform}"
     try:
         with open("/proc/self/cgroup") as f:
-            memberships = [line.rstrip("\n").split(":", 2) for line in f if line.count(":") >= 2]
+            memberships = f.read()
         with open("/proc/self/mountinfo") as f:
-            mounts = [line.split() for line in f]
+            mounts = f.read()
     except OSError as e:
         return None, f"cannot read /proc/self/cgroup or mountinfo: {e}"
-    candidates = []
-    for _, controllers, path in memberships:
-        version = 2 if controllers == "" else 1
-        if version == 1 and "memory" not in controllers.split(","):
-            continue
-        for fields in mounts:
-            rest = fields[fields.index("-") + 1 :]
-            fstype, options = rest[0], rest[2] if len(rest) > 2 else ""
-            wanted = fstype == "cgroup2" if version == 2 else (
-                fstype == "cgroup" and "memory" in options.split(",")
-            )
-            root = fields[3]
-            if wanted and (path == root or path.startswith(root.rstrip("/") + "/")):
-                candidates.append((fields[4] + path[len(root.rstrip("/")) :], version))
+    candidates = _memory_cgroup_folders(memberships, mounts)
     problems = []
     for folder, version in sorted(candidates, key=lambda c: c[1]):  # v1's memory first
         if version == 2 and not _v2_delegates_memory(folder):
@@ -884,6 +871,35 @@ def _cgroup_parent() -> tuple[tuple[str, int] | None, str | None]:
             probe.remove()
         return (folder, version), None
     return None, "; ".join(problems) or "no memory cgroup hierarchy is mounted"
+
+
+def _memory_cgroup_folders(memberships: str, mountinfo: str) -> list[tuple[str, int]]:
+    """Where our own memory cgroups are mounted, as (folder, version): v1's hierarchy with the
+    memory controller, and the v2 (unified) one.
+
+    memberships: /proc/self/cgroup ("4:memory:/a/b", "0::/a/b"); mountinfo: /proc/self/mountinfo.
+    """
+    found = []
+    for line in memberships.splitlines():
+        if line.count(":") < 2:
+            continue
+        _, controllers, path = line.split(":", 2)
+        version = 2 if controllers == "" else 1
+        if version == 1 and "memory" not in controllers.split(","):
+            continue
+        for fields in (line.split() for line in mountinfo.splitlines()):
+            if "-" not in fields:
+                continue
+            rest = fields[fields.index("-") + 1 :]
+            fstype, options = rest[0], rest[2] if len(rest) > 2 else ""
+            if version == 2:
+                wanted = fstype == "cgroup2"
+            else:
+                wanted = fstype == "cgroup" and "memory" in options.split(",")
+            root = fields[3]  # the cgroup folder mounted there
+            if wanted and (root == "/" or path == root or path.startswith(root + "/")):
+                found.append((fields[4] + path[len(root.rstrip("/")) :], version))
+    return found
 
 
 def _v2_delegates_memory(folder: str) -> bool:
