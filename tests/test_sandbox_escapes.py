@@ -447,3 +447,18 @@ def test_memory_cgroup_folders_are_found_for_v1_and_v2():
     inside_mounts = "40 30 0:31 /docker/abc /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n"
     assert folders(inside, inside_mounts) == [("/sys/fs/cgroup", 2)]
     assert folders("5:cpu:/\n", v1_mounts) == []  # no memory controller: nothing
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does rlimits-only run the code as a fresh uid")
+def test_rlimits_only_leaves_no_shared_memory_on_the_host():
+    name = f"paretopo-shm-{uuid.uuid4().hex}"
+    code = (
+        "import ctypes\nlibc = ctypes.CDLL(None)\n"
+        "print(libc.shmget(0, 1 << 20, 0o1600))\n"  # a SysV segment, never removed
+        f"open('/dev/shm/{name}', 'wb').write(b'x' * 1000)\n"
+    )
+    result = PythonSandbox(mode="rlimits-only").run(code)
+    shmid = int(result.output)
+    with open("/proc/sysvipc/shm") as f:
+        assert shmid not in [int(line.split()[1]) for line in list(f)[1:]]
+    assert not os.path.exists(f"/dev/shm/{name}")

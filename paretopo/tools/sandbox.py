@@ -4,10 +4,17 @@
 `SandboxResult`; `make_python_tool()` wraps that as the typed `python(code) -> str` tool that
 TRL turns into a JSON schema. Results come back ToRL-style: stdout and stderr together, cut to
 head + "..." + tail, and on an exception only the last line of the traceback. Each result
-says which isolation level it ran under (`SandboxResult.isolation`, also `python.isolation`
-on the tool), and `paretopo train` records it in the run's config.json.
+says which isolation level it ran under (`SandboxResult.isolation`; the tool counts its calls
+per level in `python.runs_by_isolation`), `paretopo train` records the level in the run's
+config.json and `paretopo eval` each call's in its summary ("tool_isolation").
 
-Isolation levels, the strongest that works detected once per process (`detect_isolation`):
+Isolation levels, the strongest allowed one that works chosen on every run (`run`): a
+sandbox that fails to start (the code never ran, e.g. EAGAIN from clone() under pid pressure)
+is retried SETUP_ATTEMPTS times, a level that keeps failing is skipped for
+LEVEL_RETRY_AFTER_S and then tried again, so no transient failure pins a process to a weaker
+level. `require_isolation` (or $PARETOPO_REQUIRE_ISOLATION, `--require-isolation` on
+`paretopo train` and `eval`) refuses to run code below a level: the run returns an error
+result and `make_python_tool` raises.
 
 "bwrap" (Debian's bubblewrap, the sandbox Flatpak uses, when `bwrap` is installed), and
 "namespaces" (the same view built by hand with `unshare` and mount calls, as root, when bwrap
@@ -33,14 +40,34 @@ is absent) give model code the same allow-listed view:
       allowed path (e.g. /root/.pyenv for a pyenv interpreter) exist but list only that path.
 "rlimits-only" (no bwrap and no root `unshare`, e.g. some notebook hosts and containers):
     a separate process in its own session with the resource limits below, a minimal
-    environment and a temporary working directory, running as the calling user. When
-    mode="auto" falls back to it, a warning says so (once per process).
+    environment and a temporary working directory. As root it runs as a fresh random uid
+    (keeping only CAP_DAC_READ_SEARCH, so an interpreter under /root stays reachable): it
+    cannot signal, ptrace or read /proc/<pid>/environ of the trainer or any other process,
+    RLIMIT_NPROC holds, and every process of that uid is killed when the run ends, its SysV
+    segments and /dev/shm files removed. When mode="auto" falls back to it, a warning says so.
 
 All levels: a wall-time limit (the whole process group is SIGKILLed), RLIMIT_CPU, RLIMIT_AS,
 RLIMIT_FSIZE, RLIMIT_NOFILE and no core dumps; stdin is /dev/null; the environment is built
 from scratch (PATH, HOME, LANG, PYTHONHASHSEED, single-threaded BLAS), so the parent's
 secrets are not passed on; output is read into a bounded buffer, so a print loop cannot
-fill the host's memory.
+fill the host's memory; a new, empty kernel session keyring (the caller's keys are out of
+reach, and a key planted there does not reach the next run).
+
+Memory of a run in total: where a memory cgroup can be made (cgroup v1's memory hierarchy,
+or v2 where our cgroup delegates the memory controller; `memory_cgroup_problem()` says why
+not), every process of the run is in one cgroup of `run_memory_mb` (default memory_mb +
+scratch_mb): heap, memfd_create files, SysV and POSIX shared memory, tmpfs files and page
+cache all count, and the OOM killer ends the code's processes (oom_score_adj 1000) with
+"MemoryError: out of memory (all processes: N MB)". Without one, a seccomp filter refuses
+memfd_create and shmget (EPERM; x86_64 and aarch64), whose memory no rlimit counts (writes
+to a memfd ignore RLIMIT_FSIZE: measured), and the bound is max_processes x memory_mb
+(RLIMIT_AS) plus scratch_mb for the isolated levels.
+
+The verdict (ok, timeouts, setup failures, exit status) is judged from outside: the confined
+process says "ready" on a pipe it closes before the code runs, and its parent (the host at
+rlimits-only, the supervisor in the namespaces, running as another uid and not dumpable)
+reads its wait status and CPU time with wait4. A CPU-limit kill with SIGXCPU ignored (the hard
+limit's SIGKILL) is told by that CPU time. The code holds no fd of the status channel.
 
 Threat model. This is for code written by a language model during RL: mostly buggy,
 sometimes runaway (infinite loops, fork or memory bombs, huge prints), now and then
@@ -52,15 +79,17 @@ boundary against a determined attacker. It does not protect against:
     - side and covert channels: timing, caches, CPU load, /proc/cpuinfo and the like;
     - what the allow-list shows: the host's installed programs and libraries, the Python
       installation and its site-packages (read-only), and the kernel's global /proc files;
-    - memory in total: the bound is max_processes x memory_mb plus scratch_mb, enforced
-      per process (no cgroup is used); CPU contention is bounded only by the time limits;
+    - memory without a cgroup beyond the bound above (and, at rlimits-only, files the code
+      writes to the host's world-writable folders); CPU contention is bounded only by the
+      time limits;
     - forged error lines: the last traceback line is written from inside the sandbox, so
-      code can fake its own error message (timeouts, limits and the exit status are judged
-      from outside);
-    - anything in "rlimits-only" mode beyond the limits above: the code runs as the calling
-      user with the network on and that user's files readable and writable; as root,
-      RLIMIT_NPROC is not enforced, so a fork bomb is stopped only by the wall time, and
-      processes that leave the session (setsid) survive the kill.
+      code can fake its own error message (never the verdict: see above);
+    - anything in "rlimits-only" mode beyond the above: the network is on and the host's
+      files are readable (as root: all of them, through CAP_DAC_READ_SEARCH; writable only
+      where the world may write). Not as root, the code runs as the calling user: it can
+      signal and read the environment of that user's processes (the trainer's included),
+      reach the user's keyring (@u), and processes that leave the session (setsid) survive
+      the kill unless a memory cgroup holds the run.
 """
 
 from __future__ import annotations
