@@ -411,7 +411,7 @@ class PythonSandbox:
             argv = []
         cgroup = _MemoryCgroup.create(self.run_memory_limit_mb)
         # rlimits-only: the host judges its own child; the "ready" and error pipes are its.
-        pipes = {} if isolated else {"ready": os.pipe(), "error": os.pipe()}
+        pipes = {} if isolated else {"ready": [*os.pipe()], "error": [*os.pipe()]}
         cfg = {
             "isolation": isolation,
             "uid": uid,
@@ -446,6 +446,7 @@ class PythonSandbox:
             )
             for ends in pipes.values():
                 os.close(ends[1])
+                ends[1] = -1
             streams, timed_out = self._pump(
                 proc, source, start, {name: ends[0] for name, ends in pipes.items()}
             )
@@ -460,7 +461,9 @@ class PythonSandbox:
             oom_kills = cgroup.oom_kills() if cgroup is not None else 0
         finally:
             for ends in pipes.values():
-                os.close(ends[0])
+                for fd in ends:
+                    if fd >= 0:
+                        os.close(fd)
             if proc is not None and proc.returncode is None:  # an error above: never leak it
                 _kill_session(proc)
                 proc.wait()
