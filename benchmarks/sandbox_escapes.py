@@ -96,7 +96,8 @@ def describe(run) -> str:
         return f"host raised {type(e).__name__}"
     if isinstance(result, str):
         return result
-    output = " ".join(result.output.split())[:40]
+    output = " ".join(result.output.split())
+    output = output if len(output) <= 60 else output[:25] + " ... " + output[-30:]
     text = f"ok={result.ok}"
     text += f", error={result.error[:60]!r}" if result.error else ""
     return text + (f", output={output!r}" if output else "")
