@@ -316,6 +316,19 @@ def test_code_cannot_signal_the_trainer(level, trainer_like):
     assert result.ok and "may signal" not in result.output, result
 
 
+def test_code_cannot_ptrace_the_trainer(level, trainer_like):
+    pid, _ = trainer_like
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        f"for pid in ({pid}, os.getppid()):\n"
+        "    if libc.ptrace(16, pid, None, None) == 0:\n"  # PTRACE_ATTACH
+        "        print('attached', pid); libc.ptrace(17, pid, None, None)\n"  # PTRACE_DETACH
+        "    else:\n        print('errno', ctypes.get_errno())\n"
+    )
+    result = PythonSandbox(mode=level).run(code)
+    assert result.ok and "attached" not in result.output, result
+
+
 def test_escaped_session_dies_with_the_run(level):
     marker = f"paretopo-escape-{uuid.uuid4().hex}"
     code = (
