@@ -127,7 +127,7 @@ def cases(level: str, key: tuple[int, bytes], trainer_pid: int) -> dict:
         return box.run(KEY_TOOLS + f"print('next run finds it:', search({planted!r}) > 0)")
 
     def fork_bomb():
-        if os.geteuid() == 0 and level == "rlimits-only" and not hasattr(sandbox_module, "_kill_all"):
+        if os.geteuid() == 0 and level == "rlimits-only" and not hasattr(sandbox_module, "kill_processes"):
             return "not run: as root, RLIMIT_NPROC is not enforced"
         bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
         return PythonSandbox(mode=level, wall_time_s=2.0, max_processes=4).run(bomb)

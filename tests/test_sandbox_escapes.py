@@ -41,8 +41,11 @@ def level(request) -> str:
 
 
 def cgroup_problem() -> str | None:
-    probe = getattr(sandbox_module, "memory_cgroup_problem", None)
-    return probe() if probe else "the sandbox has no memory cgroup support"
+    try:
+        from paretopo.tools.sandbox_cgroup import memory_cgroup_problem
+    except ImportError:
+        return "the sandbox has no memory cgroup support"
+    return memory_cgroup_problem()
 
 
 needs_cgroup = pytest.mark.skipif(
@@ -129,9 +132,9 @@ def test_sysv_shared_memory_counts_against_the_run_memory_limit(level):
 
 def test_without_a_cgroup_memfd_and_sysv_shm_are_refused(level, monkeypatch):
     """The bound claimed without a cgroup: no memfd_create, no SysV shared memory."""
-    if not hasattr(sandbox_module, "_MemoryCgroup"):
+    if not hasattr(sandbox_module, "MemoryCgroup"):
         pytest.fail("no fallback: memfd and SysV shared memory are unbounded")
-    monkeypatch.setattr(sandbox_module._MemoryCgroup, "create", classmethod(lambda cls, limit_mb: None))
+    monkeypatch.setattr(sandbox_module.MemoryCgroup, "create", classmethod(lambda cls, limit_mb: None))
     box = PythonSandbox(mode=level, wall_time_s=20, max_output_chars=4096)
     assert box.run(HOLD_MEMFD).error.startswith("PermissionError: [Errno 1]"), "memfd_create"
     result = box.run(HOLD_SYSV)
@@ -347,7 +350,7 @@ def test_escaped_session_dies_with_the_run(level):
 
 def test_fork_bomb_is_capped_at_every_level(level):
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    if os.geteuid() == 0 and level == "rlimits-only" and not hasattr(sandbox_module, "_kill_all"):
+    if os.geteuid() == 0 and level == "rlimits-only" and not hasattr(sandbox_module, "kill_processes"):
         pytest.fail("as root, rlimits-only runs the code as root: RLIMIT_NPROC does not hold")
     result = PythonSandbox(mode=level, wall_time_s=2.0, max_processes=4).run(bomb)
     assert result.timed_out and subprocess.run(["true"]).returncode == 0
@@ -445,7 +448,8 @@ def test_eval_records_the_level_of_each_tool_call(level, monkeypatch):
 
 
 def test_memory_cgroup_folders_are_found_for_v1_and_v2():
-    folders = sandbox_module._memory_cgroup_folders
+    from paretopo.tools.sandbox_cgroup import memory_cgroup_folders as folders
+
     v1 = "4:memory:/process_api/job\n3:cpuset:/\n0::/\n"
     v1_mounts = (
         "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n"
