@@ -479,3 +479,15 @@ def test_rlimits_only_leaves_no_shared_memory_on_the_host():
     with open("/proc/sysvipc/shm") as f:
         assert shmid not in [int(line.split()[1]) for line in list(f)[1:]]
     assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_a_child_reaped_by_someone_else_is_a_failed_run_not_a_crash(monkeypatch):
+    real_wait4 = os.wait4
+
+    def reaped_elsewhere(pid, options):  # e.g. another thread's os.waitpid(-1, ...)
+        real_wait4(pid, options)
+        raise ChildProcessError(10, "No child processes")
+
+    monkeypatch.setattr(os, "wait4", reaped_elsewhere)
+    result = PythonSandbox(mode="rlimits-only").run("print('hi')")
+    assert (result.ok, result.error) == (False, "RuntimeError: sandbox failed: no exit status")

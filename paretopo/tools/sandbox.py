@@ -462,8 +462,12 @@ class PythonSandbox:
                 remove_shared_memory_of(uid)
             if cgroup is not None:
                 cgroup.kill_all()
-            _, wait_status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            try:
+                _, wait_status, usage = os.wait4(proc.pid, 0)
+                cpu_s = usage.ru_utime + usage.ru_stime
+                proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            except ChildProcessError:  # someone else in this process reaped it: status unknown
+                wait_status, cpu_s, proc.returncode = None, 0.0, -1
             oom_kills = cgroup.oom_kills() if cgroup is not None else 0
         finally:
             for ends in pipes.values():
@@ -483,7 +487,7 @@ class PythonSandbox:
             report = {
                 "ready": bytes(streams["ready"].tail).decode("utf-8", "replace"),
                 "wait": wait_status,
-                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "cpu_s": cpu_s,
                 "error": bytes(streams["error"].tail).decode("utf-8", "replace"),
             }
         error, limit_hit, setup_problem = self._verdict(report, timed_out, oom_kills)
