@@ -47,6 +47,7 @@ from paretopo.evaluation.runlog import (
     scoring_for,
 )
 from paretopo.tasks.base import Example, Task
+from paretopo.tools.sandbox import require_isolation_for_process, tool_isolation
 
 __all__ = ["DEFAULT_SCORING", "EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points",
            "checkpoint_scoring", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
@@ -67,6 +68,8 @@ class EvalResult:
     n_completions: int
     rows: pl.DataFrame = field(repr=False)
     objective_names: tuple[str, ...] = DEFAULT_OBJECTIVES
+    tool_isolation: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Sandboxed tools' calls per isolation level, e.g. {"python": {"bwrap": 40}}."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -178,7 +181,8 @@ def evaluate_policy(
     names = scored_objectives(_scoring(efficiency_options))
     rows = pl.DataFrame(records, infer_schema_length=None).with_columns(
         pl.Series(objective_column(name), objectives[:, k]) for k, name in enumerate(names))
-    return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names)
+    return EvalResult(accuracy, mean_calls, productivity, means, len(records), rows, names,
+                      tool_isolation=tool_isolation(tools))
 
 
 def _scoring(efficiency_options: Any) -> Any:
@@ -209,6 +213,7 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
     else:
         model, tokenizer = load_policy(str(source), lora=False)
     task = get_task(settings.task)
+    require_isolation_for_process(settings.require_isolation)  # before any sandbox is made
     examples = read_jsonl_examples(settings.data) if settings.data else task.load(settings.split)
     run = run_folder_of(settings.policy)
     scoring_name = str(run) if run is not None else DEFAULT_SCORING
@@ -218,6 +223,7 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
                              tools_in_prompt=settings.tools_in_prompt, efficiency_options=scoring)
     summary = {"policy": str(source), "task": task.name, "split": settings.data or settings.split,
                "scoring": f"{scoring_name}: {describe_scoring(scoring)}", **result.as_dict()}
+    summary["tool_isolation"] = result.tool_isolation  # which sandbox level each tool call ran under
     if settings.by:
         summary["breakdown"] = behaviour_table(result.rows, settings.by).to_dicts()
     return summary, result

@@ -4,10 +4,17 @@
 `SandboxResult`; `make_python_tool()` wraps that as the typed `python(code) -> str` tool that
 TRL turns into a JSON schema. Results come back ToRL-style: stdout and stderr together, cut to
 head + "..." + tail, and on an exception only the last line of the traceback. Each result
-says which isolation level it ran under (`SandboxResult.isolation`, also `python.isolation`
-on the tool), and `paretopo train` records it in the run's config.json.
+says which isolation level it ran under (`SandboxResult.isolation`; the tool counts its calls
+per level in `python.runs_by_isolation`), `paretopo train` records the level in the run's
+config.json and `paretopo eval` each call's in its summary ("tool_isolation").
 
-Isolation levels, the strongest that works detected once per process (`detect_isolation`):
+Isolation levels, the strongest allowed one that works chosen on every run (`run`): a
+sandbox that fails to start (the code never ran, e.g. EAGAIN from clone() under pid pressure)
+is retried SETUP_ATTEMPTS times, a level that keeps failing is skipped for
+LEVEL_RETRY_AFTER_S and then tried again, so no transient failure pins a process to a weaker
+level. `require_isolation` (or $PARETOPO_REQUIRE_ISOLATION, `--require-isolation` on
+`paretopo train` and `eval`) refuses to run code below a level: the run returns an error
+result and `make_python_tool` raises.
 
 "bwrap" (Debian's bubblewrap, the sandbox Flatpak uses, when `bwrap` is installed), and
 "namespaces" (the same view built by hand with `unshare` and mount calls, as root, when bwrap
@@ -33,14 +40,34 @@ is absent) give model code the same allow-listed view:
       allowed path (e.g. /root/.pyenv for a pyenv interpreter) exist but list only that path.
 "rlimits-only" (no bwrap and no root `unshare`, e.g. some notebook hosts and containers):
     a separate process in its own session with the resource limits below, a minimal
-    environment and a temporary working directory, running as the calling user. When
-    mode="auto" falls back to it, a warning says so (once per process).
+    environment and a temporary working directory. As root it runs as a fresh random uid
+    (keeping only CAP_DAC_READ_SEARCH, so an interpreter under /root stays reachable): it
+    cannot signal, ptrace or read /proc/<pid>/environ of the trainer or any other process,
+    RLIMIT_NPROC holds, and every process of that uid is killed when the run ends, its SysV
+    segments and /dev/shm files removed. When mode="auto" falls back to it, a warning says so.
 
 All levels: a wall-time limit (the whole process group is SIGKILLed), RLIMIT_CPU, RLIMIT_AS,
 RLIMIT_FSIZE, RLIMIT_NOFILE and no core dumps; stdin is /dev/null; the environment is built
 from scratch (PATH, HOME, LANG, PYTHONHASHSEED, single-threaded BLAS), so the parent's
 secrets are not passed on; output is read into a bounded buffer, so a print loop cannot
-fill the host's memory.
+fill the host's memory; a new, empty kernel session keyring (the caller's keys are out of
+reach, and a key planted there does not reach the next run).
+
+Memory of a run in total: where a memory cgroup can be made (cgroup v1's memory hierarchy,
+or v2 where our cgroup delegates the memory controller;
+`paretopo.tools.sandbox_cgroup.memory_cgroup_problem()` says why not), every process of the run is in one cgroup of `run_memory_mb` (default memory_mb +
+scratch_mb): heap, memfd_create files, SysV and POSIX shared memory, tmpfs files and page
+cache all count, and the OOM killer ends the code's processes (oom_score_adj 1000) with
+"MemoryError: out of memory (all processes: N MB)". Without one, a seccomp filter refuses
+memfd_create and shmget (EPERM; x86_64 and aarch64), whose memory no rlimit counts (writes
+to a memfd ignore RLIMIT_FSIZE: measured), and the bound is max_processes x memory_mb
+(RLIMIT_AS) plus scratch_mb for the isolated levels.
+
+The verdict (ok, timeouts, setup failures, exit status) is judged from outside: the confined
+process says "ready" on a pipe it closes before the code runs, and its parent (the host at
+rlimits-only, the supervisor in the namespaces, running as another uid and not dumpable)
+reads its wait status and CPU time with wait4. A CPU-limit kill with SIGXCPU ignored (the hard
+limit's SIGKILL) is told by that CPU time. The code holds no fd of the status channel.
 
 Threat model. This is for code written by a language model during RL: mostly buggy,
 sometimes runaway (infinite loops, fork or memory bombs, huge prints), now and then
@@ -52,15 +79,17 @@ boundary against a determined attacker. It does not protect against:
     - side and covert channels: timing, caches, CPU load, /proc/cpuinfo and the like;
     - what the allow-list shows: the host's installed programs and libraries, the Python
       installation and its site-packages (read-only), and the kernel's global /proc files;
-    - memory in total: the bound is max_processes x memory_mb plus scratch_mb, enforced
-      per process (no cgroup is used); CPU contention is bounded only by the time limits;
+    - memory without a cgroup beyond the bound above (and, at rlimits-only, files the code
+      writes to the host's world-writable folders); CPU contention is bounded only by the
+      time limits;
     - forged error lines: the last traceback line is written from inside the sandbox, so
-      code can fake its own error message (timeouts, limits and the exit status are judged
-      from outside);
-    - anything in "rlimits-only" mode beyond the limits above: the code runs as the calling
-      user with the network on and that user's files readable and writable; as root,
-      RLIMIT_NPROC is not enforced, so a fork bomb is stopped only by the wall time, and
-      processes that leave the session (setsid) survive the kill.
+      code can fake its own error message (never the verdict: see above);
+    - anything in "rlimits-only" mode beyond the above: the network is on and the host's
+      files are readable (as root: all of them, through CAP_DAC_READ_SEARCH; writable only
+      where the world may write). Not as root, the code runs as the calling user: it can
+      signal and read the environment of that user's processes (the trainer's included),
+      reach the user's keyring (@u), and processes that leave the session (setsid) survive
+      the kill unless a memory cgroup holds the run.
 """
 
 from __future__ import annotations
@@ -81,15 +110,42 @@ import sysconfig
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 
-ISOLATION_LEVELS = ("bwrap", "namespaces", "rlimits-only")
+from paretopo.tools.sandbox_cgroup import (
+    MemoryCgroup,
+    kill_processes,
+    pids_of_uid,
+    remove_shared_memory_of,
+    uid_of,
+)
+
+ISOLATION_LEVELS = ("bwrap", "namespaces", "rlimits-only")  # strongest first
 ISOLATED_LEVELS = ("bwrap", "namespaces")  # the allow-listed filesystem view
+# What `require_isolation` compares: bwrap, the audited tool, above the same view built by hand.
+ISOLATION_STRENGTH = {"rlimits-only": 0, "namespaces": 1, "bwrap": 2}
+REQUIRE_ISOLATION_ENV = "PARETOPO_REQUIRE_ISOLATION"
+"""The default of `PythonSandbox.require_isolation` (set by `require_isolation_for_process`)."""
+SETUP_ATTEMPTS = 3
+"""Tries of one run at one level whose sandbox failed to start (the code never ran), e.g.
+EAGAIN from clone() under pid pressure, before the next weaker level is tried."""
+LEVEL_RETRY_AFTER_S = 30.0
+"""A level that failed its probe or SETUP_ATTEMPTS starts in a row is skipped this long, then
+tried again: one transient failure never pins a process to a weaker level for good."""
 WORKDIR_IN_NAMESPACE = "/tmp/sandbox"
 SYSTEM_READONLY_PATHS = ("/usr/lib", "/usr/lib64", "/usr/bin")  # loader, shared libraries, sh
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom")
-# pivot_root has no libc wrapper; the syscall number differs per architecture.
-_PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+# pivot_root, keyctl and capset have no libc wrapper; the numbers differ per architecture.
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "capset": 126,
+               "seccomp_arch": 0xC000003E, "memfd_create": 319, "shmget": 29, "x32": 0x40000000},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "capset": 91,
+                "seccomp_arch": 0xC00000B7, "memfd_create": 279, "shmget": 194},
+    "riscv64": {"pivot_root": 41, "keyctl": 219, "capset": 91},
+    "ppc64le": {"pivot_root": 203, "keyctl": 271, "capset": 184},
+    "s390x": {"pivot_root": 217, "keyctl": 280, "capset": 185},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,14 +222,35 @@ class PythonSandbox:
     """More host files or folders to show read-only (isolated levels; e.g. "/etc/ld.so.cache"
     where the loader needs it). Everything not allow-listed stays invisible."""
     mode: str = "auto"
-    """Isolation to use: "auto" (the strongest available, warns on a fallback to
-    "rlimits-only"), "bwrap", "namespaces" or "rlimits-only"."""
+    """Isolation to use: "auto" (the strongest that works, chosen per run; warns on a fallback
+    to "rlimits-only"), "bwrap", "namespaces" or "rlimits-only"."""
+    run_memory_mb: int | None = None
+    """Memory of all the run's processes together: heap, memfd and shared memory, tmpfs files,
+    page cache. Enforced by a memory cgroup where one can be made (see
+    `sandbox_cgroup.memory_cgroup_problem()`); None: memory_mb + scratch_mb."""
+    require_isolation: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get(REQUIRE_ISOLATION_ENV) or None
+    )
+    """Refuse to run code below this level: None, "namespaces" (the allow-listed view: the
+    hand-built level or bwrap) or "bwrap". A refused run returns an error result, and
+    `isolation` raises RuntimeError. Default: $PARETOPO_REQUIRE_ISOLATION, else None."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", *ISOLATION_LEVELS):
             raise ValueError(
                 f"mode={self.mode!r}: use 'auto', 'bwrap', 'namespaces' or 'rlimits-only'"
             )
+        if self.require_isolation not in (None, *ISOLATION_LEVELS):
+            raise ValueError(
+                f"require_isolation={self.require_isolation!r} (or ${REQUIRE_ISOLATION_ENV}): "
+                "use None, 'namespaces' or 'bwrap'"
+            )
+        if self.mode != "auto" and _weaker(self.mode, self.require_isolation):
+            raise ValueError(
+                f"mode={self.mode!r} is below require_isolation={self.require_isolation!r}"
+            )
+        if self.run_memory_mb is not None and self.run_memory_mb <= 0:
+            raise ValueError(f"run_memory_mb={self.run_memory_mb} must be positive")
         for name in (
             "wall_time_s",
             "cpu_time_s",
@@ -197,13 +274,20 @@ class PythonSandbox:
 
     @property
     def isolation(self) -> str:
-        """The level `run` uses: "bwrap", "namespaces" or "rlimits-only" (probed once, cached)."""
-        if self.mode == "auto":
-            return detect_isolation()
-        problem = _level_problem(self.mode)
-        if problem is not None:
-            raise RuntimeError(f"mode={self.mode!r} is unavailable here: {problem}")
-        return self.mode
+        """The level the next run gets: "bwrap", "namespaces" or "rlimits-only".
+
+        Chosen afresh on every run (a level that failed is retried after LEVEL_RETRY_AFTER_S);
+        raises RuntimeError when no allowed level works (fixed `mode` unavailable, or nothing
+        at or above `require_isolation`).
+        """
+        problems = {}
+        for level in self._allowed_levels():
+            problems[level] = _level_problem(level)
+            if problems[level] is None:
+                if level == "rlimits-only" and self.mode == "auto":
+                    _warn_fallback(problems)
+                return level
+        raise RuntimeError(self._unavailable(problems))
 
     def readonly_paths(self) -> list[str]:
         """Host paths the isolated levels show read-only, real paths, none inside another."""
@@ -251,21 +335,77 @@ class PythonSandbox:
         return view
 
     def run(self, code: str) -> SandboxResult:
-        """Run `code` as a script in the sandbox and report what happened."""
-        return self._run(code, self.isolation)
+        """Run `code` as a script in the sandbox and report what happened.
 
-    def _run(self, code: str, isolation: str) -> SandboxResult:
+        Any str is accepted (lone surrogates included); anything else gives an error result.
+        The level is chosen per run: the strongest allowed one that works now; a sandbox that
+        fails to start (the code never ran) is retried SETUP_ATTEMPTS times, then the next
+        allowed level is tried. With no allowed level working the code is not run: the result
+        says why (isolation "").
+        """
         start = time.perf_counter()
-        host_workdir = None
+        if not isinstance(code, str):
+            return self._refusal(f"TypeError: code must be a str, not {type(code).__name__}", start)
+        # A lone surrogate cannot be UTF-8 (nor compiled): sent as its escape, "\\ud800", which
+        # in a string literal means the same str again.
+        source = code.encode("utf-8", "backslashreplace")
+        problems: dict[str, str | None] = {}
+        for level in self._allowed_levels():
+            problems[level] = _level_problem(level)
+            if problems[level] is not None:
+                continue
+            for attempt in range(SETUP_ATTEMPTS):
+                result, setup_problem = self._run(source, level)
+                if setup_problem is None:
+                    _LEVEL_FAILURES.pop(level, None)
+                    if level == "rlimits-only" and self.mode == "auto":
+                        _warn_fallback(problems)
+                    return result
+                time.sleep(0.05 * (attempt + 1))
+            _LEVEL_FAILURES[level] = (time.monotonic(), setup_problem)
+            problems[level] = f"failed to start {SETUP_ATTEMPTS} times: {setup_problem}"
+        return self._refusal(f"RuntimeError: {self._unavailable(problems)}", start)
+
+    def _allowed_levels(self) -> list[str]:
+        if self.mode != "auto":
+            return [self.mode]
+        return [level for level in ISOLATION_LEVELS if not _weaker(level, self.require_isolation)]
+
+    def _unavailable(self, problems: dict[str, str | None]) -> str:
+        if self.mode != "auto":
+            return (f"sandbox refused to run the code: mode={self.mode!r} is unavailable here: "
+                    f"{problems.get(self.mode)}")  # fmt: skip
+        floor = f"require_isolation={self.require_isolation!r}: " if self.require_isolation else ""
+        reasons = "; ".join(f"{level}: {problem}" for level, problem in problems.items())
+        return f"sandbox refused to run the code: {floor}no allowed level works here ({reasons})"
+
+    def _refusal(self, error: str, start: float) -> SandboxResult:
+        return SandboxResult("", False, error, False, time.perf_counter() - start, False, "")
+
+    @property
+    def run_memory_limit_mb(self) -> int:
+        """The memory cgroup's limit for one run (see `run_memory_mb`)."""
+        return self.run_memory_mb or self.memory_mb + self.scratch_mb
+
+    def _run(self, source: bytes, isolation: str) -> tuple[SandboxResult, str | None]:
+        """One run at `isolation`: (result, None), or (result, why) when the sandbox failed to
+        start and the code never ran (safe to retry)."""
+        start = time.perf_counter()
         as_root = os.geteuid() == 0
         isolated = isolation in ISOLATED_LEVELS
+        # As root the code always runs as a fresh uid: RLIMIT_NPROC holds, and (rlimits-only)
+        # it can neither signal nor read the trainer's processes.
+        uid = _fresh_uid() if as_root else None
         view = self.filesystem_view() if isolated else []
+        host_workdir = None
         if isolated:
             workdir = WORKDIR_IN_NAMESPACE
             # The interpreter's real path: the view holds the binary, not a venv's symlink to it.
             python = os.path.realpath(sys.executable)
         else:
             host_workdir = tempfile.mkdtemp(prefix="paretopo-sandbox-")
+            if uid is not None:
+                os.chown(host_workdir, uid, uid)
             workdir = host_workdir
             python = sys.executable
         if isolation == "bwrap":
@@ -275,10 +415,12 @@ class PythonSandbox:
                     "--kill-child", "--mount-proc"]  # fmt: skip
         else:
             argv = []
+        cgroup = MemoryCgroup.create(self.run_memory_limit_mb)
+        # rlimits-only: the host judges its own child; the "ready" and error pipes are its.
+        pipes = {} if isolated else {"ready": [*os.pipe()], "error": [*os.pipe()]}
         cfg = {
             "isolation": isolation,
-            # In the isolated levels, root drops to a fresh uid so RLIMIT_NPROC holds.
-            "uid": _fresh_uid() if isolated and as_root else None,
+            "uid": uid,
             "workdir": workdir,
             "cpu_s": self.cpu_time_s,
             "memory_mb": self.memory_mb,
@@ -286,12 +428,17 @@ class PythonSandbox:
             "nproc": self._nproc_limit(isolation),
             "site_dirs": [os.path.realpath(p) for p in _site_dirs()] if self.site_packages else [],
             "view": view if isolation == "namespaces" else [],  # bwrap builds it itself
-            "pivot_root": _PIVOT_ROOT_SYSCALL.get(platform.machine()),
+            "syscalls": _SYSCALLS.get(platform.machine()),
             "env": _minimal_env(workdir, python),
+            "deny_shared_memory": cgroup is None,
+            **{f"{name}_fd": ends[1] for name, ends in pipes.items()},
         }
         # -S skips site.py and its .pth hooks (the editable-install hook alone costs ~10 ms);
         # the supervisor puts site-packages on sys.path itself. -u: partial output survives a kill.
         argv += [python, "-S", "-u", "-c", _supervisor_source(), json.dumps(cfg)]
+        if cgroup is not None:  # join it before anything forks, then become the sandbox
+            argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup.procs_file, *argv]
+        proc = None
         try:
             proc = subprocess.Popen(
                 argv,
@@ -301,16 +448,53 @@ class PythonSandbox:
                 cwd=host_workdir or "/",
                 env=cfg["env"],
                 start_new_session=True,
+                pass_fds=[ends[1] for ends in pipes.values()],
             )
-            output, status, timed_out = self._pump(
-                proc, code.encode("utf-8", "surrogateescape"), start
+            for ends in pipes.values():
+                os.close(ends[1])
+                ends[1] = -1
+            streams, timed_out = self._pump(
+                proc, source, start, {name: ends[0] for name, ends in pipes.items()}
             )
+            # Left-overs go before the leader is reaped (its pid, and pgid, stay ours till then).
+            if not isolated and uid is not None:
+                kill_processes(lambda: pids_of_uid(uid), lambda pid: uid_of(pid) == uid)
+                remove_shared_memory_of(uid)
+            if cgroup is not None:
+                cgroup.kill_all()
+            try:
+                _, wait_status, usage = os.wait4(proc.pid, 0)
+                cpu_s = usage.ru_utime + usage.ru_stime
+                proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            except ChildProcessError:  # someone else in this process reaped it: status unknown
+                wait_status, cpu_s, proc.returncode = None, 0.0, -1
+            oom_kills = cgroup.oom_kills() if cgroup is not None else 0
         finally:
+            for ends in pipes.values():
+                for fd in ends:
+                    if fd >= 0:
+                        os.close(fd)
+            if proc is not None and proc.returncode is None:  # an error above: never leak it
+                _kill_session(proc)
+                proc.wait()
+            if cgroup is not None:
+                cgroup.remove()
             if host_workdir is not None:
                 shutil.rmtree(host_workdir, ignore_errors=True)
-        text, truncated = output.text(self.max_output_chars, self.head_chars, self.tail_chars)
-        error, limit_hit = self._error_line(status, timed_out)
-        return SandboxResult(
+        if isolated:
+            report = _supervisor_report(streams["status"])
+        else:
+            report = {
+                "ready": bytes(streams["ready"].tail).decode("utf-8", "replace"),
+                "wait": wait_status,
+                "cpu_s": cpu_s,
+                "error": bytes(streams["error"].tail).decode("utf-8", "replace"),
+            }
+        error, limit_hit, setup_problem = self._verdict(report, timed_out, oom_kills)
+        text, truncated = streams["output"].text(
+            self.max_output_chars, self.head_chars, self.tail_chars
+        )
+        result = SandboxResult(
             output=text,
             ok=error is None,
             error=error,
@@ -319,64 +503,72 @@ class PythonSandbox:
             truncated=truncated,
             isolation=isolation,
         )
+        return result, setup_problem
 
     def _nproc_limit(self, isolation: str) -> int:
         if os.geteuid() == 0:
-            return self.max_processes  # isolated: a fresh uid; else not enforced for root anyway
+            return self.max_processes  # the code runs as a fresh uid: only its own tasks count
         # RLIMIT_NPROC counts every task of the real uid, so leave room for the ones running.
         return self.max_processes + _count_tasks_of(os.getuid())
 
     def _pump(
-        self, proc: subprocess.Popen, code: bytes, start: float
-    ) -> tuple[_BoundedBuffer, _BoundedBuffer, bool]:
-        """Feed the code to stdin and read stdout/stderr until exit or the wall-time limit."""
-        output = _BoundedBuffer(
-            4 * max(self.max_output_chars, self.head_chars) + 4, 4 * self.tail_chars + 4
-        )
-        status = _BoundedBuffer(1 << 16, 1 << 12)  # supervisor's JSON lines, tail kept
-        sinks = {proc.stdout: output, proc.stderr: status}
+        self, proc: subprocess.Popen, code: bytes, start: float, extra_fds: dict[str, int]
+    ) -> tuple[dict[str, _BoundedBuffer], bool]:
+        """Feed the code to stdin and read the pipes until exit or the wall-time limit.
+
+        Returns the buffers ("output": stdout, "status": stderr, one per `extra_fds` name) and
+        whether the wall time ran out. The leader is left unreaped.
+        """
+        streams = {
+            "output": _BoundedBuffer(
+                4 * max(self.max_output_chars, self.head_chars) + 4, 4 * self.tail_chars + 4
+            ),
+            "status": _BoundedBuffer(1 << 16, 1 << 12),  # supervisor's JSON lines, tail kept
+            **{name: _BoundedBuffer(0, 1 << 13) for name in extra_fds},  # the last 8 KB
+        }
+        sinks = {proc.stdout.fileno(): streams["output"], proc.stderr.fileno(): streams["status"]}
+        sinks.update({fd: streams[name] for name, fd in extra_fds.items()})
         selector = selectors.DefaultSelector()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            os.set_blocking(stream.fileno(), False)
-        selector.register(proc.stdin, selectors.EVENT_WRITE)
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        selector.register(proc.stderr, selectors.EVENT_READ)
+        os.set_blocking(proc.stdin.fileno(), False)
+        selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+        for fd in sinks:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        stdin_fd = proc.stdin.fileno()
         deadline = start + self.wall_time_s
         written = 0
         timed_out = False
         try:
             while selector.get_map():
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 and proc.poll() is None:
+                if remaining <= 0 and not _has_exited(proc.pid):
                     timed_out = True
                     break
                 for key, _ in selector.select(min(max(remaining, 0), 0.05)):
-                    if key.fileobj is proc.stdin:
+                    if key.fd == stdin_fd:
                         try:
-                            written += os.write(
-                                proc.stdin.fileno(), code[written : written + 65536]
-                            )
+                            written += os.write(key.fd, code[written : written + 65536])
                         except BlockingIOError:
                             continue
                         except BrokenPipeError:
                             written = len(code)
                         if written >= len(code):
-                            selector.unregister(proc.stdin)
+                            selector.unregister(key.fd)
                             proc.stdin.close()
                         continue
                     try:
-                        data = os.read(key.fileobj.fileno(), 65536)
+                        data = os.read(key.fd, 65536)
                     except BlockingIOError:
                         continue
                     if data:
-                        sinks[key.fileobj].feed(data)
+                        sinks[key.fd].feed(data)
                     else:
-                        selector.unregister(key.fileobj)
-                # Left-over holders of the pipes must not stall us once the supervisor is done.
-                if proc.poll() is not None:
-                    for stream, sink in ((proc.stdout, output), (proc.stderr, status)):
-                        if stream in selector.get_map():
-                            _drain(stream.fileno(), sink)
+                        selector.unregister(key.fd)
+                # Left-over holders of the pipes must not stall us once the leader is done.
+                if _has_exited(proc.pid):
+                    for fd in list(selector.get_map()):
+                        if fd in sinks:
+                            _drain(fd, sinks[fd])
                     break
             if timed_out:
                 _kill_session(proc)
@@ -385,41 +577,66 @@ class PythonSandbox:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if not stream.closed:
                     stream.close()
-            proc.wait()
-        return output, status, timed_out
+        return streams, timed_out
 
-    def _error_line(self, status: _BoundedBuffer, timed_out: bool) -> tuple[str | None, bool]:
-        """(error line or None, whether a time limit was hit) from the supervisor's report."""
+    def _verdict(
+        self, report: dict | None, timed_out: bool, oom_kills: int
+    ) -> tuple[str | None, bool, str | None]:
+        """(error line or None, whether a limit was hit, why the sandbox failed to start).
+
+        Judged only from what the code cannot forge: the wall clock, the "ready" word the
+        confined process sent before the code ran, its wait status and CPU time as its parent
+        saw them, the cgroup's OOM kills. The code's own error line is used only as the text
+        of a failure that its exit status already shows.
+        """
         if timed_out:
-            return f"TimeoutError: execution exceeded {self.wall_time_s} s", True
-        error, wait_status, other = None, None, []
-        for line in status.text(1 << 20, 0, 1 << 20)[0].splitlines():
-            try:
-                message = json.loads(line)
-            except ValueError:
-                other.append(line)
-                continue
-            if isinstance(message, dict) and "error" in message:
-                error = str(message["error"])
-            elif isinstance(message, dict) and "setup_error" in message:
-                return f"RuntimeError: sandbox setup failed: {message['setup_error']}", False
-            elif isinstance(message, dict) and isinstance(message.get("wait"), int):
-                wait_status = message["wait"]
-        if wait_status is None:  # the supervisor itself failed, e.g. unshare was refused
-            detail = other[-1] if other else "no status reported"
-            return f"RuntimeError: sandbox failed to run the code: {detail}", False
+            return f"TimeoutError: execution exceeded {self.wall_time_s} s", True, None
+        if report is None or not report.get("ready", "").startswith("R"):
+            why = (report or {}).get("ready", "")[1:] or (report or {}).get("detail", "")
+            why = why or "no status reported"
+            return f"RuntimeError: sandbox setup failed: {why}", False, why
+        wait_status = report.get("wait")
+        if not isinstance(wait_status, int):  # the supervisor died after the code started
+            return f"RuntimeError: sandbox failed: {report.get('detail') or 'no exit status'}", False, None
         if os.WIFSIGNALED(wait_status):
             sig = os.WTERMSIG(wait_status)
-            if sig == signal.SIGXCPU:
-                return f"TimeoutError: CPU time limit of {self.cpu_time_s} s exceeded", True
-            return f"RuntimeError: killed by signal {_signal_name(sig)}", False
+            # With SIGXCPU ignored, the hard limit's SIGKILL ends it: known by its CPU time.
+            if sig == signal.SIGXCPU or (
+                sig == signal.SIGKILL and float(report.get("cpu_s", 0)) >= self.cpu_time_s
+            ):
+                return f"TimeoutError: CPU time limit of {self.cpu_time_s} s exceeded", True, None
+            if sig == signal.SIGKILL and oom_kills:
+                limit = self.run_memory_limit_mb
+                return f"MemoryError: out of memory (all processes: {limit} MB)", False, None
+            return f"RuntimeError: killed by signal {_signal_name(sig)}", False, None
         code = os.WEXITSTATUS(wait_status)
-        if code == 0:  # judged from outside: an error line alone cannot fail a run
-            return None, False
-        if error is None:
-            return f"SystemExit: {code}", False
+        if code == 0:
+            return None, False, None
+        error = str(report.get("error") or "").rpartition("\0")[2] if code == 1 else ""
+        if not error:
+            return f"SystemExit: {code}", False, None
         error, _ = truncate_output(error, self.max_output_chars, self.head_chars, self.tail_chars)
-        return error, False
+        return error, False, None
+
+
+def _supervisor_report(status: _BoundedBuffer) -> dict | None:
+    """The supervisor's ready and wait messages merged, or None if it sent neither.
+
+    Other lines (bwrap's or unshare's own errors) become "detail".
+    """
+    report: dict = {}
+    other = []
+    for line in status.text(1 << 20, 1 << 20, 0)[0].splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            other.append(line)
+            continue
+        if isinstance(message, dict):
+            report.update(message)
+    if other:
+        report["detail"] = other[-1]
+    return report or None
 
 
 def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], str]:
@@ -427,13 +644,16 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
 
     The returned function is typed and documented so that TRL's `tools=` (through
     transformers' `get_json_schema`) can describe it to the model. Its `isolation` attribute
-    is the level its runs get, for run logs.
+    is the level its runs get now (raises RuntimeError here when the sandbox's
+    `require_isolation` cannot be met), and `runs_by_isolation` counts the level each call
+    actually ran under ("" for a refused call), for run logs and eval summaries.
 
     Example:
         >>> make_python_tool()("print(6 * 7)")
         '42\\n'
     """
     box = sandbox if sandbox is not None else PythonSandbox()
+    runs_by_isolation: Counter[str] = Counter()
 
     def python(code: str) -> str:
         """Run Python code in a sandbox and return what it printed.
@@ -441,80 +661,148 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
         Args:
             code: Python source code to execute. Use print() to show results.
         """
-        return box.run(code).as_tool_text()
+        result = box.run(code)
+        runs_by_isolation[result.isolation] += 1
+        return result.as_tool_text()
 
     python.isolation = box.isolation  # type: ignore[attr-defined]
+    python.runs_by_isolation = runs_by_isolation  # type: ignore[attr-defined]
     return python
 
 
-@functools.cache
-def detect_isolation() -> str:
-    """The strongest isolation level that works here, probed once per process.
+def require_isolation_for_process(level: str | None) -> None:
+    """Every sandbox made from now on, in this process and the processes it starts, refuses to
+    run code below `level` ("namespaces" or "bwrap"); None changes nothing. Checked here."""
+    if level is None:
+        return
+    PythonSandbox(mode="auto", require_isolation=level)  # ValueError for an unknown level
+    os.environ[REQUIRE_ISOLATION_ENV] = level
 
-    "bwrap" and "namespaces" give the same view; warns (once) when it has to fall back to
-    "rlimits-only".
+
+def tool_isolation(tools: dict[str, Callable]) -> dict[str, dict[str, int]]:
+    """How many calls of each sandboxed tool ran under each level, e.g.
+    {"python": {"bwrap": 12}} (a refused call counts under "")."""
+    return {
+        name: dict(sorted(tool.runs_by_isolation.items()))
+        for name, tool in tools.items()
+        if hasattr(tool, "runs_by_isolation")
+    }
+
+
+def detect_isolation() -> str:
+    """The strongest level that works here now (see `PythonSandbox.isolation`).
+
+    "bwrap" and "namespaces" give the same view; warns (once per process) when it has to
+    fall back to "rlimits-only".
     """
-    problems = {}
-    for level in ISOLATED_LEVELS:
-        problems[level] = _level_problem(level)
-        if problems[level] is None:
-            return level
-    if os.geteuid() == 0:
-        who = "root, WITHOUT a process-count limit (RLIMIT_NPROC is not enforced for root),"
-    else:
-        who = f"uid {os.geteuid()}"
+    return PythonSandbox().isolation
+
+
+# level -> (time.monotonic() of its last failure, why): skipped until LEVEL_RETRY_AFTER_S later
+_LEVEL_FAILURES: dict[str, tuple[float, str]] = {}
+_CONFIRMED_LEVELS: set[str] = set()  # levels whose probe ran confined in this process
+_FALLBACK_WARNED: list[bool] = []
+
+
+def _reset_level_state() -> None:
+    """Forget every probe and failure (tests)."""
+    _LEVEL_FAILURES.clear()
+    _CONFIRMED_LEVELS.clear()
+    _FALLBACK_WARNED.clear()
+    for static in (_bwrap_problem, _namespace_problem):
+        getattr(static, "cache_clear", lambda: None)()  # a test may have replaced it
+
+
+def _weaker(level: str, required: str | None) -> bool:
+    return required is not None and ISOLATION_STRENGTH[level] < ISOLATION_STRENGTH[required]
+
+
+def _warn_fallback(problems: dict[str, str | None]) -> None:
+    if _FALLBACK_WARNED:
+        return
+    _FALLBACK_WARNED.append(True)
+    reasons = "; ".join(f"{level}: {problem}" for level, problem in problems.items() if problem)
+    who = "a fresh uid" if os.geteuid() == 0 else f"uid {os.geteuid()} (the caller's)"
     warnings.warn(
-        f"PythonSandbox: no isolated level works here (bwrap: {problems['bwrap']}; "
-        f"namespaces: {problems['namespaces']}); falling back to 'rlimits-only' isolation: "
-        f"model code runs as {who} with resource limits, a minimal environment and a temporary "
-        "directory, but WITH network access and the host's files in view. Install bubblewrap "
+        f"PythonSandbox: no isolated level works here ({reasons}); falling back to "
+        f"'rlimits-only' isolation: model code runs as {who} with resource limits, a minimal "
+        "environment and a temporary directory, but WITH network access and the host's files "
+        "in view. The isolated levels are tried again on later runs. Install bubblewrap "
         "(apt-get install bubblewrap) for the allow-listed view; see the threat model in "
-        "paretopo.tools.sandbox.",
+        "paretopo.tools.sandbox; `require_isolation` refuses to run below a level.",
         RuntimeWarning,
-        stacklevel=2,
+        stacklevel=3,
     )
-    return "rlimits-only"
 
 
 def _level_problem(level: str) -> str | None:
-    """Why `level` cannot be used here, or None when it works."""
-    if level == "bwrap":
-        return _bwrap_problem()
-    if level == "namespaces":
-        return _namespace_problem()
+    """Why `level` cannot be used now, or None when it works.
+
+    Missing programs or privileges are permanent; a failed probe or start is retried after
+    LEVEL_RETRY_AFTER_S; a probe that ran confined is trusted for the process's life (each
+    run still checks that its sandbox started).
+    """
+    if level == "rlimits-only":
+        return None
+    problem = _bwrap_problem() if level == "bwrap" else _namespace_problem()
+    if problem is not None:
+        return problem
+    failed = _LEVEL_FAILURES.get(level)
+    if failed is not None:
+        age = time.monotonic() - failed[0]
+        if age < LEVEL_RETRY_AFTER_S:
+            return f"{failed[1]} ({age:.0f} s ago; tried again after {LEVEL_RETRY_AFTER_S:.0f} s)"
+    if level not in _CONFIRMED_LEVELS:
+        problem = _probe(level)
+        if problem is not None:
+            _LEVEL_FAILURES[level] = (time.monotonic(), problem)
+            return problem
+        _CONFIRMED_LEVELS.add(level)
+    _LEVEL_FAILURES.pop(level, None)
     return None
 
 
 @functools.cache
 def _bwrap_problem() -> str | None:
-    """Why "bwrap" cannot be used here, or None when a probe run succeeded."""
+    """Why "bwrap" can never be used in this process, or None."""
     if not sys.platform.startswith("linux"):
         return f"platform is {sys.platform}"
     if shutil.which("bwrap") is None:
         return "no `bwrap` executable (apt-get install bubblewrap)"
-    return _probe("bwrap")
+    return None
 
 
 @functools.cache
 def _namespace_problem() -> str | None:
-    """Why "namespaces" cannot be used here, or None when a probe run succeeded."""
+    """Why "namespaces" can never be used in this process, or None."""
     if not sys.platform.startswith("linux"):
         return f"platform is {sys.platform}"
     if os.geteuid() != 0:
         return "not running as root"
     if shutil.which("unshare") is None:
         return "no `unshare` executable"
-    return _probe("namespaces")
+    return None
 
 
 def _probe(level: str) -> str | None:
-    """Run a tiny program at `level`: None if it ran confined, else what went wrong."""
-    probe = PythonSandbox(wall_time_s=10.0)._run(
-        "import os\nprint(os.getuid() != 0, os.path.exists('/etc'))", level
-    )
+    """Run a tiny program at `level` (retrying a failed start): None if it ran confined."""
+    code = b"import os\nprint(os.getuid() != 0, os.path.exists('/etc'))"
+    for attempt in range(SETUP_ATTEMPTS):
+        probe, setup_problem = PythonSandbox(wall_time_s=10.0)._run(code, level)
+        if setup_problem is None:
+            break
+        time.sleep(0.05 * (attempt + 1))
     if probe.ok and probe.output == "True False\n":  # not root, and /etc is out of view
         return None
     return f"probe run failed: {probe.error or probe.output!r}"
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether our child `pid` has exited, leaving it unreaped (its pid stays ours)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def _bwrap_argv(view: list[tuple[str, str, str]], as_root: bool) -> list[str]:
@@ -691,11 +979,17 @@ def _supervise(cfg: dict) -> None:
     """The program inside the sandbox: `python -S -u -c <this function's source> <cfg json>`.
 
     It is shipped as source alone, so it imports only the standard library, locally. It reads
-    the code from stdin; in "namespaces" mode (as root inside the fresh namespaces) it builds
-    the allow-listed filesystem view (bwrap has built it already in "bwrap" mode); then it
-    forks a worker that confines itself and runs the code, and reports the worker's wait
-    status as a JSON line on stderr. In the isolated levels its exit ends the PID namespace,
-    which kills everything the code started.
+    the code from stdin, then:
+    - "rlimits-only": confines itself and runs the code in this very process; the host is its
+      parent and judges it from outside (wait status and CPU time from wait4).
+    - the isolated levels: it is root inside fresh namespaces. In "namespaces" mode it builds
+      the allow-listed filesystem view (bwrap has built it already in "bwrap" mode); it forks
+      a worker that confines itself (a fresh uid) and runs the code, and it reports the
+      worker's wait status and CPU time as one JSON line on its stderr, a pipe the worker has
+      closed and cannot reopen (another uid; this process is not dumpable). Its exit ends the
+      PID namespace, which kills everything the code started.
+    Either way the confined process says "ready" on a pipe it closes before the code runs, so
+    a setup failure is known for sure and cannot be faked by the code.
     """
     import ctypes
     import json
@@ -703,19 +997,18 @@ def _supervise(cfg: dict) -> None:
     import resource
     import sys
 
-    code = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
-    report_fd = os.dup(2)  # JSON lines to the host; the worker's own fd 2 joins its stdout
+    code = sys.stdin.buffer.read().decode("utf-8", "replace")  # the host sent valid UTF-8
     libc = ctypes.CDLL(None, use_errno=True)
     MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
     MS_RELATIME, MNT_DETACH = 1 << 21, 2
     ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 1024, 2048, 4096  # statvfs f_flag bits
-    PR_SET_NO_NEW_PRIVS = 38
-
-    def report(**message) -> None:
-        os.write(report_fd, (json.dumps(message) + "\n").encode())
+    PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS = 4, 8, 38
+    PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH = 47, 2, 2
+    KEYCTL_JOIN_SESSION_KEYRING = 1
+    ENOSYS, EPERM = 38, 1
 
     def check(result: int, what: str) -> None:
-        if result != 0:
+        if result < 0:
             errno = ctypes.get_errno()
             raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
@@ -759,16 +1052,61 @@ def _supervise(cfg: dict) -> None:
                 mount(None, target, None, flags)
                 os.close(fd)
         os.chdir(root)
-        if cfg["pivot_root"] is None:
-            raise OSError(f"no pivot_root syscall number for {os.uname().machine}")
-        check(libc.syscall(cfg["pivot_root"], b".", b"."), "pivot_root")  # new root over old
+        if cfg["syscalls"] is None:
+            raise OSError(f"no syscall numbers for {os.uname().machine}")
+        check(libc.syscall(cfg["syscalls"]["pivot_root"], b".", b"."), "pivot_root")
         check(libc.umount2(b".", MNT_DETACH), "umount the host's root")
         os.chdir("/")
         mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
         libc.sethostname(b"sandbox", 7)
 
-    def confine() -> None:
-        """In the worker: limits, then (as root) the unprivileged uid, then a clean slate."""
+    def keep_read_search() -> None:
+        """rlimits-only as root: keep CAP_DAC_READ_SEARCH across the uid change (and exec), so
+        an interpreter under /root stays reachable; without it in our set, go on without."""
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this task
+        bit = 1 << CAP_DAC_READ_SEARCH
+        data = (ctypes.c_uint32 * 6)(bit, bit, bit, 0, 0, 0)  # effective, permitted, inheritable
+        if cfg["syscalls"] and libc.syscall(cfg["syscalls"]["capset"], header, data) == 0:
+            libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0)
+
+    def fresh_session_keyring() -> None:
+        """A new, empty session keyring: the caller's keys are out of reach, and nothing
+        planted here reaches the next run. Where keyrings are off or filtered, nothing to do."""
+        if cfg["syscalls"] is None:
+            return
+        if libc.syscall(cfg["syscalls"]["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+            if ctypes.get_errno() not in (ENOSYS, EPERM):
+                check(-1, "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
+
+    def deny_shared_memory() -> None:
+        """Without a memory cgroup: refuse memfd_create and shmget (EPERM), whose memory no
+        rlimit counts, with a seccomp filter (classic BPF, built here: no library needed)."""
+        calls = cfg["syscalls"]
+        if not calls or "seccomp_arch" not in calls:
+            return  # an architecture without known numbers: documented as unbounded
+
+        class SockFilter(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
+                        ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]  # fmt: skip
+
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+        LOAD, JEQ, JGE, RET = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ/JGE|K, BPF_RET|K
+        ALLOW, DENY = 0x7FFF0000, 0x00050000 | EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+        checks = [(JGE, calls["x32"])] if "x32" in calls else []  # x32 ABI numbers: refused
+        checks += [(JEQ, calls["memfd_create"]), (JEQ, calls["shmget"])]
+        deny_at = 3 + len(checks) + 1  # index of the final "ret DENY"
+        program = [(LOAD, 0, 0, 4), (JEQ, 0, deny_at - 2, calls["seccomp_arch"]), (LOAD, 0, 0, 0)]
+        for code_, k in checks:
+            program.append((code_, deny_at - len(program) - 1, 0, k))
+        program += [(RET, 0, 0, ALLOW), (RET, 0, 0, DENY)]
+        filters = (SockFilter * len(program))(*[SockFilter(*ins) for ins in program])
+        fprog = SockFprog(len(program), filters)
+        check(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")
+
+    def confine(keep_fds: tuple[int, ...]) -> None:
+        """Limits, then (as root) an unprivileged uid, then a clean slate of fds and environment."""
         limits = {
             resource.RLIMIT_CPU: (cfg["cpu_s"], cfg["cpu_s"] + 1),
             resource.RLIMIT_AS: (cfg["memory_mb"] << 20,) * 2,
@@ -782,11 +1120,24 @@ def _supervise(cfg: dict) -> None:
             if ceiling != resource.RLIM_INFINITY:
                 soft, hard = min(soft, ceiling), min(hard, ceiling)
             resource.setrlimit(which, (soft, hard))
+        try:  # the first to go when the run's memory cgroup is full (raising needs no privilege)
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")
+        except OSError:
+            pass
         if cfg["uid"] is not None:
+            keep = cfg["isolation"] == "rlimits-only"
+            if keep:
+                check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
             os.setgroups([])
             os.setgid(cfg["uid"])
             os.setuid(cfg["uid"])  # from root to a plain uid: every capability is gone
+            if keep:
+                keep_read_search()
+        fresh_session_keyring()
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if cfg["deny_shared_memory"]:
+            deny_shared_memory()
         if cfg["isolation"] != "rlimits-only":
             os.mkdir(cfg["workdir"], 0o700)  # in the scratch tmpfs, owned by the code's uid
         os.chdir(cfg["workdir"])
@@ -796,8 +1147,11 @@ def _supervise(cfg: dict) -> None:
         sys.argv = [""]
         os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
         os.dup2(1, 2)
-        os.closerange(3, report_fd)
-        os.closerange(report_fd + 1, 1 << 16)
+        low = 3
+        for fd in sorted(keep_fds):  # everything else the host or the supervisor had open
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, 1 << 16)
 
     def error_line(e: BaseException) -> str:
         """The last line of the traceback Python would print for `e`."""
@@ -813,41 +1167,87 @@ def _supervise(cfg: dict) -> None:
             message = message or f"out of memory (limit {cfg['memory_mb']} MB)"
         return f"{kind}: {message}" if message else kind
 
-    def run_code() -> int:
-        """Run the code as __main__; the exit status the worker should have."""
+    def run_confined(ready_fd: int, error_fd: int) -> None:
+        """Confine this process, say ready, run the code; exits with the code's status."""
+        try:
+            confine((ready_fd, error_fd))
+        except BaseException as e:  # never run the code half-confined
+            os.write(ready_fd, b"E" + repr(e).encode("utf-8", "backslashreplace")[:4000])
+            os._exit(125)
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)  # from here on the code runs, and it has no way to say "ready"
         import builtins
+
+        def error(e: BaseException) -> int:
+            """Send the error line; what the code says about itself: shown, never trusted.
+            After a NUL, so that what the code wrote to this pipe before stays apart."""
+            e.__traceback__ = None
+            line = error_line(e).encode("utf-8", "backslashreplace")[:4000]
+            try:
+                os.write(error_fd, b"\0" + line)
+            except OSError:
+                pass
+            return 1
 
         builtins.exit = builtins.quit = sys.exit  # normally added by site.py, skipped by -S
         namespace = {"__name__": "__main__", "__builtins__": builtins}
+        status = 0
         try:
             exec(compile(code, "<sandbox>", "exec"), namespace)
-            return 0
+        except SystemExit as e:
+            if isinstance(e.code, int) or e.code is None:  # the status says it, seen from outside
+                status = (e.code or 0) & 0xFF
+            else:
+                status = error(e)
         except BaseException as e:
-            if isinstance(e, SystemExit) and e.code in (None, 0):
-                return 0
             namespace.clear()  # free a memory bomb's data before formatting the error
-            e.__traceback__ = None
-            report(error=error_line(e))
-            return 1
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except BaseException:
-                    pass
+            status = error(e)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(status)
 
+    if cfg["isolation"] == "rlimits-only":
+        run_confined(cfg["ready_fd"], cfg["error_fd"])
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # our fds stay closed to /proc/<pid>/fd of the worker
+    try:  # the OOM killer takes the code's processes, not the judge (root only; else no-op)
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("-1000")
+    except OSError:
+        pass
+    report_fd = os.dup(2)
     if cfg["isolation"] == "namespaces":
         build_filesystem_view()
+    ready_r, ready_w = os.pipe()
+    error_r, error_w = os.pipe()
     worker = os.fork()
     if worker == 0:
-        try:
-            confine()
-        except BaseException as e:  # never run the code half-confined
-            report(setup_error=repr(e))
-            os._exit(125)
-        os._exit(run_code())
-    _, wait_status = os.waitpid(worker, 0)
-    report(wait=wait_status)
-    if cfg["isolation"] == "rlimits-only":
-        os.killpg(0, 9)  # take the worker's left-overs (and ourselves) down with us
+        os.close(report_fd)
+        os.close(ready_r)
+        os.close(error_r)
+        run_confined(ready_w, error_w)
+    os.close(ready_w)
+    os.close(error_w)
+    ready = b""
+    while chunk := os.read(ready_r, 4096):  # EOF once the worker is confined (or gone)
+        ready += chunk
+    # First, on its own line: whether the code got to run at all (safe to retry if not).
+    os.write(report_fd, (json.dumps({"ready": ready.decode("utf-8", "replace")}) + "\n").encode())
+    _, wait_status, usage = os.wait4(worker, 0)
+    os.set_blocking(error_r, False)
+    error = b""
+    try:
+        while chunk := os.read(error_r, 65536):
+            error = (error + chunk)[-8192:]  # the worker's own line comes last
+    except OSError:
+        pass
+    message = {
+        "wait": wait_status,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "error": error.decode("utf-8", "replace"),
+    }
+    os.write(report_fd, (json.dumps(message) + "\n").encode())
     os._exit(0)
+

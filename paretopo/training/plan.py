@@ -91,6 +91,10 @@ class RunSettings:
     length_buckets: int = setting(4, "score the loss batch in K chunks of rows sorted by completion length, each "
                                      "padded only to its own longest (0: TRL's one padded batch; not used with "
                                      "Unsloth, which computes log-probs its own way)", minimum=0)
+    require_isolation: str | None = setting(
+        None, "refuse to run model-written code below this sandbox level (namespaces: the allow-listed view, "
+              "hand-built or bwrap; bwrap: bubblewrap only); default: $PARETOPO_REQUIRE_ISOLATION", kind=str,
+        choices=("namespaces", "bwrap"))
     extra: dict[str, Any] = setting(help="more GRPOConfig fields", flag="", default_factory=dict)
 
 

@@ -260,7 +260,11 @@ class CheckpointEvalCallback(TrainerCallback):
 
 
 def prepare_environment(settings: Any) -> None:
-    """Process-wide switches of a run, before its model is loaded: CPU threads, progress bars."""
+    """Process-wide switches of a run, before its model is loaded: CPU threads, progress bars, the
+    sandbox level model-written code must run under (before any sandbox is made)."""
+    from paretopo.tools.sandbox import require_isolation_for_process
+
+    require_isolation_for_process(settings.require_isolation)
     if not torch.cuda.is_available():
         torch.set_num_threads(settings.threads)
     if not settings.progress:  # also silences the weight loading / shard writing bars
