@@ -237,3 +237,33 @@ def test_bad_input_says_what_to_change(kwargs, message):
     with pytest.raises(ValueError, match="task, tool_efficiency"):
         GambleMap("pareto_rank", ParetoPOConfig(objectives=("task", "tool_efficiency", "brevity"),
                                                 weights=(0.5, 0.3, 0.2)))
+
+
+def test_gamble_map_command_prints_the_table_and_writes_the_chart(tmp_path, capsys):
+    from paretopo.commands.cli import main
+
+    chart = tmp_path / "gamble.svg"
+    assert main(["gamble-map", "--q", "0.5", "--estimators", "pareto_rank", "calibrated_rank", "weighted_sum",
+                 "--chart", str(chart)]) == 0
+    out = capsys.readouterr().out
+    assert "0.497" in out and out.count("0.834") == 4  # calibrated and weighted sum, both columns
+    assert chart.read_text().lstrip().startswith("<svg")
+
+
+def test_gamble_map_command_reads_the_method_options(capsys):
+    from paretopo.commands.cli import main
+
+    assert main(["gamble-map", "--q", "0.5", "--estimators", "weighted_sum", "--weights", "0.8,0.2", "--alpha", "1",
+                 "--c", "1"]) == 0
+    assert f"{0.8 + 0.2 * math.exp(-1):.3f}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments", [["--c", "1.5"], ["--q", "0.5", "2"], ["--chart", "gamble.txt"],
+                                       ["--estimators", "nope"], ["--weights", "a,b"], ["--nstar", "x"],
+                                       ["--G", "1"], ["--weights", "0.5,0.3,0.2"]])
+def test_gamble_map_bad_input_is_one_line_and_exit_2(arguments, capsys):
+    from paretopo.commands.cli import main
+
+    assert main(["gamble-map", *arguments]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("paretopo gamble-map:") and "\n" not in error and "Traceback" not in error

@@ -50,10 +50,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from paretopo.core.advantages import ESTIMATORS, compute_advantages
 from paretopo.core.objectives import objective_matrix, scoring_options
 
-__all__ = ["BATCH_STANDARDISED", "WEIGHTED_SUM", "BreakEven", "GambleMap", "compositions", "gamble_table"]
+__all__ = ["BATCH_STANDARDISED", "WEIGHTED_SUM", "BreakEven", "GambleMap", "compositions", "estimators_to_map",
+           "gamble_table"]
 
 CELLS = ("a_right", "a_wrong", "b_right", "b_wrong")
 _CORRECT = np.array([1.0, 0.0, 1.0, 0.0])
