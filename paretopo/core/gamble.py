@@ -136,6 +136,8 @@ class GambleMap:
         self.calls, self.nstar = calls, nstar
         self.options = {} if estimator == WEIGHTED_SUM else config.options_for_estimator(estimator, meta_reward)
         self.others = compositions(group_size - 1)  # [n_comp, 4]
+        self._log_coefficient = math.lgamma(group_size) - np.array(
+            [sum(math.lgamma(n + 1) for n in row) for row in self.others])  # multinomial, log
         cells = self._group_cells()  # [4 * n_comp, G], focal completion first
         self.rewards = self._objectives(cells)  # [4 * n_comp * G, 2]
         self._values = self._focal_values()  # per-point value functions of the focal completions
@@ -207,10 +209,8 @@ class GambleMap:
 
     def _others_probabilities(self, cell: np.ndarray) -> np.ndarray:
         """Multinomial probability of each composition of the other G - 1 completions: ``[P, n_comp]``."""
-        counts = self.others
-        log_coefficient = math.lgamma(self.group_size) - np.array(
-            [sum(math.lgamma(n + 1) for n in row) for row in counts])
-        return np.exp(log_coefficient)[None, :] * np.prod(cell[:, None, :] ** counts[None, :, :], axis=-1)
+        powers = np.prod(cell[:, None, :] ** self.others[None, :, :], axis=-1)
+        return np.exp(self._log_coefficient)[None, :] * powers
 
     def expected(self, p: Any, *, c: float = 0.99, q: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """``(E[A | type a], E[A | type b])`` for each p (arrays of p's shape)."""

@@ -15,7 +15,7 @@ import polars as pl
 
 from paretopo.core.gamble import WEIGHTED_SUM, GambleMap
 
-__all__ = ["gap_chart", "gap_curves", "implication"]
+__all__ = ["break_even_markdown", "gap_chart", "gap_curves", "implication"]
 
 
 def gap_curves(config: Any, estimators: Sequence[str], *, c: float = 0.99, shares: Sequence[float] = (0.5,),
@@ -47,11 +47,16 @@ def gap_chart(curves: pl.DataFrame, break_evens: pl.DataFrame, *, width: int = 5
     one panel per share q (one panel when there is one q)."""
     order = list(dict.fromkeys(curves["estimator"].to_list()))
     color = alt.Color("estimator:N", sort=order, title="estimator")
-    lines = alt.Chart(curves.to_pandas()).mark_line(strokeWidth=2).encode(
+    # the weighted sum (the reference) dotted, so an estimator that matches it shows through
+    reference = curves.with_columns(line=pl.when(pl.col("estimator") == WEIGHTED_SUM).then(pl.lit("reference"))
+                                    .otherwise(pl.lit("estimator")))
+    lines = alt.Chart(reference.to_pandas()).mark_line(strokeWidth=2).encode(
         x=alt.X("p:Q", title="p: how often a direct answer is right", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("scaled_gap:Q", title="E[A | direct] − E[A | call] (scaled; > 0: direct pushed up)",
                 scale=alt.Scale(domain=[-1.05, 1.05])),
         color=color,
+        strokeDash=alt.StrokeDash("line:N", scale=alt.Scale(domain=["estimator", "reference"], range=[[1, 0], [2, 4]]),
+                                  legend=None),
         tooltip=["estimator:N", alt.Tooltip("q:Q", format=".2f"), alt.Tooltip("p:Q", format=".2f"),
                  alt.Tooltip("gap:Q", format=".4f", title="gap (unscaled)")],
     )
@@ -93,7 +98,16 @@ def implication(break_evens: pl.DataFrame, *, q: float, reference: str = WEIGHTE
                  "gamble on it, against the stated preference.")
     if higher:
         p_high, name = higher[-1]
-        text += f" {name} holds out for {p_high:.1%}, more cautious than the preference."
+        text += f" {name} holds out until {p_high:.1%}: it prices the call above the preference."
     if not lower and not higher:
         text += " Every estimator shown agrees with it."
     return text
+
+
+def break_even_markdown(break_evens: pl.DataFrame) -> str:
+    """The break-evens as a small markdown table (estimator, q, p* or the verdict)."""
+    lines = ["| estimator | q | p* |", "|---|---:|---:|"]
+    for row in break_evens.iter_rows(named=True):
+        shown = f"{row['p_star']:.3f}" if row["p_star"] is not None else row["verdict"]
+        lines.append(f"| `{row['estimator']}` | {row['q']:g} | {shown} |")
+    return "\n".join(lines)
