@@ -92,6 +92,8 @@ def run_gamble_map(settings: GambleMapSettings, config: Any) -> list[dict[str, A
                                          group_size=settings.group_size, nstar=settings.nstar_value(),
                                          meta_reward=settings.meta_reward)
         width = 360 if len(settings.q) > 1 else 560
-        gap_chart(curves, break_evens, width=width).save(settings.chart)
+        chart = gap_chart(curves, break_evens, width=width)
+        # HTML with vega inlined, so the page opens without a network
+        chart.save(settings.chart, **({"inline": True} if settings.chart.lower().endswith(".html") else {}))
         console.print(f"chart: {settings.chart}")
     return rows
