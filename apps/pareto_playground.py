@@ -264,5 +264,62 @@ def _(dynamic, gamma, outcome_editor):
     return (stage1,)
 
 
+@app.cell(hide_code=True)
+def _():
+    mo.md(r"""
+    ## Gamble map: answer directly or call the tool?
+
+    A question gets G completions; each answers directly (no call) with probability **q**, right
+    with probability **p**, or calls the tool once, right with probability **c**. With gating a
+    right direct answer scores (1, 1), a right call (1, e^-α), a wrong answer (0, 0). The curves
+    are each estimator's expected advantage of a direct answer minus that of a call, computed
+    exactly from every composition of the group (`paretopo.core.gamble`, the estimators' own
+    code): above the dashed rule **p\*** the estimator pushes toward answering directly. Each
+    curve is divided by its largest absolute value, so the sign is what to read; the weighted
+    sum, the reference, is dotted.
+    """)
+    return
+
+
+@app.cell
+def _():
+    from paretopo.core.gamble import estimators_to_map as _estimators_to_map
+
+    gamble_estimators = mo.ui.multiselect(options=_estimators_to_map(),
+                                          value=["pareto_rank", "fixed_weight", "calibrated_rank", "weighted_sum"],
+                                          label="estimators")
+    gamble_w_task = mo.ui.slider(0.05, 0.95, step=0.05, value=0.6, label="w · task (w · tool = 1 − it)",
+                                 show_value=True)
+    gamble_c = mo.ui.slider(0.5, 1.0, step=0.01, value=0.99, label="c: a call is right", show_value=True)
+    gamble_q = mo.ui.slider(0.05, 0.95, step=0.05, value=0.5, label="q: share of direct answers", show_value=True)
+    gamble_g = mo.ui.slider(2, 16, value=8, label="G", show_value=True)
+    gamble_beta = mo.ui.slider(0.05, 1.0, step=0.05, value=0.5, label="β", show_value=True)
+    gamble_gated = mo.ui.checkbox(value=True, label="gate efficiency by correctness")
+    mo.vstack([gamble_estimators,
+               mo.hstack([gamble_w_task, gamble_c, gamble_q], justify="start", gap=2),
+               mo.hstack([gamble_g, gamble_beta, gamble_gated], justify="start", gap=2)])
+    return gamble_beta, gamble_c, gamble_estimators, gamble_g, gamble_gated, gamble_q, gamble_w_task
+
+
+@app.cell
+def _(gamble_beta, gamble_c, gamble_estimators, gamble_g, gamble_gated, gamble_q, gamble_w_task):
+    from paretopo.core.config import ParetoPOConfig as _Config
+    from paretopo.evaluation import gamble_chart as _gamble_chart
+
+    mo.stop(not gamble_estimators.value, mo.callout(mo.md("Pick at least one estimator."), kind="warn"))
+    _config = _Config(weights=(gamble_w_task.value, round(1 - gamble_w_task.value, 10)), beta=gamble_beta.value,
+                      gate_tool_by_correctness=gamble_gated.value)
+    _names = list(dict.fromkeys([*gamble_estimators.value, "weighted_sum"]))  # the sentence compares to it
+    gamble_curves, gamble_breaks = _gamble_chart.gap_curves(_config, _names, c=gamble_c.value,
+                                                            shares=(gamble_q.value,), group_size=gamble_g.value,
+                                                            points=51)
+    _shown = gamble_curves.filter(pl.col("estimator").is_in(gamble_estimators.value))
+    _rules = gamble_breaks.filter(pl.col("estimator").is_in(gamble_estimators.value))
+    mo.vstack([mo.hstack([_gamble_chart.gap_chart(_shown, _rules, width=520, height=260),
+                          mo.md(_gamble_chart.break_even_markdown(_rules))], justify="start", align="center", gap=2),
+               mo.md(_gamble_chart.implication(gamble_breaks, q=gamble_q.value))])
+    return gamble_breaks, gamble_curves
+
+
 if __name__ == "__main__":
     app.run()

@@ -7,13 +7,14 @@ from hypothesis.extra.numpy import arrays
 
 from paretopo.core.advantages import (
     ADVANTAGES,
+    ESTIMATORS,
     compute_advantages,
     degenerate_groups,
     get_estimator,
 )
 from paretopo.core.pareto import pareto_ranks
 
-WEIGHTED = {"fixed_weight", "gdpo", "hv_scalarized", "pareto_rank"}
+WEIGHTED = {name for name, spec in ESTIMATORS.items() if "weights" in spec.reads}  # every estimator that needs w
 
 
 def options(name, **extra):

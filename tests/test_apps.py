@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 
 from paretopo.core.advantages import ADVANTAGES, compute_advantages
-from paretopo.core.config import ParetoPOConfig
+from paretopo.core.config import PRESETS, ParetoPOConfig
 from paretopo.core.objectives import OptimalCallTracker, objective_matrix, scoring_options
 from paretopo.core.pareto import pareto_ranks
 from paretopo.core.scalarize import HVScalarizer
@@ -45,10 +45,9 @@ def load_app(name: str) -> mo.App:
 
 
 def preset_options(name: str, weights=(0.6, 0.4), beta: float = 0.5) -> dict:
-    """Keyword options the method preset of estimator ``name`` passes it (stage 2 for pareto_rank)."""
-    if name == "pareto_rank":
-        return ParetoPOConfig(weights=weights, beta=beta).estimator_options(2)
-    return ParetoPOConfig.from_preset(name, weights=weights, beta=beta).estimator_options(1)
+    """Keyword options the method preset of estimator ``name`` passes it (paretopo's for pareto_rank)."""
+    preset = name if name in PRESETS else "paretopo"
+    return ParetoPOConfig.from_preset(preset, weights=weights, beta=beta).options_for_estimator(name)
 
 
 def assert_advantages_match_package(advantages: pl.DataFrame, rewards: np.ndarray, group_size: int) -> None:

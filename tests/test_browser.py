@@ -453,3 +453,46 @@ def test_app_in_the_browser(app, browser, server_urls):
     assert not [text for text in PAGE_FAILURE_TEXT if text in body], body[-2000:]
     assert not [message for message in console if CONSOLE_FAILURE in message], console
     assert not server_errors(log.read_text())
+
+
+def test_gamble_map_section_in_the_browser(browser, server_urls):
+    """The playground's gamble map: the sentence answers the sliders (a sure call moves the weighted
+    sum's break-even to 0.6 + 0.4 e^-0.5 = 84.3 % and the ranks' to 50.0 %), the chart fits its column
+    at both widths; a screenshot of the section goes to ``gamble_map.png`` / ``gamble_map-1920.png``."""
+    url, log = server_urls("pareto_playground")
+    page = browser.new_page(viewport={"width": WIDTHS[0], "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url, timeout=TIMEOUT_MS)
+    shows(page, "Gamble map: answer directly or call the tool?")
+    shows(page, "only when it is right more than 83.4% of the time")
+    shows(page, "pareto_rank already pushes toward direct answers above 49.7%")
+    call_right = page.get_by_role("slider").nth(GAMBLE_C_SLIDER)
+    call_right.focus()
+    page.keyboard.press("End")  # c = 1: a sure call
+    shows(page, "only when it is right more than 84.3% of the time")
+    shows(page, "pareto_rank already pushes toward direct answers above 50.0%")
+    problems = []
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(1200)
+        problems += [f"{width} px: {problem}" for problem in layout_problems(page)]
+        save_full_page(page, SCREENSHOTS / "full-page-scratch.png", width)
+        bottom = page.get_by_text("pushed to gamble on it").first.bounding_box()
+        page.set_viewport_size({"width": width, "height": int(bottom["y"] + bottom["height"]) + 200})  # all of it
+        page.wait_for_timeout(800)
+        top = page.get_by_text("Gamble map: answer directly or call the tool?").first.bounding_box()
+        bottom = page.get_by_text("pushed to gamble on it").first.bounding_box()
+        page.screenshot(path=str(SCREENSHOTS / ("gamble_map.png" if width == WIDTHS[0] else f"gamble_map-{width}.png")),
+                        clip={"x": 0, "y": top["y"] - 16, "width": width,
+                              "height": bottom["y"] + bottom["height"] + 24 - (top["y"] - 16)})
+    (SCREENSHOTS / "full-page-scratch.png").unlink()
+    body = body_text(page)
+    page.close()
+    assert not problems, problems
+    assert not [text for text in PAGE_FAILURE_TEXT if text in body], body[-2000:]
+    assert not server_errors(log.read_text())
+
+
+# the gamble map's c slider among the playground's sliders, in page order: G, M, groups, beta, the two
+# weights (M = 2), gamma (stage 1), then the gamble map's w_task, c, q, G, beta
+GAMBLE_C_SLIDER = 8

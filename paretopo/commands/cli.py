@@ -1,4 +1,4 @@
-"""Command line: ``paretopo demo | train | eval | compare | export | warmstart | showcase``.
+"""Command line: ``paretopo demo | train | eval | compare | export | warmstart | showcase | gamble-map``.
 
 Every sub-command has ``--help``. Long work shows progress bars (TRL's for training, tqdm for
 evaluation); results print as tables and are written as JSON where a script would want them.
@@ -66,6 +66,25 @@ def _study(args: argparse.Namespace) -> int:
     if unknown:
         raise BadInput(f"--only {' '.join(unknown)}: not a study configuration; choose from {', '.join(names)}")
     run_study(settings)
+    return 0
+
+
+def _gamble_map(args: argparse.Namespace) -> int:
+    from paretopo.commands.gamble_map import GambleMapSettings, run_gamble_map
+    from paretopo.core.config import ParetoPOConfig
+
+    settings = _settings_from_args(GambleMapSettings, args)
+    overrides = _parse_overrides(args.set)
+    for name, value in _method_options(args).items():
+        if name in overrides:
+            raise BadInput(f"{_option_name(name)} and --set {name}=... both given; give one of them")
+        overrides[name] = value
+    if args.weights is not None:
+        try:
+            overrides["weights"] = tuple(float(w) for w in args.weights.split(","))
+        except ValueError:
+            raise BadInput(f"--weights {args.weights}: give two numbers separated by a comma, e.g. 0.6,0.4") from None
+    run_gamble_map(settings, ParetoPOConfig(**overrides))  # a ValueError names every bad field
     return 0
 
 
@@ -521,6 +540,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("showcase", help="a tour of Pareto ranks, advantages and the stage-1 meta reward").set_defaults(
         handler=_showcase)
+
+    from paretopo.commands.gamble_map import GambleMapSettings  # light: dataclass and settings only
+
+    gamble = commands.add_parser("gamble-map", help="where each estimator pushes 'answer directly or call the "
+                                                    "tool': the exact break-even p*, and the curves")
+    add_settings_options(gamble, GambleMapSettings)
+    gamble.add_argument("--weights", default=None, metavar="W",
+                        help="preference weights (task, tool efficiency), comma-separated (default: 0.6,0.4)")
+    gamble.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="ParetoPOConfig overrides, e.g. --set beta=0.3 (the same as the method options below)")
+    add_method_options(gamble)
+    gamble.set_defaults(handler=_gamble_map)
     return parser
 
 

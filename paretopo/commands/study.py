@@ -100,6 +100,7 @@ def configurations(quick: bool = False) -> list[Configuration]:
     found += [Configuration(f"paretopo_w{a:g}-{b:g}", "weights", "paretopo", {"weights": [a, b]})
               for a, b in TABLE4_WEIGHTS if (a, b) != default_weights]  # the default is the "paretopo" row
     found += [Configuration("paretopo_stage1_mean_only", "stage1", "paretopo", {"stage1_adv_norm": "mean_only"})]
+    found += [Configuration("calibrated_rank", "methods", "calibrated_rank")]  # ours: fronts spaced by w.r
     return found
 
 

@@ -21,6 +21,10 @@ reads, and looked up by :func:`get_estimator`, so adding an estimator is one fun
                    with optional centring ``none | group_mean | group_zscore``
 =================  =====================================================================
 
+and ``calibrated_rank`` (ours, beyond the paper): Pareto fronts spaced by their members' mean
+``w . r`` instead of one unit, group-mean centred: the ranks' order with the weighted sum's
+break-even in the direct-or-call gamble (``paretopo.core.gamble``).
+
 Z-scores follow TRL: ``(x - group mean) / (group std + eps)`` with the Bessel-corrected std and
 ``eps = 1e-4``; a group of one has std 0. A group whose reward *vectors* are all identical is
 degenerate: every estimator gives it zero advantage, and :func:`compute_advantages` reports
@@ -226,6 +230,21 @@ def _input_dtype(rewards: Any) -> torch.dtype:
     return rewards.dtype if isinstance(rewards, torch.Tensor) else torch.float64
 
 
+def _within_rank_score(scalar: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: ``scalar [B, G]`` min-max normalised among the completions of the same rank (0.5 on ties)."""
+    n_groups, group_size = scalar.shape
+    # min / max of w.r over each (group, rank) cell, all cells at once
+    cell = (torch.arange(n_groups, device=scalar.device)[:, None] * group_size + rank - 1).reshape(-1)
+    flat = scalar.reshape(-1)
+    lowest = torch.full((n_groups * group_size,), float("inf"), dtype=flat.dtype, device=flat.device)
+    highest = torch.full_like(lowest, float("-inf"))
+    lowest = lowest.scatter_reduce(0, cell, flat, reduce="amin")
+    highest = highest.scatter_reduce(0, cell, flat, reduce="amax")
+    low, span = lowest[cell], highest[cell] - lowest[cell]
+    tied = span <= TIE_TOLERANCE
+    return torch.where(tied, 0.5, (flat - low) / torch.where(tied, 1.0, span)).reshape(n_groups, group_size)
+
+
 # --------------------------------------------------------------------------------------------
 # estimators
 # --------------------------------------------------------------------------------------------
@@ -331,23 +350,87 @@ def pareto_rank(rewards: Any, group_size: int, *, weights: Sequence[float] | Non
     base = (n_rank - rank + 1).to(torch.float64)  # Eq. 7
 
     scalar = grouped @ _weights(weights, grouped.shape[-1], grouped)  # [B, G]
-    # min / max of w.r over each (group, rank) cell, all cells at once
-    cell = (torch.arange(n_groups, device=grouped.device)[:, None] * group_size + rank - 1).reshape(-1)
-    flat = scalar.reshape(-1)
-    lowest = torch.full((n_groups * group_size,), float("inf"), dtype=flat.dtype, device=flat.device)
-    highest = torch.full_like(lowest, float("-inf"))
-    lowest = lowest.scatter_reduce(0, cell, flat, reduce="amin")
-    highest = highest.scatter_reduce(0, cell, flat, reduce="amax")
-    low, span = lowest[cell], highest[cell] - lowest[cell]
-    tied = span <= TIE_TOLERANCE
-    r_hat = torch.where(tied, 0.5, (flat - low) / torch.where(tied, 1.0, span))  # Eq. 8
-    advantages = base + beta * (r_hat.reshape(n_groups, group_size) - 0.5)  # Eq. 9
+    advantages = base + beta * (_within_rank_score(scalar, rank) - 0.5)  # Eq. 9
 
     if center == "group_mean":
         advantages = advantages - advantages.mean(dim=-1, keepdim=True)
     elif center == "group_zscore":
         advantages = group_zscore(advantages, eps=eps)
     return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
+
+
+@register("calibrated_rank", reads={"weights": "weights", "beta": "beta"}, inputs=("ranks",))
+def calibrated_rank(rewards: Any, group_size: int, *, weights: Sequence[float] | None = None, beta: float = 0.5,
+                    ranks: Any = None) -> Any:
+    """Pareto fronts spaced by the weighted sum: the ranks decide the order, ``w . r`` the distances.
+
+    ParetoPO's Eq. 7 spaces the fronts one unit apart whatever they hold, so a direct answer
+    right half the time is worth a sure call (docs/method.md, "The gamble map"). Here front
+    ``rho`` is worth its members' mean weighted sum ``v_rho``; where a worse front's mean would
+    exceed a better one's (possible once objectives are not binary) the two are pooled (pool
+    adjacent violators: the least-squares closest front values that never put a worse front
+    above a better one, with the same group total). Non-dominated trade-offs (one front) share
+    a value, broken as in Eq. 9 by ``beta * h * (r_hat - 0.5)``, ``h`` the smallest distance
+    between neighbouring front values (the group's ``w . r`` range when there is one), so no
+    completion passes one of a better front; pooled fronts get no tie-break. Then the group
+    mean is subtracted, and nothing is divided (a group std would move the break-even).
+
+    Why it is calibrated: when every front holds one reward vector (binary correctness with
+    gating: right-direct, right-call, wrong), each completion gets exactly ``w . r`` minus the
+    group mean, whose gap ``E[A | direct] - E[A | call]`` is ``(1 - 1/G)`` times the gap of the
+    expected weighted sums (the other completions do not depend on the focal one's type), so
+    its break-even p* is the weighted sum's (tests/test_gamble.py checks it exactly).
+    """
+    if not 0.0 < beta <= 1.0:
+        raise ValueError(f"beta must be in (0, 1] so worse ranks never outscore better ones, got {beta}")
+    grouped, was_numpy = _grouped(rewards, group_size)
+    if ranks is None:
+        rank = pareto_ranks(grouped)
+    else:
+        rank, _ = to_tensor(ranks, name="ranks")
+        rank = rank.to(device=grouped.device, dtype=torch.int64).reshape(grouped.shape[0], group_size)
+    scalar = grouped @ _weights(weights, grouped.shape[-1], grouped)  # [B, G]
+    if group_size == 1:  # every group of one is degenerate
+        return _finish(torch.zeros_like(scalar), grouped, was_numpy, _input_dtype(rewards))
+    front_of = torch.nn.functional.one_hot(rank - 1, group_size).to(scalar.dtype)  # [B, G, fronts]
+    value = _pooled_front_values((front_of * scalar[..., None]).sum(1), front_of.sum(1))  # [B, fronts]
+    n_rank = rank.amax(dim=-1, keepdim=True)
+    present = torch.arange(group_size, device=rank.device)[None, :] < n_rank  # fronts 1..N_rank
+    step = value[:, :-1] - value[:, 1:]  # >= 0 between neighbouring fronts
+    real_step = (step > TIE_TOLERANCE) & present[:, 1:]
+    smallest = torch.where(real_step, step, torch.inf).amin(dim=-1, keepdim=True)
+    spread = scalar.amax(dim=-1, keepdim=True) - scalar.amin(dim=-1, keepdim=True)
+    h = torch.where(torch.isinf(smallest), spread, smallest)
+    tied_above = torch.cat([torch.zeros_like(step[:, :1], dtype=torch.bool), (step <= TIE_TOLERANCE)], -1)
+    tied_below = torch.cat([(step <= TIE_TOLERANCE) & present[:, 1:], torch.zeros_like(step[:, :1], dtype=torch.bool)], -1)
+    pooled = (tied_above | tied_below) & present & (n_rank > 1)  # [B, fronts]
+    refine = beta * h * (_within_rank_score(scalar, rank) - 0.5)
+    refine = torch.where(pooled.gather(1, rank - 1), 0.0, refine)
+    advantages = value.gather(1, rank - 1) + refine
+    advantages = advantages - advantages.mean(dim=-1, keepdim=True)
+    return _finish(advantages, grouped, was_numpy, _input_dtype(rewards))
+
+
+def _pooled_front_values(totals: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """Non-increasing front values closest (least squares, weighted by size) to the front means.
+
+    ``totals``, ``sizes``: ``[B, R]`` sum of ``w . r`` and count per front (empty fronts, after
+    the last, have size 0). Isotonic regression by its min-max formula:
+    ``v_i = min_{j <= i} max_{k >= i} mean(fronts j..k)`` (pool adjacent violators gives the same).
+    """
+    zero = torch.zeros_like(totals[:, :1])
+    running_total = torch.cat([zero, totals.cumsum(-1)], -1)
+    running_size = torch.cat([zero, sizes.cumsum(-1)], -1)
+    span_total = running_total[:, None, 1:] - running_total[:, :-1, None]  # [B, j, k]: fronts j..k
+    span_size = running_size[:, None, 1:] - running_size[:, :-1, None]
+    mean = span_total / span_size.clamp(min=1e-300)
+    fronts = totals.shape[1]
+    values = []
+    for i in range(fronts):  # at most G fronts
+        best = mean[:, : i + 1, i:].masked_fill(span_size[:, : i + 1, i:] <= 0, -torch.inf).amax(-1)
+        values.append(best.amin(-1))
+    out = torch.stack(values, -1)
+    return torch.where(torch.isfinite(out), out, 0.0)  # fronts past the last: unused
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ comparison is a preset of this one config, so all of them run through the same t
 >>> ParetoPOConfig.from_preset("otc_grpo").stage1_estimator
 'otc_grpo'
 >>> sorted(PRESETS)  # doctest: +NORMALIZE_WHITESPACE
-['fixed_weight', 'gdpo', 'hv_scalarized', 'mo_grpo', 'no_dynamic_weighting', 'no_pareto_ranking',
- 'no_stage1', 'no_stage2', 'otc_grpo', 'paretopo', 'torl_grpo']
+['calibrated_rank', 'fixed_weight', 'gdpo', 'hv_scalarized', 'mo_grpo', 'no_dynamic_weighting',
+ 'no_pareto_ranking', 'no_stage1', 'no_stage2', 'otc_grpo', 'paretopo', 'torl_grpo']
 
 A run has stage 1 for ``stage1_steps`` steps (``None``: one epoch over the training set; 0: no
 stage 1) and then stage 2 with ``stage2_estimator`` until the end; ``stage2_estimator=None``
@@ -292,4 +292,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "no_stage2": {**_SINGLE_STAGE},
     "no_dynamic_weighting": {"dynamic_weighting": False},
     "no_pareto_ranking": {"stage2_estimator": "fixed_weight"},
+    # beyond the paper: fronts spaced by their mean weighted sum (the weighted sum's break-even)
+    "calibrated_rank": {"stage2_estimator": "calibrated_rank"},
 }
