@@ -77,11 +77,6 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
-def _at_least(flag: str, value: int | float | None, minimum: int | float) -> None:
-    if value is not None and value < minimum:
-        raise BadInput(f"{flag} must be at least {minimum}, got {value}")
-
-
 def _looks_local(name: str) -> bool:
     """Whether a --model / policy value is a local path rather than a hub id ("org/name")."""
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
@@ -193,9 +188,7 @@ def _check_train(args: argparse.Namespace) -> dict:
     from paretopo.core.config import ParetoPOConfig
     from paretopo.training.train import RunSettings
 
-    _check_minimums(RunSettings, args)
-    if args.learning_rate is not None and not args.learning_rate > 0:
-        raise BadInput(f"--lr must be positive, got {args.learning_rate}; try 3e-4 (full fine-tuning) or 2e-3 (LoRA)")
+    _settings_from_args(RunSettings, args)  # every setting in its range (RunSettings.__post_init__)
     _check_task(args.task)
     if args.model is not None:
         _check_model_source("--model", args.model)
@@ -405,16 +398,9 @@ def add_settings_options(parser: argparse.ArgumentParser, settings_class: type, 
                             help=(text if said else f"{text} (default: {shown})").replace("%", "%%"), **options)
 
 
-def _check_minimums(settings_class: type, args: argparse.Namespace) -> None:
-    for item in fields(settings_class):
-        minimum = item.metadata.get("minimum")
-        if minimum is not None and getattr(args, item.name, None) is not None:
-            _at_least(item.metadata.get("flag") or _option_name(item.name), getattr(args, item.name), minimum)
-
-
 def _given_settings(settings_class: type, args: argparse.Namespace) -> dict[str, Any]:
-    """The settings fields present in ``args`` (values checked against their minimums)."""
-    _check_minimums(settings_class, args)
+    """The settings fields present in ``args`` (checked when the settings are made: their
+    ``__post_init__`` calls ``paretopo.core.settings.check_settings``)."""
     given = {}
     for item in fields(settings_class):
         if hasattr(args, item.name):

@@ -24,6 +24,7 @@ from typing import Any
 
 from paretopo.core.advantages import ADVANTAGES, ESTIMATORS
 from paretopo.core.advantages import estimator_options as _estimator_options
+from paretopo.core.settings import MAX_STEPS, MAX_TOKENS, MAX_TOOL_CALLS, check_number
 
 __all__ = ["PRESETS", "ParetoPOConfig"]
 
@@ -37,6 +38,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "stage2_center": ("none", "group_mean", "group_zscore"),
     "scale_rewards": ("group", "batch", "none"),
 }
+
+
+# Largest accepted value of each count (their lower bounds are checked in _validate).
+_COUNT_MAXIMA = {"max_tool_calls": MAX_TOOL_CALLS, "brevity_length": MAX_TOKENS, "stage1_steps": MAX_STEPS,
+                 "stage1_eval_every": MAX_STEPS}
 
 
 def _help(text: str, default: Any = MISSING, **kwargs: Any) -> Any:
@@ -186,8 +192,24 @@ class ParetoPOConfig:
             problems.append(f"otc_alpha must be > 0, got {self.otc_alpha}")
         if not self.advantage_eps >= 0:
             problems.append(f"advantage_eps must be >= 0, got {self.advantage_eps}")
+        problems += self._range_problems(already=problems)
         if problems:
             raise ValueError("invalid ParetoPOConfig:\n  - " + "\n  - ".join(problems))
+
+    def _range_problems(self, already: list[str]) -> list[str]:
+        """Every number finite (``inf`` passes the ``> 0`` checks above) and every count bounded;
+        a field ``already`` names a problem of is not named twice."""
+        problems = [check_number(f"weights[{k}]", w) for k, w in enumerate(self.weights)]
+        for item in fields(self):
+            value = getattr(self, item.name)
+            named = any(p.startswith(f"{item.name}=") or p.startswith(f"{item.name} ") for p in already)
+            if item.type in ("float", "float | None") and value is not None and not named:
+                problems.append(check_number(item.name, value))
+        for name, largest in _COUNT_MAXIMA.items():
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                problems.append(check_number(name, value, integer=True, maximum=largest))
+        return [p for p in problems if p]
 
     # ---------------------------------------------------------------------------------------
     @property

@@ -32,7 +32,13 @@ from paretopo.agent.rollout import generate_rollouts
 from paretopo.core.hypervolume import hypervolume
 from paretopo.core.objectives import OptimalCallTracker, score_completions, scored_objectives
 from paretopo.core.pareto import nondominated_mask
-from paretopo.core.settings import setting
+from paretopo.core.settings import (
+    MAX_EXAMPLES,
+    MAX_GENERATIONS,
+    MAX_TOKENS,
+    check_settings,
+    setting,
+)
 from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
 
@@ -174,14 +180,19 @@ class EvalSettings:
     task: str = setting("arithmetic", "task name (arithmetic, math, hotpotqa, nq_open)")
     split: str = setting("test", "split of the task to evaluate on")
     data: str | None = setting(None, "a JSONL file with id, question, answer, evaluated instead of --split", kind=str)
-    limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1)
+    limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1,
+                                maximum=MAX_EXAMPLES)
     samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1)",
-                           minimum=1)
-    max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1)
+                           minimum=1, maximum=MAX_GENERATIONS)
+    max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1,
+                                  maximum=MAX_TOKENS)
     tools_in_prompt: bool = setting(False, "render the tools block in the prompt (real chat models; the tiny "
                                            "policy was taught the protocol without it)")
     by: str | None = setting(None, "also break accuracy down by an example field (e.g. tier) and tool use", kind=str)
     out: str | None = setting(None, "also write the JSON summary to this file", kind=str)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalResult]:

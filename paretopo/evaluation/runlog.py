@@ -154,11 +154,32 @@ def schema_version(config: Mapping[str, Any]) -> int:
     return version
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, so no other thread sees it change)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temporary_file(target: Path) -> tuple[int, str]:
+    """A new file next to ``target`` (for an atomic rename) with the permissions ``open`` would
+    give it: mkstemp makes files 0600, which would leave every run-log file private to its writer."""
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.fchmod(handle, 0o666 & ~current_umask())
+    return handle, temporary
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old or the new file, never half."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    handle, temporary = _temporary_file(target)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -184,7 +205,7 @@ def _json_default(value: Any) -> Any:
 
 def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = _temporary_file(path)
     os.close(handle)
     try:
         frame.write_parquet(temporary)

@@ -66,6 +66,7 @@ from paretopo.evaluation.runlog import (
     atomic_write_json,
     objective_column,
 )
+from paretopo.training.guard import NonFiniteGuard
 
 __all__ = ["STATE_FILE", "CheckpointEvalCallback", "QuietProgressCallback", "RunLogCallback", "grpo_config",
            "make_reward_functions", "make_rollout_func", "paretopo_trainer_class", "to_trl_rollout_output"]
@@ -317,6 +318,7 @@ class ParetoPOMixin:
         self.last_advantages: torch.Tensor | None = None  # all N rows of the last batch, as used
         if run_log is not None:
             self.add_callback(RunLogCallback(run_log))
+        self.add_callback(NonFiniteGuard())  # after the run log: the NaN step is logged, then the run stops
         if validation_fn is not None and self.method.uses_meta_reward and self.method.stage1_outcome == "validation":
             self.add_callback(_Stage1ValidationCallback(self))
 
