@@ -305,14 +305,10 @@ def _export(args: argparse.Namespace) -> int:
 
     if not Path(args.source).exists():
         raise BadInput(f"{args.source}: no such folder; pass a run folder, its final/ folder or a checkpoint")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"{args.out} is a file; pass a folder to export into")
-    if out.resolve() == Path(args.source).resolve() or Path(args.source).resolve() in out.resolve().parents:
-        raise BadInput(f"{args.out} is inside the source {args.source}; export to a folder outside it")
-    from paretopo.evaluation.export import export_adapter
+    from paretopo.evaluation.export import check_export_target, export_adapter
 
-    report = export_adapter(args.source, args.out, merged=args.merged, gguf=args.gguf)
+    check_export_target(args.source, args.out, overwrite=args.overwrite)  # before loading anything
+    report = export_adapter(args.source, args.out, merged=args.merged, gguf=args.gguf, overwrite=args.overwrite)
     Console().print_json(json.dumps({"path": str(report.path), "verify": asdict(report.verify),
                                      "merged": str(report.merged_path) if report.merged_path else None,
                                      "gguf": str(report.gguf_path) if report.gguf_path else None}))
@@ -489,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="export folder")
     export.add_argument("--merged", action="store_true", help="also write merged 16-bit weights")
     export.add_argument("--gguf", action="store_true", help="also write GGUF (Unsloth on CUDA; best-effort)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace the export folder if it holds an earlier export (and nothing else)")
     export.set_defaults(handler=_export)
 
     warm = commands.add_parser("warmstart", help="(re)build the warm-started tiny CPU policy")

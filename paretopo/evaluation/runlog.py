@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,8 +41,10 @@ from typing import Any
 
 import polars as pl
 
+from paretopo.evaluation.integrity import DamagedFile, check_model_files
+
 __all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_STATE_FILE", "OBJECTIVE_PREFIX", "SCHEMA_VERSION", "RunData", "RunLog",
-           "RunPaths", "atomic_write_bytes", "atomic_write_json", "is_run_folder", "last_complete_checkpoint",
+           "RunPaths", "atomic_write_bytes", "atomic_write_json", "current_umask", "is_run_folder", "last_complete_checkpoint",
            "list_runs", "objective_column", "objective_columns", "read_run", "run_paths", "schema_version",
            "checkpoint_step"]
 
@@ -291,6 +294,19 @@ class RunLog:
         _atomic_write_parquet(frame, self.path / table / f"step-{int(step):08d}.parquet")
 
     # --- resume ----------------------------------------------------------------------------
+    def start_over(self) -> None:
+        """Clear what a run cut short before its first complete checkpoint left (its steps, tables
+        and partial checkpoint folders, e.g. after a full disk), so a new run here starts clean.
+
+        Raises:
+            FileExistsError: if the folder holds a complete checkpoint (that run can be resumed).
+        """
+        if self.paths.checkpoint_folders(complete=True):
+            raise FileExistsError(f"{self.path} holds a complete checkpoint; resume it or choose another run folder")
+        for partial in self.paths.checkpoint_folders():
+            shutil.rmtree(partial)
+        self.truncate_after(0)
+
     def truncate_after(self, step: int) -> None:
         """Forget everything logged for steps after ``step`` (used when resuming a checkpoint)."""
         self._steps = [r for r in self._steps if r["step"] <= step]
@@ -475,5 +491,10 @@ def last_complete_checkpoint(run_dir: str | os.PathLike[str], method: str) -> Pa
     complete = paths.checkpoint_folders(complete=True)
     if not complete:
         raise FileNotFoundError(f"{paths.checkpoints} holds no complete checkpoint to resume; drop resume "
-                                "(--resume) to start again in another run folder")
+                                "(--resume) to start the run again in this folder")
+    try:
+        check_model_files(complete[-1], "checkpoint")
+    except DamagedFile as error:
+        earlier = f"resume from {complete[-2].name}" if len(complete) > 1 else "start a new run"
+        raise DamagedFile(f"{error}; move {complete[-1]} out of the run folder to {earlier}") from None
     return complete[-1]

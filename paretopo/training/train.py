@@ -191,7 +191,7 @@ def train_run(
     run_dir = Path(settings.run_dir)
     paths = run_paths(run_dir)
     checkpoint_dir = paths.checkpoints
-    if run_dir.exists() and paths.checkpoint_folders() and not resume:
+    if run_dir.exists() and paths.checkpoint_folders(complete=True) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run folder")
     resume_from = last_complete_checkpoint(run_dir, config.method) if resume else None
 
@@ -227,6 +227,7 @@ def train_run(
     tools = {tool.__name__: tool for tool in task.tools()}
     run_log = RunLog(run_dir)
     if not resume:
+        run_log.start_over()  # a run cut short before its first complete checkpoint (e.g. a full disk) left this
         run_log.write_config({
             "method": config.to_dict(), "settings": {**{f.name: getattr(settings, f.name) for f in fields(settings)}, "task": task.name}, "model": model_path,
             "task": task.name,
