@@ -99,7 +99,7 @@ def check_export_target(source: str | os.PathLike[str], out_dir: str | os.PathLi
     if target in source_path.parents:
         raise ValueError(f"{out} holds the source {given}; export to a new folder outside it")
     if target.exists() and not target.is_dir():
-        raise ValueError(f"{out} is a file; pass a new folder to export into")
+        raise ValueError(f"{out} is a file; pass a folder to export into")
     if not target.is_dir() or not any(target.iterdir()):
         return
     if not overwrite:

@@ -38,21 +38,27 @@ class RunFolderLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
+        self._created_folder = False
 
     def acquire(self) -> RunFolderLock:
         """Take the lock, or raise :class:`RunFolderBusy` naming the holder's pid."""
+        self._created_folder = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # the umask applies
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid, command = _read_holder(fd)
-            os.close(fd)
-            raise RunFolderBusy(f"run folder {self.run_dir} is in use by process {pid} ({command}); wait for it to "
-                                "finish or stop it, or choose another run folder") from None
-        except BaseException:
-            os.close(fd)
-            raise
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # the umask applies
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid, command = _read_holder(fd)
+                os.close(fd)
+                raise RunFolderBusy(f"run folder {self.run_dir} is in use by process {pid} ({command}); wait for "
+                                    "it to finish or stop it, or choose another run folder") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder removed the file as we opened it (see release): take the new one
         previous, _ = _read_holder(fd)
         if previous not in ("unknown", str(os.getpid())):
             logger.info("taking over %s from process %s, which has ended", self.path, previous)
@@ -62,16 +68,32 @@ class RunFolderLock:
         return self
 
     def release(self) -> None:
-        """Let the lock go (closing the file releases the flock); the lock file stays."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Let the lock go (closing the file releases the flock). A folder this lock created and in
+        which nothing else was written is removed, so a run refused early leaves nothing behind."""
+        if self._fd is None:
+            return
+        if self._created_folder and [p.name for p in self.run_dir.iterdir()] == [LOCK_FILE]:
+            self.path.unlink()  # still holding the flock: a process that opened it meanwhile retries
+            try:
+                self.run_dir.rmdir()
+            except OSError:  # something arrived meanwhile: it stays
+                pass
+        os.close(self._fd)
+        self._fd = None
 
     def __enter__(self) -> RunFolderLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not one unlinked by its previous holder)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _read_holder(fd: int) -> tuple[str, str]:

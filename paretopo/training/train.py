@@ -220,6 +220,9 @@ def train_run(
 
     default_train, default_validation, default_test = task.default_splits
     train_examples = task.load(settings.train_split or default_train)[: settings.train_examples]
+    if len(train_examples) < settings.prompts_per_step:  # TRL would train 0 steps and exit 0
+        raise ValueError(f"--prompts {settings.prompts_per_step} is more than the {len(train_examples)} training "
+                         f"questions of task {task.name!r}; pass at most {len(train_examples)}")
     validation = task.load(settings.validation_split or default_validation)[: settings.validation_examples]
     test = task.load(settings.test_split or default_test)[: settings.test_examples]
     efficiency = scoring_options(config)
