@@ -122,9 +122,9 @@ def test_run_log_files_follow_the_umask(tmp_path, policy):
     finally:
         os.umask(previous)
     paths = run_paths(tmp_path / "run")
-    written = [paths.config, paths.steps, paths.evals, *paths.groups.iterdir(),
-               paths.checkpoint(1) / "paretopo_state.json"]
-    assert {oct(f.stat().st_mode & 0o777) for f in written} == {oct(0o640)}
+    written = [paths.config, paths.steps, paths.evals, *paths.groups.iterdir(), *paths.checkpoint(1).iterdir(),
+               *paths.final.iterdir()]  # weights included: safetensors itself writes them 0600
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in written} == {f.name: oct(0o640) for f in written}
 
 
 def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path):

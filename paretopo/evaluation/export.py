@@ -39,7 +39,13 @@ import torch
 from paretopo import library_versions
 from paretopo.agent.models import load_adapter
 from paretopo.evaluation.integrity import check_model_files
-from paretopo.evaluation.runlog import atomic_write_json, current_umask, read_run, run_paths
+from paretopo.evaluation.runlog import (
+    atomic_write_json,
+    current_umask,
+    follow_umask,
+    read_run,
+    run_paths,
+)
 
 __all__ = ["EXPORT_MARKER", "ExportReport", "VerifyReport", "check_export_target", "export_adapter",
            "verify_adapter"]
@@ -249,6 +255,7 @@ def export_adapter(
     written = [p.name for p in out.iterdir()]
     if merged:
         result.merged_path = _merge(out, base_model)
+        follow_umask(result.merged_path)
         _write_marker(out, written := [*written, result.merged_path.name])
     if gguf:
         result.gguf_path = _gguf(out, base_model, gguf_quantization)
@@ -288,6 +295,7 @@ def _build_export(adapter: Path, staging: Path, out: Path, verify: bool) -> Veri
     if verify and not report.ok:
         raise ValueError("adapter verification failed: " + "; ".join(report.problems))
     atomic_write_json(staging / "verification.json", asdict(report))
+    follow_umask(staging)  # files copied from a run keep its modes (safetensors writes weights 0600)
     _write_marker(staging, [p.name for p in staging.iterdir()])
     return report
 

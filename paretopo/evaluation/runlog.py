@@ -44,7 +44,7 @@ import polars as pl
 from paretopo.evaluation.integrity import DamagedFile, check_model_files
 
 __all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_STATE_FILE", "OBJECTIVE_PREFIX", "SCHEMA_VERSION", "RunData", "RunLog",
-           "RunPaths", "atomic_write_bytes", "atomic_write_json", "current_umask", "is_run_folder", "last_complete_checkpoint",
+           "RunPaths", "atomic_write_bytes", "atomic_write_json", "current_umask", "follow_umask", "is_run_folder", "last_complete_checkpoint",
            "list_runs", "objective_column", "objective_columns", "read_run", "run_paths", "schema_version",
            "checkpoint_step"]
 
@@ -168,6 +168,19 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def follow_umask(folder: str | os.PathLike[str]) -> None:
+    """Give the files directly in ``folder`` the mode a plain ``open`` gives (``0o666 & ~umask``).
+
+    For folders written by libraries that create files 0600: safetensors >= 0.8 writes through
+    a temporary file and renames it (safetensors/safetensors#782), so a model's weights would be
+    private to the trainer while its config is readable.
+    """
+    mode = 0o666 & ~current_umask()
+    for file in Path(folder).iterdir():
+        if file.is_file() and not file.is_symlink():
+            file.chmod(mode)
 
 
 def _temporary_file(target: Path) -> tuple[int, str]:

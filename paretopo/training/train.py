@@ -46,7 +46,13 @@ from paretopo.core.settings import (
     setting,
 )
 from paretopo.evaluation.runlock import locking_run_folder  # one process per run folder (issue 24)
-from paretopo.evaluation.runlog import RunLog, checkpoint_step, last_complete_checkpoint, run_paths
+from paretopo.evaluation.runlog import (
+    RunLog,
+    checkpoint_step,
+    follow_umask,
+    last_complete_checkpoint,
+    run_paths,
+)
 from paretopo.training.trainer import (  # TRL contact lives in paretopo.training.trainer
     CheckpointEvalCallback,
     QuietProgressCallback,
@@ -282,6 +288,7 @@ def train_run(
     run_log.log_eval_rows(step, "test", final.rows)
     trainer.save_model(str(paths.final))
     tokenizer.save_pretrained(str(paths.final))
+    follow_umask(paths.final)  # safetensors writes weights 0600
     return RunResult(run_dir=run_dir, method=config.method, test=final.as_dict(), steps=step, trainer=trainer)
 
 

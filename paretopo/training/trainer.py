@@ -64,6 +64,7 @@ from paretopo.evaluation.runlog import (
     CHECKPOINT_STATE_FILE,
     RunLog,
     atomic_write_json,
+    follow_umask,
     objective_column,
 )
 from paretopo.training.guard import NonFiniteGuard
@@ -532,6 +533,7 @@ class ParetoPOMixin:
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             atomic_write_json(folder / STATE_FILE, self.paretopo_state_dict())
+            follow_umask(folder)  # safetensors writes weights 0600
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         if resume_from_checkpoint:
