@@ -44,7 +44,7 @@ def test_untrained_adapter_is_refused_and_leaves_nothing(tmp_path):
     assert not report.ok and any("never trained" in p for p in report.problems)
     with pytest.raises(ValueError, match="verification failed"):
         export_adapter(tmp_path / "adapter", tmp_path / "out")
-    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial*"))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
 # Issue 24: an export never removes what it did not write; its metadata holds no absolute path.
