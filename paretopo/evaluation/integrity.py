@@ -50,12 +50,14 @@ def _problem(file: Path) -> str | None:
     return None
 
 
-def check_model_files(folder: str | os.PathLike[str], what: str = "model folder") -> None:
+def check_model_files(folder: str | os.PathLike[str], what: str = "model folder",
+                      advice: str = "restore it or use another one") -> None:
     """Raise :class:`DamagedFile` naming the first unreadable weights, state or JSON file of ``folder``.
 
     Args:
         folder: a model, adapter or checkpoint folder (files directly inside it are checked).
         what: how the message names the folder (e.g. ``"checkpoint"``).
+        advice: what the message tells the user to do.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -65,5 +67,4 @@ def check_model_files(folder: str | os.PathLike[str], what: str = "model folder"
             continue
         problem = _problem(file)
         if problem:
-            raise DamagedFile(f"{file} is damaged ({problem}), so the {what} {root} cannot be loaded; restore it or "
-                              "use another one")
+            raise DamagedFile(f"{file} is damaged ({problem}), so the {what} {root} cannot be loaded; {advice}")

@@ -41,7 +41,7 @@ from typing import Any
 
 import polars as pl
 
-from paretopo.evaluation.integrity import DamagedFile, check_model_files
+from paretopo.evaluation.integrity import check_model_files
 
 __all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_STATE_FILE", "OBJECTIVE_PREFIX", "SCHEMA_VERSION", "RunData", "RunLog",
            "RunPaths", "atomic_write_bytes", "atomic_write_json", "current_umask", "follow_umask", "is_run_folder", "last_complete_checkpoint",
@@ -505,9 +505,6 @@ def last_complete_checkpoint(run_dir: str | os.PathLike[str], method: str) -> Pa
     if not complete:
         raise FileNotFoundError(f"{paths.checkpoints} holds no complete checkpoint to resume; drop resume "
                                 "(--resume) to start the run again in this folder")
-    try:
-        check_model_files(complete[-1], "checkpoint")
-    except DamagedFile as error:
-        earlier = f"resume from {complete[-2].name}" if len(complete) > 1 else "start a new run"
-        raise DamagedFile(f"{error}; move {complete[-1]} out of the run folder to {earlier}") from None
+    earlier = f"resume from {complete[-2].name}" if len(complete) > 1 else "start the run again"
+    check_model_files(complete[-1], "checkpoint", f"restore it, or move it out of the run folder to {earlier}")
     return complete[-1]
