@@ -66,8 +66,13 @@ def _bad_input_folders(root):
     run_folder("run_truncated", truncate_steps=True)
     run_folder("run_without_config", config=False)
     run_folder("run_of_torl", method="torl_grpo", checkpoint=True)
+    run_folder("run_damaged", checkpoint=True)  # its last complete checkpoint has a cut-short weights file
+    (root / "run_damaged" / "checkpoints" / "checkpoint-2" / "model.safetensors").write_bytes(b"\x08\x00")
     (root / "model_without_weights").mkdir()
     (root / "model_without_weights" / "config.json").write_text("{}")
+    (root / "model_damaged").mkdir()
+    (root / "model_damaged" / "config.json").write_text("{}")
+    (root / "model_damaged" / "model.safetensors").write_bytes(b"garbage, not a safetensors header")
     (root / "a_file.txt").write_text("not a folder")
 
 
@@ -86,7 +91,37 @@ BAD_INPUT = [  # (argv with {tmp} for the fixture folder, what the error line mu
     ("train --run-dir {tmp}/new --save-steps 0", "--save-steps must be at least 1"),
     ("train --run-dir {tmp}/new --max-completion-length 0", "--max-completion-length must be at least 1"),
     ("train --run-dir {tmp}/new --max-tool-calls -1", "--max-tool-calls must be at least 0"),
-    ("train --run-dir {tmp}/new --lr 0", "--lr must be positive"),
+    ("train --run-dir {tmp}/new --lr 0", "--lr must be greater than 0"),
+    # issue 24: every number finite and in range, names usable, damaged files named
+    ("train --run-dir {tmp}/new --lr 1e309", "--lr must be a finite number, got inf"),
+    ("train --run-dir {tmp}/new --lr 5", "--lr must be at most 1.0, got 5.0"),
+    ("train --run-dir {tmp}/new --kl-beta nan", "--kl-beta must be a finite number, got nan"),
+    ("train --run-dir {tmp}/new --epsilon-high inf", "--epsilon-high must be a finite number, got inf"),
+    ("train --run-dir {tmp}/new --temperature 0", "--temperature must be greater than 0"),
+    ("train --run-dir {tmp}/new --prompts 1000000000", "--prompts must be at most 4096, got 1000000000"),
+    ("train --run-dir {tmp}/new --generations 1000000000", "--generations must be at most 1024"),
+    ("train --run-dir {tmp}/new --threads 1000000", "--threads must be at most 1024, got 1000000"),
+    ("train --run-dir {tmp}/new --steps 1000000000000", "--steps must be at most 10000000"),
+    ("train --run-dir {tmp}/new --seed -1", "--seed must be at least 0"),
+    ("train --run-dir {tmp}/new --alpha inf", "alpha must be a finite number, got inf"),
+    ("train --run-dir {tmp}/new --set otc_alpha=1e999", "otc_alpha must be a finite number, got inf"),
+    ("train --run-dir ''", "--run-dir must be a non-empty folder name"),
+    ("train --run-dir {tmp}/run_damaged --resume", "model.safetensors is damaged"),
+    ("demo --runs {tmp} --name ../escaped", "--name '../escaped' must be a folder name inside --runs"),
+    ("demo --runs {tmp} --name /tmp/escaped", "--name '/tmp/escaped' must be a folder name inside --runs"),
+    ("demo --runs {tmp} --name ''", "--name must be a non-empty folder name"),
+    ("demo --runs ''", "--runs must be a non-empty folder name"),
+    ("demo --prompts 100000", "--prompts must be at most 4096"),
+    ("study --learning-rate nan", "--learning-rate must be a finite number, got nan"),
+    ("study --processes 100000", "--processes must be at most 1024"),
+    ("study --seeds 0 -1", "--seeds must be at least 0, got -1"),
+    ("eval {tmp}/model_without_weights --samples 100000", "--samples must be at most 1024"),
+    ("eval {tmp}/model_damaged --limit 1", "model.safetensors is damaged (Error while deserializing header"),
+    ("export {tmp}/run_of_torl {tmp}", "holds the source"),
+    ("export {tmp}/run_of_torl/checkpoints {tmp}/run_of_torl", "holds the source"),
+    ("export {tmp}/run_of_torl {tmp}/run_of_torl", "is inside the source"),
+    ("export {tmp}/run_of_torl {tmp}/run_truncated", "already exists and is not empty"),
+    ("export {tmp}/run_of_torl {tmp}/run_truncated --overwrite", "is not an earlier paretopo export"),
     ("train --run-dir {tmp}/new --task chess", "--task 'chess' is unknown; choose one of"),
     ("train --run-dir {tmp}/new --method chess", "argument --method: invalid choice: 'chess'"),
     ("train --run-dir {tmp}/new --model {tmp}/no_such_model", "no such folder; pass an existing model folder"),

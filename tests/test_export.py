@@ -44,4 +44,84 @@ def test_untrained_adapter_is_refused_and_leaves_nothing(tmp_path):
     assert not report.ok and any("never trained" in p for p in report.problems)
     with pytest.raises(ValueError, match="verification failed"):
         export_adapter(tmp_path / "adapter", tmp_path / "out")
-    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial*"))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+# Issue 24: an export never removes what it did not write; its metadata holds no absolute path.
+
+
+def _listing(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_export_refuses_the_source_the_folders_around_it_and_any_other_folder(trained_run, tmp_path):
+    run = trained_run / "run"
+    before = _listing(trained_run)
+    for out in (trained_run, run, run / "..", run / "final", run / "final" / "sub", run / "checkpoints"):
+        with pytest.raises(ValueError, match="source|not empty"):
+            export_adapter(run / "final", out, verify=False)
+    assert _listing(trained_run) == before  # the run (and everything beside it) is whole
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(ValueError, match="already exists and is not empty"):
+        export_adapter(run, mine, verify=False)
+    with pytest.raises(ValueError, match="is not an earlier paretopo export"):
+        export_adapter(run, mine, verify=False, overwrite=True)
+    assert _listing(mine) == ["thesis.tex"] and (mine / "thesis.tex").read_text() == "years of work"
+
+
+def test_overwrite_replaces_only_an_earlier_export_holding_nothing_else(trained_run, tmp_path):
+    from paretopo.evaluation.export import EXPORT_MARKER
+
+    run, out = trained_run / "run", tmp_path / "exported"
+    (tmp_path / ".exported.partial").mkdir()  # a user's folder with the name earlier exports staged in
+    (tmp_path / ".exported.partial" / "keep").write_text("mine")
+    export_adapter(run, out, verify=False)
+    assert (out / EXPORT_MARKER).exists() and (out / "adapter_model.safetensors").exists()
+    (out / "notes.md").write_text("mine")
+    with pytest.raises(ValueError, match="holds notes.md, which the earlier export did not write"):
+        export_adapter(run, out, verify=False, overwrite=True)
+    (out / "notes.md").unlink()
+    export_adapter(run, out, verify=False, overwrite=True)
+    assert (out / "adapter_model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".exported.partial", "exported"]  # no staging left
+    assert (tmp_path / ".exported.partial" / "keep").read_text() == "mine"
+
+
+def test_export_metadata_holds_no_absolute_path_and_files_follow_the_umask(trained_run, tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        export_adapter(trained_run / "run", tmp_path / "out", verify=False)
+    finally:
+        os.umask(previous)
+    out = tmp_path / "out"
+    meta = json.loads((out / "paretopo.json").read_text())
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for item in value.values() for s in strings(item)]
+        if isinstance(value, list):
+            return [s for item in value for s in strings(item)]
+        return [value] if isinstance(value, str) else []
+
+    assert not [s for s in strings(meta) if os.path.isabs(s)]
+    assert (out / meta["source"]).resolve() == (trained_run / "run" / "final").resolve()
+    assert (out / meta["base_model"]).resolve().is_dir()  # the tiny local base, relative to the export
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {p.name: oct(0o644) for p in out.iterdir()}
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+
+
+def test_a_damaged_adapter_is_named_in_one_line(trained_run, tmp_path):
+    import shutil
+
+    source = tmp_path / "adapter"
+    shutil.copytree(trained_run / "run" / "final", source)
+    data = (source / "adapter_model.safetensors").read_bytes()
+    (source / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])  # cut short
+    with pytest.raises(ValueError, match=r"adapter_model.safetensors is damaged \(Error while deserializing"):
+        export_adapter(source, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]

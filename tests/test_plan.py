@@ -11,7 +11,7 @@ from paretopo.training.plan import LORA_LR, TINY_POLICY_LR, PlanConflict, RunSet
 
 
 def _settings(tmp_path, **values):
-    return RunSettings(run_dir=str(tmp_path / "run"), validation_examples=3, test_examples=4, train_examples=5,
+    return RunSettings(run_dir=str(tmp_path / "run"), validation_examples=3, test_examples=4, train_examples=5, prompts_per_step=4,
                        **values)
 
 

@@ -97,11 +97,6 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
-def _at_least(flag: str, value: int | float | None, minimum: int | float) -> None:
-    if value is not None and value < minimum:
-        raise BadInput(f"{flag} must be at least {minimum}, got {value}")
-
-
 def _looks_local(name: str) -> bool:
     """Whether a --model / policy value is a local path rather than a hub id ("org/name")."""
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
@@ -213,9 +208,7 @@ def _check_train(args: argparse.Namespace) -> dict:
     ParetoPOConfig overrides, which `paretopo.training.plan.plan_run` checks against the task."""
     from paretopo.training.plan import RunSettings
 
-    _check_minimums(RunSettings, args)
-    if args.learning_rate is not None and not args.learning_rate > 0:
-        raise BadInput(f"--lr must be positive, got {args.learning_rate}; try 3e-4 (full fine-tuning) or 2e-3 (LoRA)")
+    _settings_from_args(RunSettings, args)  # every setting in its range (RunSettings.__post_init__)
     _check_task(args.task)
     if args.model is not None:
         _check_model_source("--model", args.model)
@@ -337,14 +330,10 @@ def _export(args: argparse.Namespace) -> int:
 
     if not Path(args.source).exists():
         raise BadInput(f"{args.source}: no such folder; pass a run folder, its final/ folder or a checkpoint")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"{args.out} is a file; pass a folder to export into")
-    if out.resolve() == Path(args.source).resolve() or Path(args.source).resolve() in out.resolve().parents:
-        raise BadInput(f"{args.out} is inside the source {args.source}; export to a folder outside it")
-    from paretopo.evaluation.export import export_adapter
+    from paretopo.evaluation.export import check_export_target, export_adapter
 
-    report = export_adapter(args.source, args.out, merged=args.merged, gguf=args.gguf)
+    check_export_target(args.source, args.out, overwrite=args.overwrite)  # before loading anything
+    report = export_adapter(args.source, args.out, merged=args.merged, gguf=args.gguf, overwrite=args.overwrite)
     Console().print_json(json.dumps({"path": str(report.path), "verify": asdict(report.verify),
                                      "merged": str(report.merged_path) if report.merged_path else None,
                                      "gguf": str(report.gguf_path) if report.gguf_path else None}))
@@ -430,16 +419,9 @@ def add_settings_options(parser: argparse.ArgumentParser, settings_class: type, 
                             help=(text if said else f"{text} (default: {shown})").replace("%", "%%"), **options)
 
 
-def _check_minimums(settings_class: type, args: argparse.Namespace) -> None:
-    for item in fields(settings_class):
-        minimum = item.metadata.get("minimum")
-        if minimum is not None and getattr(args, item.name, None) is not None:
-            _at_least(item.metadata.get("flag") or _option_name(item.name), getattr(args, item.name), minimum)
-
-
 def _given_settings(settings_class: type, args: argparse.Namespace) -> dict[str, Any]:
-    """The settings fields present in ``args`` (values checked against their minimums)."""
-    _check_minimums(settings_class, args)
+    """The settings fields present in ``args`` (checked when the settings are made: their
+    ``__post_init__`` calls ``paretopo.core.settings.check_settings``)."""
     given = {}
     for item in fields(settings_class):
         if hasattr(args, item.name):
@@ -532,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="export folder")
     export.add_argument("--merged", action="store_true", help="also write merged 16-bit weights")
     export.add_argument("--gguf", action="store_true", help="also write GGUF (Unsloth on CUDA; best-effort)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace the export folder if it holds an earlier export (and nothing else)")
     export.set_defaults(handler=_export)
 
     warm = commands.add_parser("warmstart", help="(re)build the warm-started tiny CPU policy")

@@ -21,7 +21,16 @@ from rich.console import Console
 from rich.table import Table
 
 from paretopo.agent import tiny_policy_path
-from paretopo.core.settings import setting
+from paretopo.core.settings import (
+    MAX_EXAMPLES,
+    MAX_GENERATIONS,
+    MAX_PROMPTS,
+    MAX_SEED,
+    MAX_STEPS,
+    check_folder_name,
+    check_settings,
+    setting,
+)
 from paretopo.training.plan import RunSettings
 
 __all__ = ["DEMO_METHODS", "DemoSettings", "WHY_NOT", "run_demo", "verdict", "why_not"]
@@ -33,20 +42,29 @@ DEMO_METHODS = ("paretopo", "torl_grpo")
 class DemoSettings:
     """What ``paretopo demo`` runs; the command's options are generated from these fields."""
 
-    runs_root: str = setting("runs", "folder for the demo's run logs", flag="--runs")
+    runs_root: str = setting("runs", "folder for the demo's run logs", flag="--runs", path=True)
     name: str | None = setting(None, "demo folder name; default: demo-<UTC timestamp>", kind=str)
-    max_steps: int = setting(150, "optimiser steps per method", flag="--steps", minimum=1)
-    stage1_steps: int = setting(30, "ParetoPO's stage-1 steps (then stage 2)", minimum=0)
-    prompts_per_step: int = setting(8, "prompts per optimiser step", flag="--prompts", minimum=1)
-    num_generations: int = setting(8, "completions per prompt (the group size G)", flag="--generations", minimum=2)
-    seed: int = setting(0, "seed of both runs")
+    max_steps: int = setting(150, "optimiser steps per method", flag="--steps", minimum=1, maximum=MAX_STEPS)
+    stage1_steps: int = setting(30, "ParetoPO's stage-1 steps (then stage 2)", minimum=0, maximum=MAX_STEPS)
+    prompts_per_step: int = setting(8, "prompts per optimiser step", flag="--prompts", minimum=1,
+                                    maximum=MAX_PROMPTS)
+    num_generations: int = setting(8, "completions per prompt (the group size G)", flag="--generations", minimum=2,
+                                   maximum=MAX_GENERATIONS)
+    seed: int = setting(0, "seed of both runs", minimum=0, maximum=MAX_SEED)
     test_examples: int | None = setting(None, "evaluate on the first N test questions; default: all", kind=int,
-                                        minimum=1)
+                                        minimum=1, maximum=MAX_EXAMPLES)
     parallel: bool = setting(True, "train both methods at once, one process and one thread each (--no-parallel: "
                                    "one after the other)")
     paretopo_overrides: dict = setting(help="ParetoPOConfig fields for the ParetoPO run", flag="",
                                        default_factory=dict)
     progress: bool = setting(True, "progress bars (shown only when the runs are sequential)")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        # the demo folder is runs_root/name: a name must not lead out of runs_root
+        problem = self.name is not None and check_folder_name("--name", self.name, f"--runs {self.runs_root}")
+        if problem:
+            raise ValueError(problem)
 
 
 WHY_NOT = (

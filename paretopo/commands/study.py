@@ -38,7 +38,17 @@ from typing import Any
 import polars as pl
 
 from paretopo.commands import study_report
-from paretopo.core.settings import setting
+from paretopo.core.settings import (
+    MAX_EXAMPLES,
+    MAX_GENERATIONS,
+    MAX_LR,
+    MAX_PROMPTS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_THREADS,
+    check_settings,
+    setting,
+)
 
 __all__ = ["BASELINES", "Configuration", "StudySettings", "configurations", "finished_runs", "run_study"]
 
@@ -61,25 +71,37 @@ class Configuration:
 class StudySettings:
     """What ``paretopo study`` runs; the command's options are generated from these fields."""
 
-    out: str = setting("results/study", "results folder; running again continues a study cut short")
-    seeds: tuple[int, ...] = setting((0, 1, 2), "seeds (--quick: 0)", kind=int, many=True)
-    max_steps: int = setting(150, "optimiser steps per run, the demo's budget (--quick: 8)", flag="--steps", minimum=1)
-    stage1_steps: int = setting(30, "stage-1 steps of the methods that have one (--quick: 4)", minimum=0)
-    prompts_per_step: int = setting(8, "prompts per optimiser step (--quick: 4)", flag="--prompts", minimum=1)
-    num_generations: int = setting(8, "completions per prompt (--quick: 4)", flag="--generations", minimum=2)
+    out: str = setting("results/study", "results folder; running again continues a study cut short",
+                       path=True)
+    seeds: tuple[int, ...] = setting((0, 1, 2), "seeds (--quick: 0)", kind=int, many=True, minimum=0,
+                                      maximum=MAX_SEED)
+    max_steps: int = setting(150, "optimiser steps per run, the demo's budget (--quick: 8)", flag="--steps", minimum=1,
+                             maximum=MAX_STEPS)
+    stage1_steps: int = setting(30, "stage-1 steps of the methods that have one (--quick: 4)", minimum=0,
+                                maximum=MAX_STEPS)
+    prompts_per_step: int = setting(8, "prompts per optimiser step (--quick: 4)", flag="--prompts", minimum=1,
+                                    maximum=MAX_PROMPTS)
+    num_generations: int = setting(8, "completions per prompt (--quick: 4)", flag="--generations", minimum=2,
+                                   maximum=MAX_GENERATIONS)
     save_steps: int = setting(30, "steps between checkpoints, each evaluated on validation (at most --steps; "
-                                  "--quick: 4)", minimum=1)
+                                  "--quick: 4)", minimum=1, maximum=MAX_STEPS)
     validation_examples: int = setting(200, "validation questions per checkpoint evaluation (--quick: 24)",
-                                       minimum=1)
+                                       minimum=1, maximum=MAX_EXAMPLES)
     test_examples: int | None = setting(None, "test questions of the final evaluation; default: the whole split "
-                                              "(--quick: 32)", kind=int, minimum=1)
+                                              "(--quick: 32)", kind=int, minimum=1,
+                                        maximum=MAX_EXAMPLES)
     learning_rate: float | None = setting(None, "learning rate of every run; default: the trainer's, 3e-4 for the "
-                                                "tiny policy", kind=float, minimum=1e-12)
-    processes: int | None = setting(None, "parallel runs; default: one per CPU core", kind=int, minimum=1)
+                                                "tiny policy", kind=float, above=0,
+                                          maximum=MAX_LR)
+    processes: int | None = setting(None, "parallel runs; default: one per CPU core", kind=int, minimum=1,
+                                     maximum=MAX_THREADS)
     only: tuple[str, ...] | None = setting(None, "run only these configurations; default: all", kind=str, many=True)
     quick: bool = setting(False, "2 methods, 1 seed, 8 steps: the plumbing in a minute (not a result)")
     docs: str | None = setting(None, "also replace the study section of this markdown file (e.g. docs/results.md)",
                                kind=str)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     @classmethod
     def quick_settings(cls, out: str) -> StudySettings:

@@ -32,6 +32,7 @@ from paretopo.core.choices import (
     ZScoreScale,
 )
 from paretopo.core.objectives import DEFAULT_OBJECTIVES
+from paretopo.core.settings import MAX_STEPS, MAX_TOKENS, MAX_TOOL_CALLS, check_number
 
 # paretopo.core.advantages (torch) is imported where an estimator is looked up, so that reading
 # the fields (the command line's help) needs no torch
@@ -40,6 +41,11 @@ __all__ = ["OPTION_CHOICES", "PRESETS", "ParetoPOConfig"]
 
 Stage1Outcome = Literal["validation", "train_batch", "train_batch_ema"]
 """Where stage 1's outcome vector comes from (read by ``paretopo.training.trainer``)."""
+
+
+# Largest accepted value of each count (their lower bounds are checked in _validate).
+_COUNT_MAXIMA = {"max_tool_calls": MAX_TOOL_CALLS, "brevity_length": MAX_TOKENS, "stage1_steps": MAX_STEPS,
+                 "stage1_eval_every": MAX_STEPS}
 
 
 def _help(text: str, default: Any = MISSING, *, choices: Any = None, **kwargs: Any) -> Any:
@@ -195,8 +201,24 @@ class ParetoPOConfig:
             problems.append(f"otc_alpha must be > 0, got {self.otc_alpha}")
         if not self.advantage_eps >= 0:
             problems.append(f"advantage_eps must be >= 0, got {self.advantage_eps}")
+        problems += self._range_problems(already=problems)
         if problems:
             raise ValueError("invalid ParetoPOConfig:\n  - " + "\n  - ".join(problems))
+
+    def _range_problems(self, already: list[str]) -> list[str]:
+        """Every number finite (``inf`` passes the ``> 0`` checks above) and every count bounded;
+        a field ``already`` names a problem of is not named twice."""
+        problems = [check_number(f"weights[{k}]", w) for k, w in enumerate(self.weights)]
+        for item in fields(self):
+            value = getattr(self, item.name)
+            named = any(p.startswith(f"{item.name}=") or p.startswith(f"{item.name} ") for p in already)
+            if item.type in ("float", "float | None") and value is not None and not named:
+                problems.append(check_number(item.name, value))
+        for name, largest in _COUNT_MAXIMA.items():
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                problems.append(check_number(name, value, integer=True, maximum=largest))
+        return [p for p in problems if p]
 
     # ---------------------------------------------------------------------------------------
     @property

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paretopo.core.settings import setting
+from paretopo.core.settings import (
+    MAX_EXAMPLES,
+    MAX_GENERATIONS,
+    MAX_TOKENS,
+    check_settings,
+    setting,
+)
 
 __all__ = ["EvalSettings"]
 
@@ -19,10 +25,12 @@ class EvalSettings:
     task: str = setting("arithmetic", "task name (arithmetic, math, hotpotqa, nq_open)")
     split: str = setting("test", "split of the task to evaluate on")
     data: str | None = setting(None, "a JSONL file with id, question, answer, evaluated instead of --split", kind=str)
-    limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1)
+    limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1,
+                                maximum=MAX_EXAMPLES)
     samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1)",
-                           minimum=1)
-    max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1)
+                           minimum=1, maximum=MAX_GENERATIONS)
+    max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1,
+                                  maximum=MAX_TOKENS)
     tools_in_prompt: bool = setting(False, "render the tools block in the prompt (real chat models; the tiny "
                                            "policy was taught the protocol without it)")
     by: str | None = setting(None, "also break accuracy down by an example field (e.g. tier) and tool use", kind=str)
@@ -31,3 +39,6 @@ class EvalSettings:
         None, "refuse to run model-written code below this sandbox level (namespaces: the allow-listed view, "
               "hand-built or bwrap; bwrap: bubblewrap only); default: $PARETOPO_REQUIRE_ISOLATION", kind=str,
         choices=("namespaces", "bwrap"))
+
+    def __post_init__(self) -> None:
+        check_settings(self)

@@ -201,6 +201,7 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
     from pathlib import Path
 
     from paretopo.agent.models import load_adapter, load_policy
+    from paretopo.evaluation.integrity import check_model_files
     from paretopo.evaluation.runlog import run_paths
     from paretopo.tasks import get_task
     from paretopo.tasks.base import read_jsonl_examples
@@ -208,6 +209,7 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
     source = Path(settings.policy)
     if run_paths(source).final.is_dir():
         source = run_paths(source).final
+    check_model_files(source, "policy")  # a damaged weights file: one line, not a loader traceback
     if (source / "adapter_config.json").exists():
         model, tokenizer = load_adapter(source)
     else:

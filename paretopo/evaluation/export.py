@@ -13,12 +13,23 @@ model and the library versions. ``verify_adapter`` then checks what a user relie
 ``merged=True`` also writes base + adapter merged into plain 16-bit weights (loadable without
 PEFT). GGUF goes through Unsloth's ``save_pretrained_gguf`` on a CUDA machine and is
 best-effort: it needs llama.cpp tooling that Unsloth fetches on first use.
+
+An export never removes anything it did not write (:func:`check_export_target`): the output
+must be a new or empty folder, not the source, a folder inside it or one holding it;
+``overwrite=True`` replaces only a folder that holds an earlier export's marker
+(:data:`EXPORT_MARKER`, which lists what that export wrote) and nothing else. The export is
+built in a fresh hidden folder next to the output and renamed into place once verified.
+``paretopo.json`` records paths relative to the export folder (or hub ids), never an absolute
+local path.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +38,21 @@ import torch
 
 from paretopo import library_versions
 from paretopo.agent.models import load_adapter
-from paretopo.evaluation.runlog import atomic_write_json, read_run, run_paths
+from paretopo.evaluation.integrity import check_model_files
+from paretopo.evaluation.runlog import (
+    atomic_write_json,
+    current_umask,
+    follow_umask,
+    read_run,
+    run_paths,
+)
 
-__all__ = ["ExportReport", "VerifyReport", "export_adapter", "verify_adapter"]
+__all__ = ["EXPORT_MARKER", "ExportReport", "VerifyReport", "check_export_target", "export_adapter",
+           "verify_adapter"]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+EXPORT_MARKER = ".paretopo-export.json"
+"""Written into every export folder: the names export wrote there (all that --overwrite may remove)."""
 
 
 @dataclass
@@ -67,6 +88,73 @@ def _adapter_source(path: Path) -> Path:
         f"no LoRA adapter ({', '.join(ADAPTER_FILES)}) in {path}, {paths.final} or its last checkpoint; "
         "pass a run folder, its final/ folder or a checkpoint folder of a LoRA run"
     )
+
+
+def check_export_target(source: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                        overwrite: bool = False) -> None:
+    """Refuse (a one-line ValueError) an output folder whose use could lose data.
+
+    Refused: a file; the source itself, a folder inside it or one holding it; an existing
+    non-empty folder, unless ``overwrite`` and it holds an earlier export (its marker) and
+    nothing that export did not write.
+    """
+    given, out = Path(source), Path(out_dir)
+    source_path, target = given.resolve(), out.resolve()
+    if target == source_path or source_path in target.parents:
+        raise ValueError(f"{out} is inside the source {given}; export to a folder outside it")
+    if target in source_path.parents:
+        raise ValueError(f"{out} holds the source {given}; export to a new folder outside it")
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{out} is a file; pass a folder to export into")
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(f"{out} already exists and is not empty; pass a new or empty folder (--overwrite replaces "
+                         "only an earlier export)")
+    foreign = _not_written_by_export(target)
+    if foreign is None:
+        raise ValueError(f"{out} is not an earlier paretopo export (it has no {EXPORT_MARKER}); --overwrite replaces "
+                         "only an earlier export: pass a new or empty folder")
+    if foreign:
+        raise ValueError(f"{out} holds {', '.join(foreign[:5])}, which the earlier export did not write; move them "
+                         "away or pass a new folder")
+
+
+def _not_written_by_export(folder: Path) -> list[str] | None:
+    """The entries of ``folder`` its export marker does not list (None: no readable marker)."""
+    try:
+        written = set(json.loads((folder / EXPORT_MARKER).read_text())["written"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sorted(p.name for p in folder.iterdir() if p.name != EXPORT_MARKER and p.name not in written)
+
+
+def _write_marker(folder: Path, written: list[str]) -> None:
+    atomic_write_json(folder / EXPORT_MARKER, {"written_by": "paretopo export", "written": sorted(written)})
+
+
+def _install(staging: Path, out: Path, *, overwrite: bool) -> None:
+    """Move the finished export into place; an earlier export is removed only after that."""
+    if out.is_dir() and any(out.iterdir()) and overwrite:
+        old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old)
+        return
+    if out.is_dir():
+        out.rmdir()  # empty (checked): fails, removing nothing, if something arrived since
+    staging.rename(out)
+
+
+def _portable_paths(value: Any, out: Path) -> Any:
+    """``value`` with every absolute path written relative to the export folder ``out``."""
+    if isinstance(value, dict):
+        return {key: _portable_paths(item, out) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_portable_paths(item, out) for item in value]
+    if isinstance(value, str) and os.path.isabs(value) and "\n" not in value:
+        return os.path.relpath(value, out.resolve())
+    return value
 
 
 def _run_folder(source: Path) -> Path | None:
@@ -135,24 +223,50 @@ def verify_adapter(path: str | Path, base_model: str | None = None, prompts: lis
 
 def export_adapter(
     source: str | Path, out_dir: str | Path, *, merged: bool = False, gguf: bool = False,
-    gguf_quantization: str = "q4_k_m", verify: bool = True,
+    gguf_quantization: str = "q4_k_m", verify: bool = True, overwrite: bool = False,
 ) -> ExportReport:
     """Copy an adapter with its tokenizer into ``out_dir``, add ``paretopo.json``, verify it.
 
     Args:
         source: a run folder, its ``final/`` folder, or a checkpoint folder.
-        out_dir: the export folder (created; an existing folder is replaced only when the new
-            export is complete, so a failed export never leaves half a folder).
+        out_dir: the export folder: new or empty (see :func:`check_export_target`); it appears
+            only once the export is complete, so a failed export leaves no half folder.
         merged: also write merged 16-bit weights to ``out_dir/merged``.
         gguf: also convert to GGUF through Unsloth (CUDA only, best-effort).
+        overwrite: replace ``out_dir`` if it holds an earlier export (and nothing else).
     """
+    out = Path(out_dir)
+    check_export_target(source, out, overwrite=overwrite)
+    adapter = _adapter_source(Path(source))
+    check_model_files(adapter, "adapter")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the export is the user's usual folder
+    try:
+        report = _build_export(adapter, staging, out, verify)
+        check_export_target(source, out, overwrite=overwrite)  # again: the folder may have changed meanwhile
+        _install(staging, out, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # made by mkdtemp above: only what this export wrote
+        raise
+
+    base_model = json.loads((out / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    result = ExportReport(path=out, verify=report)
+    written = [p.name for p in out.iterdir()]
+    if merged:
+        result.merged_path = _merge(out, base_model)
+        follow_umask(result.merged_path)
+        _write_marker(out, written := [*written, result.merged_path.name])
+    if gguf:
+        result.gguf_path = _gguf(out, base_model, gguf_quantization)
+        _write_marker(out, [*written, result.gguf_path.name])
+    return result
+
+
+def _build_export(adapter: Path, staging: Path, out: Path, verify: bool) -> VerifyReport:
+    """Write the export into ``staging``: adapter, tokenizer, paretopo.json, verification, marker."""
     from transformers import AutoTokenizer
 
-    adapter = _adapter_source(Path(source))
-    out = Path(out_dir)
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     for item in adapter.iterdir():
         if item.is_file() and not item.name.startswith(("optimizer", "scheduler", "rng_state", "trainer_state",
                                                          "training_args", "paretopo_state")):
@@ -175,23 +289,15 @@ def export_adapter(
             final = data.evals.filter(data.evals["split"] == "test").sort("step")
             if final.height:
                 metadata["frontier_point"] = final.to_dicts()[-1]
-    atomic_write_json(staging / "paretopo.json", metadata)
+    atomic_write_json(staging / "paretopo.json", _portable_paths(metadata, out))
 
     report = verify_adapter(staging) if verify else VerifyReport(True, 0, 0, True, False, 0, 0)
     if verify and not report.ok:
-        shutil.rmtree(staging, ignore_errors=True)
         raise ValueError("adapter verification failed: " + "; ".join(report.problems))
     atomic_write_json(staging / "verification.json", asdict(report))
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-
-    result = ExportReport(path=out, verify=report)
-    if merged:
-        result.merged_path = _merge(out, metadata["base_model"])
-    if gguf:
-        result.gguf_path = _gguf(out, metadata["base_model"], gguf_quantization)
-    return result
+    follow_umask(staging)  # files copied from a run keep its modes (safetensors writes weights 0600)
+    _write_marker(staging, [p.name for p in staging.iterdir()])
+    return report
 
 
 def _merge(adapter: Path, base_name: str) -> Path:

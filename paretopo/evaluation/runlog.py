@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,9 +42,10 @@ from typing import Any
 import polars as pl
 
 from paretopo.core.objectives import DEFAULT_OBJECTIVES
+from paretopo.evaluation.integrity import check_model_files
 
 __all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_STATE_FILE", "OBJECTIVE_PREFIX", "SCHEMA_VERSION", "RunData", "RunLog",
-           "RunPaths", "atomic_write_bytes", "atomic_write_json", "is_run_folder", "last_complete_checkpoint",
+           "RunPaths", "atomic_write_bytes", "atomic_write_json", "current_umask", "follow_umask", "is_run_folder", "last_complete_checkpoint",
            "list_runs", "objective_column", "objective_columns", "read_run", "run_paths", "schema_version",
            "checkpoint_step"]
 
@@ -156,11 +158,45 @@ def schema_version(config: Mapping[str, Any]) -> int:
     return version
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, so no other thread sees it change)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(folder: str | os.PathLike[str]) -> None:
+    """Give the files directly in ``folder`` the mode a plain ``open`` gives (``0o666 & ~umask``).
+
+    For folders written by libraries that create files 0600: safetensors >= 0.8 writes through
+    a temporary file and renames it (safetensors/safetensors#782), so a model's weights would be
+    private to the trainer while its config is readable.
+    """
+    mode = 0o666 & ~current_umask()
+    for file in Path(folder).iterdir():
+        if file.is_file() and not file.is_symlink():
+            file.chmod(mode)
+
+
+def _temporary_file(target: Path) -> tuple[int, str]:
+    """A new file next to ``target`` (for an atomic rename) with the permissions ``open`` would
+    give it: mkstemp makes files 0600, which would leave every run-log file private to its writer."""
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.fchmod(handle, 0o666 & ~current_umask())
+    return handle, temporary
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old or the new file, never half."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    handle, temporary = _temporary_file(target)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -186,7 +222,7 @@ def _json_default(value: Any) -> Any:
 
 def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = _temporary_file(path)
     os.close(handle)
     try:
         frame.write_parquet(temporary)
@@ -272,6 +308,19 @@ class RunLog:
         _atomic_write_parquet(frame, self.path / table / f"step-{int(step):08d}.parquet")
 
     # --- resume ----------------------------------------------------------------------------
+    def start_over(self) -> None:
+        """Clear what a run cut short before its first complete checkpoint left (its steps, tables
+        and partial checkpoint folders, e.g. after a full disk), so a new run here starts clean.
+
+        Raises:
+            FileExistsError: if the folder holds a complete checkpoint (that run can be resumed).
+        """
+        if self.paths.checkpoint_folders(complete=True):
+            raise FileExistsError(f"{self.path} holds a complete checkpoint; resume it or choose another run folder")
+        for partial in self.paths.checkpoint_folders():
+            shutil.rmtree(partial)
+        self.truncate_after(0)
+
     def truncate_after(self, step: int) -> None:
         """Forget everything logged for steps after ``step`` (used when resuming a checkpoint)."""
         self._steps = [r for r in self._steps if r["step"] <= step]
@@ -456,7 +505,9 @@ def last_complete_checkpoint(run_dir: str | os.PathLike[str], method: str) -> Pa
     complete = paths.checkpoint_folders(complete=True)
     if not complete:
         raise FileNotFoundError(f"{paths.checkpoints} holds no complete checkpoint to resume; drop resume "
-                                "(--resume) to start again in another run folder")
+                                "(--resume) to start the run again in this folder")
+    earlier = f"resume from {complete[-2].name}" if len(complete) > 1 else "start the run again"
+    check_model_files(complete[-1], "checkpoint", f"restore it, or move it out of the run folder to {earlier}")
     return complete[-1]
 
 

@@ -26,7 +26,19 @@ from typing import Any
 
 from paretopo.core.config import ParetoPOConfig
 from paretopo.core.objectives import require_known_objectives, scoring_options
-from paretopo.core.settings import setting
+from paretopo.core.settings import (
+    MAX_EXAMPLES,
+    MAX_GENERATIONS,
+    MAX_LR,
+    MAX_PROMPTS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_THREADS,
+    MAX_TOKENS,
+    MAX_TOOL_CALLS,
+    check_settings,
+    setting,
+)
 
 __all__ = ["LORA_LR", "TINY_POLICY_LR", "PlanConflict", "RunPlan", "RunSettings", "plan_run"]
 
@@ -47,55 +59,67 @@ class RunSettings:
     ``paretopo train`` offers every field that has a flag, with this help text and default.
     """
 
-    run_dir: str = setting("runs/paretopo", "folder of the run log, checkpoints and final policy")
+    run_dir: str = setting("runs/paretopo", "folder of the run log, checkpoints and final policy",
+                           path=True)
     task: Any = setting("arithmetic", "task name (arithmetic, math, hotpotqa, nq_open), or a Task instance from Python",
                          kind=str)
     model: str | None = setting(None, "hub id or local path; default: the shipped warm-started tiny policy", kind=str)
-    seed: int = setting(0, "seed of sampling, data order and initialisation")
-    max_steps: int = setting(40, "optimiser steps", flag="--steps", minimum=1)
-    prompts_per_step: int = setting(8, "prompts per optimiser step", flag="--prompts", minimum=1)
-    num_generations: int = setting(8, "completions per prompt (the group size G)", flag="--generations", minimum=2)
+    seed: int = setting(0, "seed of sampling, data order and initialisation", minimum=0, maximum=MAX_SEED)
+    max_steps: int = setting(40, "optimiser steps", flag="--steps", minimum=1, maximum=MAX_STEPS)
+    prompts_per_step: int = setting(8, "prompts per optimiser step", flag="--prompts", minimum=1,
+                                    maximum=MAX_PROMPTS)
+    num_generations: int = setting(8, "completions per prompt (the group size G)", flag="--generations", minimum=2,
+                                   maximum=MAX_GENERATIONS)
     learning_rate: float | None = setting(
         None, "learning rate; default: TINY_POLICY_LR (3e-4) for full fine-tuning, LORA_LR (2e-3) for LoRA",
-        flag="--lr", kind=float)
-    max_completion_length: int = setting(160, "new tokens per completion, tool responses included", minimum=1)
-    temperature: float = setting(1.0, "sampling temperature of the rollouts")
+        flag="--lr", kind=float, above=0, maximum=MAX_LR)
+    max_completion_length: int = setting(160, "new tokens per completion, tool responses included", minimum=1,
+                                         maximum=MAX_TOKENS)
+    temperature: float = setting(1.0, "sampling temperature of the rollouts", above=0, maximum=100)
     max_tool_calls: int | None = setting(None, "tool budget per completion (the method's C and OTC's c); default: "
-                                                "the task's", kind=int, minimum=0)
+                                                "the task's", kind=int, minimum=0, maximum=MAX_TOOL_CALLS)
     lora: bool | None = setting(None, "LoRA adapters (--lora) or all weights (--no-lora); default: all weights "
                                        "for the shipped tiny policy, LoRA for any --model", kind=bool)
-    lora_rank: int = setting(16, "LoRA rank", minimum=1)
-    lora_alpha: int = setting(32, "LoRA alpha", minimum=1)
+    lora_rank: int = setting(16, "LoRA rank", minimum=1, maximum=4096)
+    lora_alpha: int = setting(32, "LoRA alpha", minimum=1, maximum=65536)
     prefer_unsloth: bool = setting(True, "use Unsloth when CUDA and unsloth are there; --no-prefer-unsloth forces "
                                           "transformers + PEFT")
     rollout_backend: str = setting("tool_loop", "rollout backend, a name in paretopo.agent.rollout_backends")
     load_in_4bit: bool = setting(False, "4-bit base weights (QLoRA); needs the Unsloth backend (CUDA)")
-    max_seq_length: int = setting(2048, "longest prompt + completion Unsloth prepares its kernels for", minimum=1)
-    save_steps: int = setting(10, "steps between checkpoints (each is evaluated on validation)", minimum=1)
-    validation_examples: int = setting(48, "validation questions each checkpoint is evaluated on", minimum=1)
+    max_seq_length: int = setting(2048, "longest prompt + completion Unsloth prepares its kernels for", minimum=1,
+                                  maximum=MAX_TOKENS)
+    save_steps: int = setting(10, "steps between checkpoints (each is evaluated on validation)", minimum=1,
+                                maximum=MAX_STEPS)
+    validation_examples: int = setting(48, "validation questions each checkpoint is evaluated on", minimum=1,
+                                          maximum=MAX_EXAMPLES)
     test_examples: int | None = setting(None, "evaluate the final policy on the first N test questions; default: all",
-                                         kind=int, minimum=1)
+                                         kind=int, minimum=1, maximum=MAX_EXAMPLES)
     train_examples: int | None = setting(None, "train on the first N training questions; default: all", kind=int,
-                                          minimum=1)
+                                          minimum=1, maximum=MAX_EXAMPLES)
     train_split: str | None = setting(None, "training split; default: the task's (Task.default_splits)", kind=str)
     validation_split: str | None = setting(None, "validation split; default: the task's", kind=str)
     test_split: str | None = setting(None, "test split; default: the task's", kind=str)
     checkpoint_eval: bool = setting(True, "evaluate every checkpoint on the validation questions")
     tools_in_prompt: bool | None = setting(None, "render the tools block in the prompt; default: off for the tiny "
                                                   "policy (taught by its warm start), on otherwise", kind=bool)
-    epsilon_high: float = setting(0.28, "upper clip range of the policy ratio (DAPO's clip-higher)")
-    kl_beta: float = setting(0.0, "KL coefficient to the reference policy (0: no reference model)")
-    threads: int = setting(1, "torch threads on CPU", minimum=1)
+    epsilon_high: float = setting(0.28, "upper clip range of the policy ratio (DAPO's clip-higher)", minimum=0,
+                                  maximum=10)
+    kl_beta: float = setting(0.0, "KL coefficient to the reference policy (0: no reference model)", minimum=0,
+                             maximum=100)
+    threads: int = setting(1, "torch threads on CPU", minimum=1, maximum=MAX_THREADS)
     progress: bool = setting(True, "progress bars")
     print_logs: bool = setting(False, "TRL's per-step metric dicts on stdout (they are in steps.parquet anyway)")
     length_buckets: int = setting(4, "score the loss batch in K chunks of rows sorted by completion length, each "
                                      "padded only to its own longest (0: TRL's one padded batch; not used with "
-                                     "Unsloth, which computes log-probs its own way)", minimum=0)
+                                     "Unsloth, which computes log-probs its own way)", minimum=0, maximum=1024)
     require_isolation: str | None = setting(
         None, "refuse to run model-written code below this sandbox level (namespaces: the allow-listed view, "
               "hand-built or bwrap; bwrap: bubblewrap only); default: $PARETOPO_REQUIRE_ISOLATION", kind=str,
         choices=("namespaces", "bwrap"))
     extra: dict[str, Any] = setting(help="more GRPOConfig fields", flag="", default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_settings(self)  # every number finite and in range, the run folder a usable name
 
 
 @dataclass(frozen=True)
@@ -197,7 +221,7 @@ def plan_run(
     require_known_objectives(method_config.objectives)
 
     run_dir = Path(settings.run_dir)
-    if run_dir.exists() and run_paths(run_dir).checkpoint_folders() and not resume:
+    if run_dir.exists() and run_paths(run_dir).checkpoint_folders(complete=True) and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run folder")
     resume_from = last_complete_checkpoint(run_dir, method_config.method) if resume else None
 
@@ -210,10 +234,14 @@ def plan_run(
         learning_rate=settings.learning_rate or (LORA_LR if lora else TINY_POLICY_LR),
         tools_in_prompt=(not is_tiny) if settings.tools_in_prompt is None else settings.tools_in_prompt)
     default_train, default_validation, default_test = task.default_splits
+    train_examples = tuple(task.load(settings.train_split or default_train)[: settings.train_examples])
+    if len(train_examples) < settings.prompts_per_step:  # TRL would train 0 steps and exit 0
+        raise ValueError(f"--prompts {settings.prompts_per_step} is more than the {len(train_examples)} training "
+                         f"questions of task {task.name!r}; pass at most {len(train_examples)}")
     return RunPlan(
         settings=settings, config=method_config, task=task,
         model_path=settings.model or str(_tiny_policy_path()),
-        train_examples=tuple(task.load(settings.train_split or default_train)[: settings.train_examples]),
+        train_examples=train_examples,
         validation_examples=tuple(
             task.load(settings.validation_split or default_validation)[: settings.validation_examples]),
         test_examples=tuple(task.load(settings.test_split or default_test)[: settings.test_examples]),

@@ -28,7 +28,8 @@ from typing import Any
 
 from paretopo.agent import tiny_policy_path
 from paretopo.core.config import ParetoPOConfig
-from paretopo.evaluation.runlog import RunLog, checkpoint_step, run_paths
+from paretopo.evaluation.runlock import locking_run_folder  # one process per run folder
+from paretopo.evaluation.runlog import RunLog, checkpoint_step, follow_umask, run_paths
 from paretopo.training.plan import LORA_LR, TINY_POLICY_LR, RunPlan, RunSettings, plan_run
 
 __all__ = ["LORA_LR", "TINY_POLICY_LR", "RunJob", "RunResult", "RunSettings", "tiny_policy_path",
@@ -46,6 +47,11 @@ class RunResult:
     trainer: Any = field(default=None, repr=False)  # the ParetoPOTrainer, for inspection
 
 
+def _run_folder_of(method: Any = "paretopo", settings: RunSettings | None = None, **_: Any) -> str:
+    return str(method.run_dir) if isinstance(method, RunPlan) else (settings or RunSettings()).run_dir
+
+
+@locking_run_folder(_run_folder_of)
 def train_run(
     method: str | ParetoPOConfig | RunPlan = "paretopo",
     settings: RunSettings | None = None,
@@ -74,6 +80,7 @@ def train_run(
                                    max_seq_length=settings.max_seq_length, prefer_unsloth=settings.prefer_unsloth)
     run_log = RunLog(plan.run_dir)
     if not plan.resume:
+        run_log.start_over()  # a run cut short before its first complete checkpoint (e.g. a full disk) left this
         run_log.write_config(plan.record())
     trainer = build_trainer(plan, model, tokenizer, run_log)
     if plan.resume_from is not None:
@@ -82,10 +89,14 @@ def train_run(
     step = int(trainer.state.global_step)
     final = trainer.evaluator.evaluate_and_log(trainer.unwrapped_model(), "test", step, final=True,
                                                progress=settings.progress)
-    final_dir = str(run_paths(plan.run_dir).final)
-    trainer.save_model(final_dir)
-    tokenizer.save_pretrained(final_dir)
+    _save_final(trainer, tokenizer, run_paths(plan.run_dir).final)
     return RunResult(run_dir=plan.run_dir, method=plan.method, test=final.as_dict(), steps=step, trainer=trainer)
+
+
+def _save_final(trainer: Any, tokenizer: Any, final_dir: Path) -> None:
+    trainer.save_model(str(final_dir))
+    tokenizer.save_pretrained(str(final_dir))
+    follow_umask(final_dir)  # safetensors writes weights 0600
 
 
 def _remove_incomplete_checkpoints_after(checkpoint: Path) -> None:

@@ -67,8 +67,10 @@ from paretopo.evaluation.runlog import (
     CHECKPOINT_STATE_FILE,
     RunLog,
     atomic_write_json,
+    follow_umask,
     objective_column,
 )
+from paretopo.training.guard import NonFiniteGuard
 
 if TYPE_CHECKING:
     from paretopo.training.evaluator import Evaluator
@@ -368,6 +370,7 @@ class ParetoPOMixin:
         self.last_advantages: torch.Tensor | None = None  # all N rows of the last batch, as used
         if run_log is not None:
             self.add_callback(RunLogCallback(run_log))
+        self.add_callback(NonFiniteGuard())  # after the run log: the NaN step is logged, then the run stops
         if evaluator is not None and self.method.uses_meta_reward and self.method.stage1_outcome == "validation":
             self.add_callback(_Stage1ValidationCallback(self))
 
@@ -589,6 +592,7 @@ class ParetoPOMixin:
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             atomic_write_json(folder / STATE_FILE, self.paretopo_state_dict())
+            follow_umask(folder)  # safetensors writes weights 0600
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         if resume_from_checkpoint:
