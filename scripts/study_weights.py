@@ -11,11 +11,15 @@ carry to a GPU machine (docs/gpu.md).
     python scripts/study_weights.py restore paretopo/seed0      # from git history (fast, exact)
     python scripts/study_weights.py retrain paretopo/seed0      # train it again, compare the sha256
 
-``restore`` reads the run's ``final/`` folder from the last commit that tracked it. ``retrain``
-runs the manifest's command in a scratch folder with the code of ``trained_at_commit``
-(``git archive``; ``--current-code`` uses this checkout instead, whose trajectories may differ
-by float rounding: docs/results.md) and reports whether the new weights have the recorded
-sha256; ``--install`` then copies the re-trained ``final/`` folder into the study.
+``restore`` reads the run's ``final/`` folder from the last commit that tracked it: the exact
+weights. ``retrain`` runs the manifest's command in a scratch folder with the code of
+``trained_at_commit`` (``git archive``; ``--current-code`` uses this checkout instead) and
+reports whether the new weights have the recorded sha256; ``--install`` then copies a matching
+``final/`` folder into the study. Training is not bitwise reproducible here: on 2026-12-06
+(2-core CPU VM) ``retrain torl_grpo/seed0`` at 2e05a2a took 15.5 min, matched the recorded
+validation point at step 30 (0.95, 2.0 calls) and then drifted (test accuracy 0.985 against
+the recorded 0.955), so its sha256 differed. A re-trained run is the same configuration, seed
+and budget, not the same weights; only ``restore`` gives those back.
 """
 
 from __future__ import annotations
@@ -120,7 +124,9 @@ def retrain(study: Path, manifest: dict, run: str, *, current_code: bool, work: 
         raise Problem(f"the study command exited with {completed.returncode}")
     new_final = work / "study" / "runs" / run / "final"
     matches = sha256(new_final / WEIGHTS_FILE) == entry["sha256"]
-    print(f"{run}: re-trained weights {'match' if matches else 'DO NOT match'} the manifest's sha256 ({new_final})")
+    print(f"{run}: re-trained weights {'match' if matches else 'DO NOT match'} the manifest's sha256 ({new_final})"
+          + ("" if matches else "; training is not bitwise reproducible (see this script's docstring): "
+                                "`restore` gives the recorded weights back"))
     if install and matches:
         target = study / "runs" / run / "final"
         shutil.copytree(new_final, target, dirs_exist_ok=True)
