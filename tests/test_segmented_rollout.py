@@ -258,3 +258,20 @@ def test_training_and_evaluation_route_an_unsloth_model_to_the_segmented_backend
     on_plain = evaluate_policy(model, tokenizer, task, examples, max_new_tokens=48, tools_in_prompt=False,
                                progress=False)
     assert on_fake.rows["text"].to_list() == on_plain.rows["text"].to_list()
+
+
+@pytest.mark.gpu
+def test_an_unsloth_loaded_policy_decodes_through_the_segmented_backend(tiny):
+    """On a GPU with Unsloth: load_policy takes Unsloth, the segmented backend is picked, and its
+    records keep the contract (the tool loop cannot run such a model at all)."""
+    pytest.importorskip("unsloth")
+    _, tokenizer, task, tools, prompts = tiny
+    model, unsloth_tokenizer = load_policy(tiny_policy_path(), lora_rank=4, lora_alpha=8)
+    assert uses_unsloth_generate(model) and rollout_backend_for(model) == "segmented_generate"
+    rollouts = get_rollout_backend(rollout_backend_for(model))(
+        model, unsloth_tokenizer, prompts, tools=tools, num_samples=2, max_new_tokens=48,
+        max_tool_calls=task.max_tool_calls, greedy=True, tools_in_prompt=False)
+    assert len(rollouts) == 2 * len(prompts)
+    for rollout in rollouts:
+        assert len(rollout.completion_ids) == len(rollout.loss_mask) == len(rollout.logprobs) <= 48
+        assert all((p is None) == (m == 0) for p, m in zip(rollout.logprobs, rollout.loss_mask, strict=True))

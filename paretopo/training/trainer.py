@@ -208,7 +208,8 @@ def make_rollout_func(
     def rollout_func(prompts: list, trainer: Any) -> dict[str, list]:
         args = trainer.args
         model = trainer.accelerator.unwrap_model(trainer.model)
-        decode = get_rollout_backend(rollout_backend_for(model, backend))  # Unsloth: segmented_generate
+        rollout_func.last_backend = rollout_backend_for(model, backend)  # Unsloth: segmented_generate
+        decode = get_rollout_backend(rollout_func.last_backend)
         rollouts = decode(
             model,
             trainer.processing_class,
@@ -226,6 +227,7 @@ def make_rollout_func(
         return to_trl_rollout_output(rollouts)
 
     rollout_func.rollout_backend = backend  # type: ignore[attr-defined]
+    rollout_func.last_backend = None  # type: ignore[attr-defined]  # the one the last call used
     return rollout_func
 
 
