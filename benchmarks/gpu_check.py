@@ -552,8 +552,9 @@ class Check:
                 return {**partial(), "error": f"timed out after {timeout:.0f} s (values above: the steps it finished)"}
         if completed.returncode == 0 and result_path.exists():
             return partial()
-        return {"error": f"the phase process exited with {completed.returncode} (traceback in {PHASE_LOG})",
-                **partial()}
+        done = partial()
+        cause = f"{done.pop('error')}; " if "error" in done else ""
+        return {**done, "error": f"{cause}the phase process exited with {completed.returncode} (traceback in {PHASE_LOG})"}
 
     def log(self, text: str) -> None:
         with open(self.out / PHASE_LOG, "a") as log:

@@ -92,3 +92,19 @@ def test_a_phase_is_not_started_with_under_a_minute_left(tmp_path, monkeypatch):
     assert check.run("train_trl_peft", "train", {}, limit_s=100) is not None and ran
     saved = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert "phase_seconds" in saved["phases"]["train_trl_peft"]  # written as the phase ended
+
+
+def test_a_failing_phase_process_is_recorded_with_its_own_error(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    monkeypatch.setattr(gpu_check, "environment_summary", lambda: {})
+    check = gpu_check.Check(tmp_path / "out", tmp_path, in_process=False, deadline_s=600, command="test",
+                            dry_run=False)
+    result = check.run("export_verify", "export", {"run_dir": str(tmp_path / "no-run"),
+                                                  "export_dir": str(tmp_path / "export")}, limit_s=120)
+    assert result["error"].startswith("FileNotFoundError: no LoRA adapter") and "exited with 1" in result["error"]
+    assert "Traceback" in (tmp_path / "out" / "phases.log").read_text()
+    assert json.loads((tmp_path / "out" / "gpu_check.json").read_text())["phases"]["export_verify"]["error"]

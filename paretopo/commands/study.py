@@ -7,7 +7,7 @@ seeds with the same trainer, policy, budget and seeds, in parallel processes (on
 Every run evaluates its checkpoints on the validation split and its final policy on the test
 split (``paretopo.training.train``); the study then writes one results folder::
 
-    <out>/runs/<configuration>/seed<S>/   run logs (eval tables, steps) and the final policy
+    <out>/runs/<configuration>/seed<S>/   run logs (eval tables, steps) and the final policy (git-ignored)
     <out>/final_weights.json              sha256 and size of every final policy, and the command that
                                           re-trains each (the weights themselves stay out of git)
     <out>/runs.parquet                    one row per run: validation and test numbers, frontier HV
