@@ -1,31 +1,44 @@
 #!/usr/bin/env python3
-"""The GPU path in one command: Unsloth vs TRL+PEFT ParetoPO steps, export, generation speed, GPU tests.
+"""The GPU path in one command: Unsloth load and rollouts, Unsloth vs TRL+PEFT ParetoPO steps, export,
+memory, generation speed, GPU tests.
 
-On a CUDA machine (the lent H200; see docs/gpu.md for the wheels and the two device calls)::
+On a CUDA machine (the lent H100 or H200; docs/gpu.md has the one device call, through
+``scripts/gpu_device.sh``)::
 
-    python benchmarks/gpu_check.py --out DIR
+    python benchmarks/gpu_check.py --out DIR [--deadline-s 420]
 
-1. builds Qwen2.5-0.5B- and 1.5B-shaped models from their configs with random weights (bf16)
-   and a local tokenizer: the tiny policy's byte-level tokenizer with its vocabulary padded to
-   Qwen2.5's 151,936 ids (no hub, no network);
-2. runs the ``gpu``-marked tests;
-3. trains ParetoPO (``paretopo.training.train.train_run``) on the 0.5B shape for ``--stage1-steps`` stage-1
-   and ``--stage2-steps`` stage-2 steps, same batch (``--prompts`` x ``--generations``, the
-   arithmetic task) and seed, (a) with Unsloth fast LoRA and (b) with plain TRL + PEFT, each in
-   its own process (importing Unsloth patches TRL and transformers for the whole process), and
-   reports s/step, completion tokens/s, peak GPU memory, the Unsloth/TRL ratio and the stage of
-   every step;
-4. exports the Unsloth run's adapter and a merged 16-bit model (``paretopo.evaluation.export``) and checks
-   that each reloads and changes greedy outputs against the base model;
-5. times generation for the 0.5B shape: paretopo's tool loop vs ``model.generate`` (dynamic
-   cache, static cache, static cache + ``torch.compile``), same prompts, samples and length;
-6. trains the 1.5B shape for two steps with LoRA and reports its peak memory against a 16 GB
-   card (a Colab T4: 15,360 MiB usable; an L4 has 24 GB).
+builds a Qwen2.5-0.5B-shaped model from its config with random weights (bf16) and a local
+tokenizer (the tiny policy's byte-level tokenizer with its vocabulary padded to Qwen2.5's
+151,936 ids; no hub, no network), prints the plan, then runs the phases in this order, cheap and
+decisive first, each in its own process (importing Unsloth patches TRL and transformers for the
+whole process; an Unsloth phase imports it before anything else, the others make it
+unimportable), each writing its result the moment it ends:
 
-``--dry-run`` runs the same phases on the CPU, in one process, small: the shipped tiny policy
+1. ``unsloth_rollout``: Unsloth loads the policy; one batch of tool rollouts decodes through the
+   backend ``rollout_backend_for`` picks (``segmented_generate`` for an Unsloth model);
+2. ``train_unsloth``: ParetoPO (``paretopo.training.train.train_run``), one stage-1 and one
+   stage-2 step (``--stage1-steps``/``--stage2-steps``), ``--prompts`` x ``--generations`` of
+   the arithmetic task, with Unsloth fast LoRA: s/step, tokens/s, peak memory, stages;
+3. ``train_trl_peft``: the same with plain TRL + PEFT (the TRL/Unsloth s/step ratio);
+4. ``export_verify``: the Unsloth run's adapter and merged 16-bit export
+   (``paretopo.evaluation.export``), reloaded and compared with the base in a process without
+   Unsloth (what a user reloading it gets);
+5. ``memory_1.5b``: the 1.5B shape built and trained two LoRA steps: peak memory against a 16 GB
+   card (a Colab T4: 15,360 MiB usable; an L4 has 24 GB);
+6. ``generation``: tokens/s of the tool loop, ``segmented_generate`` and ``model.generate``
+   (dynamic and static cache), eager, same prompts, samples and length;
+7. ``generation_compile``: ``model.generate`` with a static cache and ``torch.compile`` (last
+   but one: compiling can take minutes, and only its own phase is lost if it does);
+8. ``gpu_tests``: the ``gpu``-marked tests, Unsloth imported first (tests/conftest.py).
+
+No phase starts with under ``MIN_PHASE_START_S`` (60 s) left before ``--deadline-s``, and none
+runs past it (a phase cut off keeps the steps it finished). ``--work`` must be new or empty (the
+default is a new temporary folder), so a rerun never appends to old step logs.
+
+``--dry-run`` runs the same plan on the CPU, in one process, small: the shipped tiny policy
 (``data/tiny_policy``, read only) for training, export and generation, a tiny random shape with a
-padded vocabulary in place of the 1.5B one, Unsloth and ``torch.compile`` reported as skipped.
-The tests run it (tests/test_gpu_check.py), so the script cannot rot between GPU tasks.
+padded vocabulary in place of the 1.5B one, Unsloth, ``torch.compile`` and the gpu tests reported
+as skipped. The tests run it (tests/test_gpu_check.py), so the script cannot rot between GPU tasks.
 
 Random weights never solve arithmetic, so with the task's own checker every group would be
 degenerate (all advantages zero, no gradient, an untrained adapter that cannot change outputs).
@@ -34,9 +47,10 @@ text (``HashScoredArithmeticTask``): about half the completions count as correct
 variance, ParetoPO's ranks and advantages are non-trivial, and the backward pass does real work.
 The timings are what this check is for; the learning signal is not.
 
-Everything lands in ``--out``: ``gpu_check.json`` (all numbers, versions, the exact command),
-``gpu_check.md`` (the tables for docs/gpu.md) and ``phases.log`` (every phase's output). Both
-result files are rewritten after each phase, so a run cut short leaves what it measured.
+Everything lands in ``--out``: ``gpu_check.json`` (all numbers, versions, the plan, the exact
+command), ``gpu_check.md`` (the tables for docs/gpu.md) and ``phases.log`` (every phase's
+output). Both result files are rewritten after each phase, so a run cut short leaves what it
+measured.
 """
 
 from __future__ import annotations
@@ -56,6 +70,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +81,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout: use this check
 RESULTS_JSON = "gpu_check.json"
 RESULTS_MARKDOWN = "gpu_check.md"
 PHASE_LOG = "phases.log"
+MIN_PHASE_START_S = 60  # a phase never starts with less left before --deadline-s
 T4_USABLE_MIB = 15_360  # what nvidia-smi shows for a 16 GB T4 (Colab)
 QWEN2_5_VOCAB = 151_936
 
@@ -158,6 +174,33 @@ def _block_unsloth() -> None:
     sys.modules["unsloth_zoo"] = None  # type: ignore[assignment]
 
 
+def _import_unsloth_first() -> float:
+    """Import Unsloth before transformers, PEFT and TRL (it patches them on import and warns that its
+    patches may not apply otherwise); seconds the import took."""
+    already = [name for name in ("transformers", "peft", "trl") if name in sys.modules]
+    if already:
+        raise RuntimeError(f"{', '.join(already)} imported before unsloth in this process")
+    started = time.perf_counter()
+    import unsloth  # noqa: F401
+
+    return time.perf_counter() - started
+
+
+class PartialResult:
+    """A phase's result file, rewritten whenever a step of the phase ends: a phase stopped at its
+    limit still reports what it finished (``Check`` reads the file after a timeout)."""
+
+    def __init__(self, spec: dict[str, Any]):
+        self.path = Path(spec["result_path"]) if spec.get("result_path") else None
+        self.values: dict[str, Any] = {}
+
+    def put(self, **values: Any) -> dict[str, Any]:
+        self.values.update(values)
+        if self.path is not None:
+            self.path.write_text(json.dumps(self.values, default=str))
+        return self.values
+
+
 def _cuda_memory() -> dict[str, float | None]:
     import torch
 
@@ -167,12 +210,61 @@ def _cuda_memory() -> dict[str, float | None]:
             "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30}
 
 
-def phase_train(spec: dict[str, Any]) -> dict[str, Any]:
-    """ParetoPO steps with one backend; optionally export and verify the adapter."""
-    if spec["backend"] == "transformers":
+def _prepare_backend(spec: dict[str, Any], partial: PartialResult) -> None:
+    """Unsloth first for an Unsloth phase; Unsloth blocked for a transformers + PEFT one."""
+    if spec["backend"] == "unsloth":
+        partial.put(unsloth_import_s=_import_unsloth_first())
+    else:
         _block_unsloth()
+
+
+def phase_unsloth_rollout(spec: dict[str, Any]) -> dict[str, Any]:
+    """Load the policy (Unsloth first) and decode one batch of tool-using rollouts with the backend
+    ``rollout_backend_for`` picks for it: the first things the GPU run must show work."""
+    partial = PartialResult(spec)
+    _prepare_backend(spec, partial)
     import torch
 
+    from paretopo.agent.models import load_policy, policy_backend, uses_unsloth_generate
+    from paretopo.agent.rollout_backends import get_rollout_backend, rollout_backend_for
+
+    started = time.perf_counter()
+    model, tokenizer = load_policy(spec["model"], prefer_unsloth=spec["backend"] == "unsloth")
+    backend = rollout_backend_for(model)
+    partial.put(backend_used=policy_backend(model), uses_unsloth_generate=uses_unsloth_generate(model),
+                rollout_backend=backend, load_s=time.perf_counter() - started, **_cuda_memory())
+    task = hash_scored_arithmetic_task()
+    chats = [task.messages(e) for e in task.load("train")[: spec["prompts"]]]
+    tools = {tool.__name__: tool for tool in task.tools()}
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    rollouts = get_rollout_backend(backend)(
+        model, tokenizer, chats, tools=tools, num_samples=spec["generations"],
+        max_new_tokens=spec["max_completion_length"], max_tool_calls=task.max_tool_calls,
+        tools_in_prompt=spec["tools_in_prompt"], seed=0)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    tokens = sum(len(r.completion_ids) for r in rollouts)
+    aligned = all(len(r.completion_ids) == len(r.loss_mask) == len(r.logprobs) for r in rollouts)
+    reasons: dict[str, int] = {}
+    for rollout in rollouts:
+        reasons[rollout.finish_reason] = reasons.get(rollout.finish_reason, 0) + 1
+    return partial.put(rollouts=len(rollouts), completion_tokens=tokens, rollout_s=seconds,
+                       tokens_per_s=tokens / seconds, finish_reasons=reasons, records_aligned=aligned,
+                       environment_tokens=sum(r.loss_mask.count(0) for r in rollouts), **_cuda_memory())
+
+
+def phase_train(spec: dict[str, Any]) -> dict[str, Any]:
+    """ParetoPO steps with one backend (building the model first when the spec names a shape)."""
+    partial = PartialResult(spec)
+    _prepare_backend(spec, partial)
+    import torch
+
+    if spec.get("build_shape"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        partial.put(built=build_shaped_model(spec["build_shape"], Path(spec["model"]), device=device))
     from paretopo.agent.models import policy_backend
     from paretopo.evaluation.runlog import read_run
     from paretopo.tasks import get_task
@@ -195,8 +287,7 @@ def phase_train(spec: dict[str, Any]) -> dict[str, Any]:
     wall = time.perf_counter() - started
     trainer = result.trainer
     model = trainer.accelerator.unwrap_model(trainer.model)
-    run_steps = read_run(spec["run_dir"]).steps.sort("step")
-    rows = run_steps.to_dicts()
+    rows = read_run(spec["run_dir"]).steps.sort("step").to_dicts()
     step_times = [r.get("step_time") for r in rows]
     batch_rows = spec["prompts"] * spec["generations"]
     completion_tokens = [r.get("completions/mean_length", float("nan")) * batch_rows for r in rows]
@@ -204,28 +295,26 @@ def phase_train(spec: dict[str, Any]) -> dict[str, Any]:
     timed = [(t, n) for t, n in zip(step_times[steady], completion_tokens[steady], strict=True) if t]
     log_history = trainer.state.log_history
     train_runtime = next((h["train_runtime"] for h in reversed(log_history) if "train_runtime" in h), None)
-    out: dict[str, Any] = {
-        "backend_requested": spec["backend"],
-        "backend_used": policy_backend(model),
-        "trainer_base_class": _trl_base_class(type(trainer)),
-        "model": spec["model"], "steps": result.steps,
-        "stages": [int(r["stage"]) for r in rows if r.get("stage") is not None],
-        "step_time_s": step_times,
-        "median_step_s_after_first": statistics.median(t for t, _ in timed) if timed else None,
-        "train_runtime_s": train_runtime,
-        "completion_tokens_per_step": completion_tokens,
-        "completion_tokens_per_s_after_first": (sum(n for _, n in timed) / sum(t for t, _ in timed)) if timed else None,
-        "prompt_tokens": len(trainer.processing_class.encode(trainer.processing_class.apply_chat_template(
+    return partial.put(
+        backend_requested=spec["backend"], backend_used=policy_backend(model),
+        rollout_backend=getattr(getattr(trainer, "rollout_func", None), "last_backend", None),
+        trainer_base_class=_trl_base_class(type(trainer)), model=spec["model"], steps=result.steps,
+        stages=[int(r["stage"]) for r in rows if r.get("stage") is not None], step_time_s=step_times,
+        median_step_s_after_first=statistics.median(t for t, _ in timed) if timed else None,
+        train_runtime_s=train_runtime, completion_tokens_per_step=completion_tokens,
+        completion_tokens_per_s_after_first=(sum(n for _, n in timed) / sum(t for t, _ in timed)) if timed else None,
+        prompt_tokens=len(trainer.processing_class.encode(trainer.processing_class.apply_chat_template(
             task.messages(task.load("train")[0]), add_generation_prompt=True, tokenize=False),
             add_special_tokens=False)),
-        "rewards_task_correct_mean": [r.get("rewards/task_correct/mean") for r in rows],
-        "wall_s_including_load_and_eval": wall,
-        "test": result.test,
-        **_cuda_memory(),
-    }
-    if spec.get("export_dir"):
-        out["export"] = export_and_verify(Path(spec["run_dir"]), Path(spec["export_dir"]), spec)
-    return out
+        rewards_task_correct_mean=[r.get("rewards/task_correct/mean") for r in rows],
+        wall_s_including_load_and_eval=wall, test=result.test, **_cuda_memory())
+
+
+def phase_export(spec: dict[str, Any]) -> dict[str, Any]:
+    """Export a run and verify it in a process without Unsloth: what a user reloading it gets."""
+    _block_unsloth()
+    return PartialResult(spec).put(source_run=spec["run_dir"],
+                                   **export_and_verify(Path(spec["run_dir"]), Path(spec["export_dir"]), spec))
 
 
 def _trl_base_class(trainer_class: type) -> str:
@@ -331,15 +420,24 @@ def phase_generation(spec: dict[str, Any]) -> dict[str, Any]:
                                     min_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id, **options)
         return int((output.shape[1] - batch["input_ids"].shape[1]) * output.shape[0])
 
-    variants = [
-        ("tool_loop (paretopo, DynamicCache, eager)", run_tool_loop),
-        ("model.generate, dynamic cache, eager", lambda: run_generate(disable_compile=True)),
-        ("model.generate, static cache, eager", lambda: run_generate(cache_implementation="static",
-                                                                       disable_compile=True)),
-    ]
-    # transformers compiles the forward for a static cache on CUDA only
-    variants.append(("model.generate, static cache, torch.compile",
-                     (lambda: run_generate(cache_implementation="static")) if on_cuda else None))
+    segmented = get_rollout_backend("segmented_generate")
+
+    def run_segmented() -> int:
+        rollouts = segmented(model, tokenizer, chats, tools=tools, num_samples=samples, max_new_tokens=new_tokens,
+                             max_tool_calls=task.max_tool_calls, tools_in_prompt=spec["tools_in_prompt"], seed=0)
+        return sum(len(r.completion_ids) for r in rollouts)
+
+    if spec["variants"] == "eager":
+        variants = [
+            ("tool_loop (paretopo, DynamicCache, eager)", run_tool_loop),
+            ("segmented_generate (paretopo, model.generate per turn, eager)", run_segmented),
+            ("model.generate, dynamic cache, eager", lambda: run_generate(disable_compile=True)),
+            ("model.generate, static cache, eager", lambda: run_generate(cache_implementation="static",
+                                                                           disable_compile=True)),
+        ]
+    else:  # transformers compiles the forward for a static cache on CUDA only; last: it may take minutes
+        variants = [("model.generate, static cache, torch.compile",
+                     (lambda: run_generate(cache_implementation="static")) if on_cuda else None)]
     deadline = spec.get("deadline_monotonic")
     for name, call in variants:
         if call is None:
@@ -368,8 +466,9 @@ def phase_gpu_tests(spec: dict[str, Any]) -> dict[str, Any]:
                    if "mark.gpu" in p.read_text(encoding="utf-8"))
     command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-rA", *files]
     started = time.perf_counter()
+    # tests/conftest.py imports Unsloth before anything else when asked (it patches on import)
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=spec["timeout_s"],
-                               env=_child_environment())
+                               env={**_child_environment(), "PARETOPO_UNSLOTH_FIRST": "1"})
     output = completed.stdout + completed.stderr
     summary = next((line for line in reversed(output.splitlines())
                     if re.search(r"\d+ (passed|failed|skipped|deselected|error)", line)), "")
@@ -377,7 +476,8 @@ def phase_gpu_tests(spec: dict[str, Any]) -> dict[str, Any]:
             "output_tail": output[-3000:], "seconds": time.perf_counter() - started}
 
 
-PHASES = {"train": phase_train, "generation": phase_generation, "gpu_tests": phase_gpu_tests}
+PHASES = {"unsloth_rollout": phase_unsloth_rollout, "train": phase_train, "export": phase_export,
+          "generation": phase_generation, "gpu_tests": phase_gpu_tests}
 
 
 # ------------------------------------------------------------------------------------------
@@ -414,12 +514,15 @@ class Check:
         return self.deadline - time.monotonic()
 
     def run(self, name: str, phase: str, spec: dict[str, Any], limit_s: float) -> dict[str, Any] | None:
-        if self.remaining() < 5:
-            self.record(name, {"skipped": "out of time (--deadline-s)"})
+        """Run one phase with at most ``limit_s`` (and what is left before the deadline); a phase
+        is not started with under ``MIN_PHASE_START_S`` left."""
+        if self.remaining() < MIN_PHASE_START_S:
+            self.record(name, {"skipped": f"out of time: {max(self.remaining(), 0):.0f} s left before --deadline-s, "
+                                          f"a phase needs {MIN_PHASE_START_S} s to start"})
             return None
-        timeout = max(5.0, min(limit_s, self.remaining()))
+        timeout = min(limit_s, self.remaining())
         started = time.perf_counter()
-        self.log(f"\n===== {name} ({phase}) =====\n")
+        self.log(f"\n===== {name} ({phase}, limit {timeout:.0f} s) =====\n")
         try:
             if self.in_process:
                 result = PHASES[phase](spec)
@@ -436,16 +539,22 @@ class Check:
         spec_path = self.work / f"spec-{phase}-{time.monotonic_ns()}.json"
         result_path = spec_path.with_suffix(".result.json")
         spec_path.write_text(json.dumps({**spec, "result_path": str(result_path)}))
+
+        def partial() -> dict[str, Any]:  # what the phase wrote as its steps ended
+            return json.loads(result_path.read_text()) if result_path.exists() else {}
+
         with open(self.out / PHASE_LOG, "a") as log:
             try:
                 completed = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--phase", phase,
                                             "--spec", str(spec_path)], cwd=self.work, stdout=log,
                                            stderr=subprocess.STDOUT, timeout=timeout, env=_child_environment())
             except subprocess.TimeoutExpired:
-                return {"error": f"timed out after {timeout:.0f} s"}
-        if result_path.exists():
-            return json.loads(result_path.read_text())
-        return {"error": f"the phase process exited with {completed.returncode} and wrote no result ({PHASE_LOG})"}
+                return {**partial(), "error": f"timed out after {timeout:.0f} s (values above: the steps it finished)"}
+        if completed.returncode == 0 and result_path.exists():
+            return partial()
+        done = partial()
+        cause = f"{done.pop('error')}; " if "error" in done else ""
+        return {**done, "error": f"{cause}the phase process exited with {completed.returncode} (traceback in {PHASE_LOG})"}
 
     def log(self, text: str) -> None:
         with open(self.out / PHASE_LOG, "a") as log:
@@ -502,13 +611,18 @@ def summarise(phases: dict[str, Any]) -> dict[str, Any]:
     if memory.get("peak_reserved_gib") is not None:
         summary["memory_1.5b_peak_reserved_gib"] = memory["peak_reserved_gib"]
         summary["memory_1.5b_fits_t4_16gb"] = memory["peak_reserved_gib"] * 1024 <= T4_USABLE_MIB
-    export = (unsloth.get("export") or plain.get("export") or {})
-    if export:
+    rollout = phases.get("unsloth_rollout", {})
+    if "rollout_backend" in rollout:
+        summary["unsloth_rollout"] = {k: rollout.get(k) for k in ("backend_used", "rollout_backend", "tokens_per_s",
+                                                                  "records_aligned", "finish_reasons")}
+    export = phases.get("export_verify", {})
+    if "adapter_verify" in export:
         summary["export_adapter_ok"] = export.get("adapter_verify", {}).get("ok")
         summary["export_merged_ok"] = export.get("merged_ok")
-    generation = phases.get("generation", {})
-    if generation.get("fastest"):
-        summary["generation_fastest"] = generation["fastest"]
+    measured = {name: row["tokens_per_s"] for phase in ("generation", "generation_compile")
+                for name, row in phases.get(phase, {}).get("variants", {}).items() if "tokens_per_s" in row}
+    if measured:
+        summary["generation_fastest"] = max(measured, key=measured.get)
     tests = phases.get("gpu_tests", {})
     if "returncode" in tests:
         summary["gpu_tests"] = tests["summary"]
@@ -546,16 +660,29 @@ def render_markdown(results: dict[str, Any]) -> str:
     if "memory_1.5b_fits_t4_16gb" in summary:
         lines += ["", f"1.5B-shaped LoRA run: peak reserved {summary['memory_1.5b_peak_reserved_gib']:.2f} GiB; "
                       f"fits a 16 GB T4 ({T4_USABLE_MIB} MiB usable): {summary['memory_1.5b_fits_t4_16gb']}"]
-    for name in ("train_unsloth", "train_trl_peft"):
-        export = phases.get(name, {}).get("export")
-        if export:
-            verify = export["adapter_verify"]
-            lines += ["", f"Export ({name}): adapter ok={verify['ok']} (reloaded {verify['reloaded']}, non-zero B "
-                          f"{verify['nonzero_lora_b']}/{verify['total_lora_b']}, changed {verify['changed_outputs']}/"
-                          f"{verify['prompts_checked']} greedy outputs{', problems: ' + '; '.join(verify['problems']) if verify['problems'] else ''}); "
-                          f"merged {export['merged_dtype']} reloaded, changed {export['merged_changed_outputs']}/"
-                          f"{export['merged_prompts_checked']} greedy outputs vs the base; GGUF: {export['gguf']}"]
+    rollout = phases.get("unsloth_rollout", {})
+    if "rollout_backend" in rollout:
+        lines += ["", f"Unsloth rollout: backend {rollout['backend_used']}, rollouts through {rollout['rollout_backend']}"
+                      f", {rollout.get('rollouts', '-')} rollouts, {rollout.get('completion_tokens', '-')} tokens in "
+                      f"{_fmt(rollout.get('rollout_s'))} s ({_fmt(rollout.get('tokens_per_s'), 0)} tokens/s), "
+                      f"records aligned: {rollout.get('records_aligned')}, finish reasons "
+                      f"{rollout.get('finish_reasons')}"]
+    export = phases.get("export_verify", {})
+    if "adapter_verify" in export:
+        name = Path(export["source_run"]).name
+        verify = export["adapter_verify"]
+        problems = "; ".join(verify["problems"])
+        lines += ["", f"Export ({name}, verified without Unsloth): adapter ok={verify['ok']} (reloaded "
+                      f"{verify['reloaded']}, non-zero B {verify['nonzero_lora_b']}/{verify['total_lora_b']}, changed "
+                      f"{verify['changed_outputs']}/{verify['prompts_checked']} greedy outputs"
+                      f"{', problems: ' + problems if problems else ''}); merged {export['merged_dtype']} reloaded, "
+                      f"changed {export['merged_changed_outputs']}/{export['merged_prompts_checked']} greedy outputs "
+                      f"vs the base; GGUF: {export['gguf']}"]
     generation = phases.get("generation")
+    if generation and "generation_compile" in phases:  # one table: the compile variant is its own, later phase
+        compiled = phases["generation_compile"]
+        generation = {**generation, "variants": {**generation.get("variants", {}), **compiled.get(
+            "variants", {"model.generate, static cache, torch.compile": {"skipped": short_status(compiled)}})}}
     if generation:
         lines += ["", f"Generation ({generation.get('device', '-')}, {generation.get('prompts', '-')} prompts x "
                       f"{generation.get('samples', '-')} samples x {generation.get('max_new_tokens', '-')} new tokens):", "",
@@ -576,33 +703,109 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class Step:
+    """One phase of the plan: its result name, the phase function, its spec and time limit, and
+    what it shows."""
+
+    name: str
+    phase: str
+    spec: dict[str, Any]
+    limit_s: float
+    shows: str
+    skip_reason: str | None = None
+
+
+def plan(*, dry: bool, on_cuda: bool, has_unsloth: bool, work: Path, main_model: str, memory_model: str,
+         train: dict[str, Any], args: argparse.Namespace) -> list[Step]:
+    """The phases in order: cheap, decisive ones first (does Unsloth load and decode, does a GRPO
+    step run under it, how fast against TRL + PEFT, does the export reload without Unsloth), the
+    memory and generation measurements next, the compile variant and the gpu tests last."""
+    no_unsloth = None if has_unsloth else ("no CUDA device (Unsloth needs one)" if not on_cuda
+                                           else "unsloth is not installed (scripts/gpu_bundle.sh)")
+    unsloth_run = str(work / "run-unsloth")
+    plain_run = str(work / "run-trl-peft")
+    generation = {"model": main_model, "prompts": train["prompts"], "generations": train["generations"],
+                  "max_new_tokens": train["max_completion_length"], "repeats": 1 if dry else 2,
+                  "tools_in_prompt": args.tools_in_prompt}
+    gpu_tests_skip = ("dry run: every gpu test skips without CUDA (--with-gpu-tests runs them anyway)"
+                      if dry and not args.with_gpu_tests else None)
+    steps = [
+        Step("unsloth_rollout", "unsloth_rollout", {**train, "backend": "unsloth"}, 120,
+             "Unsloth loads the policy and one batch of tool rollouts decodes (backend picked, tokens/s)",
+             no_unsloth),
+        Step("train_unsloth", "train", {**train, "backend": "unsloth", "run_dir": unsloth_run}, 150,
+             "2 ParetoPO steps (stage 1, then 2) with Unsloth fast LoRA: s/step, tokens/s, peak memory", no_unsloth),
+        Step("train_trl_peft", "train", {**train, "backend": "transformers", "run_dir": plain_run}, 150,
+             "the same 2 steps with TRL + PEFT: the TRL/Unsloth s/step ratio"),
+        Step("export_verify", "export", {**train, "run_dir": unsloth_run if has_unsloth else plain_run,
+                                         "export_dir": str(work / "export")}, 120,
+             "adapter + merged 16-bit export of the Unsloth run (TRL+PEFT without it), verified in a process "
+             "without Unsloth"),
+        Step("memory_1.5b", "train", {**train, "model": memory_model, "backend": "unsloth" if has_unsloth
+                                      else "transformers", "build_shape": None if dry else "qwen2.5-1.5b",
+                                      "hash_scored": True, "run_dir": str(work / "run-memory")}, 150,
+             "2 LoRA steps on the 1.5B shape: peak reserved memory against a 16 GB T4"),
+        Step("generation", "generation", {**generation, "variants": "eager"}, 120,
+             "tokens/s: tool loop, segmented_generate, model.generate (dynamic and static cache), eager"),
+        Step("generation_compile", "generation", {**generation, "variants": "compile"}, 150,
+             "tokens/s: model.generate with a static cache and torch.compile (may compile for minutes)"),
+        Step("gpu_tests", "gpu_tests", {"timeout_s": 150}, 150, "pytest -m gpu, Unsloth imported first",
+             gpu_tests_skip),
+    ]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    for step in steps:
+        if step.name in skip:
+            step.skip_reason = "--skip"
+    return steps
+
+
+def print_plan(steps: list[Step], deadline_s: float) -> None:
+    print(f"[gpu_check] plan (deadline {deadline_s:.0f} s; no phase starts with under {MIN_PHASE_START_S} s left; "
+          "each phase's result is written as it ends):", flush=True)
+    for index, step in enumerate(steps, start=1):
+        state = f"skipped: {step.skip_reason}" if step.skip_reason else f"limit {step.limit_s:.0f} s"
+        print(f"[gpu_check]   {index}. {step.name:<19} {state:<40} {step.shows}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="folder for gpu_check.json, gpu_check.md, phases.log")
     parser.add_argument("--dry-run", action="store_true", help="CPU, one process, tiny policy, tiny sizes")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder for models, runs, exports "
-                                                                "(default: a new temporary folder)")
-    parser.add_argument("--stage1-steps", type=int, default=None, help="default 2 (dry run 1)")
-    parser.add_argument("--stage2-steps", type=int, default=None, help="default 2 (dry run 1)")
+                                                                "(default: a new temporary folder; must be empty)")
+    parser.add_argument("--stage1-steps", type=int, default=1, help="default 1")
+    parser.add_argument("--stage2-steps", type=int, default=1, help="default 1")
     parser.add_argument("--prompts", type=int, default=None, help="prompts per step, default 8 (dry run 4)")
     parser.add_argument("--generations", type=int, default=None, help="completions per prompt, default 8 (dry run 4)")
     parser.add_argument("--max-completion-length", type=int, default=None, help="default 160 (dry run 24)")
     parser.add_argument("--tools-in-prompt", action="store_true", help="render the tools block into prompts "
                                                                        "(about 1,500 byte-level tokens)")
-    parser.add_argument("--deadline-s", type=float, default=420.0, help="skip phases that would start after this")
+    parser.add_argument("--deadline-s", type=float, default=None,
+                        help="no phase starts later than this minus 60 s, none runs past it (default 420; dry run 1200)")
     parser.add_argument("--with-gpu-tests", action="store_true", help="run the gpu tests in a dry run too")
     parser.add_argument("--skip", default="", help="comma-separated phase names to skip")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.phase:  # a child process: run one phase, write its result
+    if args.phase:  # a child process: run one phase, write its result (a failure keeps the steps it finished)
         spec = json.loads(args.spec.read_text())
-        result = PHASES[args.phase](spec)
-        Path(spec["result_path"]).write_text(json.dumps(result, default=str))
+        result_path = Path(spec["result_path"])
+        try:
+            result = PHASES[args.phase](spec)
+        except Exception as error:  # noqa: BLE001 - the parent records it and goes on
+            traceback.print_exc()
+            done = json.loads(result_path.read_text()) if result_path.exists() else {}
+            result_path.write_text(json.dumps({**done, "error": f"{type(error).__name__}: {error}"[:2000]},
+                                              default=str))
+            return 1
+        result_path.write_text(json.dumps(result, default=str))
         return 0
     if args.out is None:
         parser.error("--out DIR is required")
+    if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+        parser.error(f"--work {args.work} is not empty: pass a new folder (a rerun must not append to old runs)")
 
     import torch
 
@@ -612,71 +815,46 @@ def main(argv: list[str] | None = None) -> int:
     dry = args.dry_run
     if dry:
         torch.set_num_threads(1)
-    stage1 = args.stage1_steps if args.stage1_steps is not None else (1 if dry else 2)
-    stage2 = args.stage2_steps if args.stage2_steps is not None else (1 if dry else 2)
-    prompts = args.prompts or (4 if dry else 8)
-    generations = args.generations or (4 if dry else 8)
-    completion_length = args.max_completion_length or (24 if dry else 160)
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    deadline_s = args.deadline_s if args.deadline_s is not None else (1200.0 if dry else 420.0)
     work = args.work or Path(tempfile.mkdtemp(prefix="paretopo-gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    check = Check(args.out.resolve(), work.resolve(), in_process=dry, deadline_s=args.deadline_s, command=command,
+    check = Check(args.out.resolve(), work.resolve(), in_process=dry, deadline_s=deadline_s, command=command,
                   dry_run=dry)
     os.environ.update({k: v for k, v in _child_environment().items() if k not in os.environ})
 
-    device = "cuda" if on_cuda else "cpu"
     if dry:
         from paretopo.training.train import tiny_policy_path
 
         main_model = str(tiny_policy_path())  # read only; never written
-        check.record("build_models", {"main": {"shape": "shipped tiny policy", "path": main_model},
-                                      "memory": build_shaped_model("tiny-padded", work / "tiny-padded", device=device)})
+        built = {"main": {"shape": "shipped tiny policy", "path": main_model},
+                 "memory": build_shaped_model("tiny-padded", work / "tiny-padded", device="cpu")}
         memory_model = str(work / "tiny-padded")
-    else:
+    else:  # the 1.5B shape is built by its own phase, late: the decisive phases come first
         started = time.perf_counter()
-        built = {"main": build_shaped_model("qwen2.5-0.5b", work / "qwen2.5-0.5b", device=device),
-                 "memory": build_shaped_model("qwen2.5-1.5b", work / "qwen2.5-1.5b", device=device),
+        built = {"main": build_shaped_model("qwen2.5-0.5b", work / "qwen2.5-0.5b", device="cuda"),
                  "phase_seconds": time.perf_counter() - started}
-        check.record("build_models", built)
-        main_model, memory_model = built["main"]["path"], built["memory"]["path"]
-
-    train = {"model": main_model, "stage1_steps": stage1, "stage2_steps": stage2, "prompts": prompts,
-             "generations": generations, "max_completion_length": completion_length,
+        main_model, memory_model = built["main"]["path"], str(work / "qwen2.5-1.5b")
+    check.record("build_models", built)
+    train = {"model": main_model, "stage1_steps": args.stage1_steps, "stage2_steps": args.stage2_steps,
+             "prompts": args.prompts or (4 if dry else 8), "generations": args.generations or (4 if dry else 8),
+             "max_completion_length": args.max_completion_length or (24 if dry else 160),
              "tools_in_prompt": args.tools_in_prompt, "hash_scored": not dry,
              "verify_prompts": 2 if dry else 4, "verify_tokens": 12 if dry else 24,
              # a few LoRA steps at the default rate leave the confident tiny policy's greedy output
              # unchanged, so the dry run's export check would have nothing to see
              "learning_rate": 5e-2 if dry else None}
-    if "gpu_tests" not in skip:
-        if dry and not args.with_gpu_tests:
-            check.record("gpu_tests", {"skipped": "dry run: every gpu test skips without CUDA (--with-gpu-tests runs "
-                                                  "them anyway)"})
+    has_unsloth = on_cuda and importlib.util.find_spec("unsloth") is not None
+    steps = plan(dry=dry, on_cuda=on_cuda, has_unsloth=has_unsloth, work=work, main_model=main_model,
+                 memory_model=memory_model, train=train, args=args)
+    check.results["plan"] = [{"name": s.name, "limit_s": s.limit_s, "shows": s.shows, "skipped": s.skip_reason}
+                             for s in steps]
+    print_plan(steps, deadline_s)
+    for step in steps:
+        if step.skip_reason:
+            check.record(step.name, {"skipped": step.skip_reason})
         else:
-            check.run("gpu_tests", "gpu_tests", {"timeout_s": 240}, limit_s=240)
-    if "train_unsloth" not in skip:
-        if not on_cuda:
-            check.record("train_unsloth", {"skipped": "no CUDA device (Unsloth needs one)"})
-        elif importlib.util.find_spec("unsloth") is None:
-            check.record("train_unsloth", {"skipped": "unsloth is not installed (scripts/gpu_wheels.sh)"})
-        else:
-            check.run("train_unsloth", "train", {**train, "backend": "unsloth", "run_dir": str(work / "run-unsloth"),
-                                                 "export_dir": str(work / "export-unsloth")}, limit_s=300)
-    exported = "export" in check.results["phases"].get("train_unsloth", {})
-    if "train_trl_peft" not in skip:
-        check.run("train_trl_peft", "train", {**train, "backend": "transformers", "run_dir": str(work / "run-trl-peft"),
-                                              **({} if exported else {"export_dir": str(work / "export-trl-peft")})},
-                  limit_s=300)
-    if "generation" not in skip:
-        check.run("generation", "generation", {
-            "model": main_model, "prompts": prompts, "generations": generations, "max_new_tokens": completion_length,
-            "repeats": 1 if dry else 2, "tools_in_prompt": args.tools_in_prompt,
-            "deadline_monotonic": check.deadline}, limit_s=240)
-    if "memory_1.5b" not in skip:
-        backend = "unsloth" if on_cuda and importlib.util.find_spec("unsloth") is not None else "transformers"
-        check.run("memory_1.5b", "train", {**train, "model": memory_model, "backend": backend,
-                                           "stage1_steps": 1, "stage2_steps": 1, "hash_scored": True,
-                                           "run_dir": str(work / "run-memory")}, limit_s=240)
+            check.run(step.name, step.phase, step.spec, limit_s=step.limit_s)
     summary = check.results["summary"]
     print(json.dumps(summary, indent=2, default=str))
     failed = [name for name, r in check.results["phases"].items() if "error" in r]

@@ -1,45 +1,62 @@
 #!/usr/bin/env bash
-# On the lent GPU machine: install one carry set of wheels; with --run, then run the GPU check.
+# On the lent GPU machine, in ONE device call: unpack the package bundle, print versions, run the check.
 #
-# Each device call carries one wheels/setN folder (scripts/gpu_wheels.sh made them, each under the
-# 64 MiB carry limit together with the repository). A warm machine keeps /tmp/site between calls,
-# so the sets are installed one call each, back to back (the machine stays warm ~30 s after a
-# call), and the last call adds --run:
+# The call (docs/gpu.md; gpu_bundle/ made here by scripts/gpu_wheels.sh, right before it):
 #
-#   run(command="bash scripts/gpu_device.sh wheels/set1", carry=["wheels/set1"], timeout_s=120)
-#   run(command="bash scripts/gpu_device.sh wheels/set2 --run", carry=["wheels/set2"], timeout_s=560)
+#   run(command="bash scripts/gpu_device.sh", carry=["gpu_bundle"], timeout_s=480)
 #
-# --run checks that every set is installed (a machine that went cold in between has lost them:
-# it says so and stops), then runs `python3 benchmarks/gpu_check.py --out $OUT/gpu_check` with
-# the hub, datasets and Unsloth's statistics offline. Arguments after --run go to gpu_check.py.
+# 1. prints the machine's own versions (pip list: torch, transformers, peft, pyarrow, typer, httpx,
+#    accelerate, triton) and the GPU, before anything is installed;
+# 2. unpacks gpu_bundle/gpu_bundle.tar.xz into a fresh /tmp/site.XXXX (Python's tarfile: no xz
+#    binary needed) and prints the carried versions (unsloth, unsloth_zoo, trl, peft, datasets, polars);
+# 3. runs `python3 benchmarks/gpu_check.py --out $OUT/gpu_check --work <fresh /tmp folder>
+#    --deadline-s <what is left of CALL_LIMIT_S, less a margin>` with the hub, datasets and Unsloth's
+#    statistics offline. Arguments given to this script go to gpu_check.py.
+#
+# $OUT/gpu_check/ comes back: gpu_check.json, gpu_check.md, phases.log, console.log, versions.txt.
 set -uo pipefail
 
-SITE=/tmp/site
-set_dir=${1:?usage: gpu_device.sh wheels/setN [--run [gpu_check.py arguments]]}
-shift
-read -r set_index set_total < "$set_dir/CARRY_SET" || { echo "no $set_dir/CARRY_SET: carry a folder made by scripts/gpu_wheels.sh"; exit 2; }
-
+CALL_LIMIT_S=${CALL_LIMIT_S:-480}   # the run's timeout_s
+MARGIN_S=${MARGIN_S:-25}            # writing the results and returning them
 started=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --find-links "$set_dir" --target "$SITE" "$set_dir"/*.whl || { echo "installing $set_dir failed"; exit 3; }
-touch "$SITE/.carry-set-$set_index"
-echo "installed carry set $set_index of $set_total into $SITE in $(( $(date +%s) - started )) s"
+BUNDLE=gpu_bundle/gpu_bundle.tar.xz
+OUT_DIR="${OUT:-$PWD/gpu_check_out}/gpu_check"
+mkdir -p "$OUT_DIR"
+[[ -f "$BUNDLE" ]] || { echo "no $BUNDLE: run scripts/gpu_wheels.sh here, then carry gpu_bundle"; exit 2; }
 
-[[ "${1:-}" == "--run" ]] || exit 0
-shift
-for ((i = 1; i <= set_total; i++)); do
-  if [[ ! -e "$SITE/.carry-set-$i" ]]; then
-    echo "carry set $i is not installed on this machine (it went cold between calls, or was never sent):"
-    echo "run the call for wheels/set$i first, then this one again, back to back"
-    exit 4
-  fi
-done
+{
+  echo "== the machine's packages (before the bundle)"
+  python3 -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|pyarrow|typer|httpx|accelerate|triton|numpy) ' \
+    || echo "pip list failed"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi failed"
+} 2>&1 | tee "$OUT_DIR/versions.txt"
+
+SITE=$(mktemp -d /tmp/site.XXXXXX)
+python3 - "$BUNDLE" "$SITE" <<'EOF' || { echo "unpacking $BUNDLE failed"; exit 3; }
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as archive:
+    archive.extractall(sys.argv[2], filter="data")
+EOF
+echo "unpacked $BUNDLE into $SITE in $(( $(date +%s) - started )) s" | tee -a "$OUT_DIR/versions.txt"
 
 export PYTHONPATH="$SITE:$PWD" PARETOPO_DATA_DIR="$PWD/data" PYTHONUNBUFFERED=1 \
   HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 \
   TOKENIZERS_PARALLELISM=false
-OUT_DIR="${OUT:-$PWD/gpu_check_out}/gpu_check"
-mkdir -p "$OUT_DIR"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-python3 benchmarks/gpu_check.py --out "$OUT_DIR" --work /tmp/gpu_check_work "$@" 2>&1 | tee "$OUT_DIR/console.log"
+{
+  echo "== carried (first on PYTHONPATH)"
+  python3 - <<'EOF'
+import importlib.metadata as metadata
+for name in ("unsloth", "unsloth_zoo", "trl", "peft", "datasets", "polars", "torchao", "torch", "transformers"):
+    try:
+        print(f"{name} {metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        print(f"{name} MISSING")
+EOF
+} 2>&1 | tee -a "$OUT_DIR/versions.txt"
+
+WORK=$(mktemp -d /tmp/gpu_check_work.XXXXXX)  # fresh each time: a rerun never appends to old step logs
+deadline=$(( CALL_LIMIT_S - ($(date +%s) - started) - MARGIN_S ))
+echo "gpu_check deadline: ${deadline} s (call limit ${CALL_LIMIT_S} s)"
+python3 benchmarks/gpu_check.py --out "$OUT_DIR" --work "$WORK" --deadline-s "$deadline" "$@" 2>&1 \
+  | tee "$OUT_DIR/console.log"
 exit "${PIPESTATUS[0]}"

@@ -1,38 +1,37 @@
 #!/usr/bin/env bash
-# Download the wheels benchmarks/gpu_check.py needs on the lent GPU machine, split into carry sets.
+# Build the one archive of Python packages benchmarks/gpu_check.py needs on the lent GPU machine.
 #
 # The GPU machine (see docs/gpu.md) has Python 3.12, torch 2.11 (CUDA 13), transformers 5.17.0,
-# accelerate 1.15.0, triton, numpy, pandas, pyarrow, rich, tqdm ... preinstalled and no network,
-# so everything else travels as wheels in the working tree, at most 64 MiB per device call
-# (repository included). This script, run here (with network):
+# accelerate 1.15.0, triton, numpy, pandas, pyarrow, typer, httpx, rich, tqdm ... preinstalled and
+# no network, so everything else travels with the device call, at most 64 MiB together with the
+# repository. This script, run here (with network):
 #
 #   1. downloads the exact pinned set below (`pip download --no-deps`, Python 3.12, x86-64
-#      manylinux wheels only) into wheels/all/;
-#   2. checks that every requirement of every wheel (markers evaluated for Linux x86-64,
-#      Python 3.12) is either in the set or preinstalled there, and prints the ones that are
-#      neither (the known-optional ones are listed as such);
-#   3. packs the wheels into wheels/set1, wheels/set2, ... (first-fit, largest first) so that
-#      each set plus what the repository sends (tracked + untracked-not-ignored files) stays
-#      under the 64 MiB carry limit, and writes wheels/manifest.txt (sets, files, sizes).
+#      manylinux wheels only) into wheels/ (git-ignored, never carried);
+#   2. runs scripts/gpu_bundle.py: every requirement of every wheel, version specifier included,
+#      checked against the set and the machine's recorded package list; the set installed into a
+#      staging folder without Unsloth's web UI (studio/, unsloth_cli/), tests and byte code; packed
+#      into gpu_bundle/gpu_bundle.tar.xz (git-ignored; the device call carries this folder) with
+#      gpu_bundle/MANIFEST.txt; and the repository + bundle measured against the carry limit.
 #
-# Usage:  scripts/gpu_wheels.sh [--with-4bit] [--out wheels]
-#   --with-4bit  also fetch bitsandbytes (43 MB; only 4-bit QLoRA needs it, the check does not)
+# Usage:  scripts/gpu_wheels.sh [--with-4bit]
+#   --with-4bit  also fetch bitsandbytes (43 MB; only 4-bit QLoRA needs it; it does not fit the call)
 #
 # Pins: unsloth/unsloth_zoo 2026.10.9 is the newest release (checked with `pip index versions
-# unsloth`) and pins trl<=1.15.0, so trl is 1.15.0; peft 0.21.2 and datasets 4.8.5 are
-# paretopo's pins. xformers is left out on purpose: Unsloth imports it only if present and
-# falls back to PyTorch SDPA, and its wheels are built against one torch version.
+# unsloth` on 2026-12-06) and pins trl<=1.15.0, so trl is 1.15.0; peft 0.21.2, datasets 4.8.5 and
+# polars 2.1.0 are paretopo's pins. xformers is left out on purpose: Unsloth imports it only if
+# present and falls back to PyTorch SDPA, and its wheels are built against one torch version.
 set -euo pipefail
 
 cd "$(git rev-parse --show-toplevel)"
 PYTHON=${PYTHON:-python3}
 OUT=wheels
+BUNDLE=gpu_bundle
 WITH_4BIT=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --with-4bit) WITH_4BIT=1; shift ;;
-    --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -60,10 +59,10 @@ for p in manylinux_2_34_x86_64 manylinux_2_28_x86_64 manylinux_2_27_x86_64 manyl
   PLATFORMS+=(--platform "$p")
 done
 
-rm -rf "$OUT"
-mkdir -p "$OUT/all"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.whl  # exactly the pinned set: a wheel left from other pins would be packed too
 "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
-  --implementation cp "${PLATFORMS[@]}" --dest "$OUT/all" "${PINNED[@]}" \
+  --implementation cp "${PLATFORMS[@]}" --dest "$OUT" "${PINNED[@]}" \
   2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-exec "$PYTHON" scripts/gpu_wheel_sets.py "$OUT"
+exec "$PYTHON" scripts/gpu_bundle.py "$OUT" "$BUNDLE"

@@ -125,3 +125,45 @@ def test_a_damaged_adapter_is_named_in_one_line(trained_run, tmp_path):
     with pytest.raises(ValueError, match=r"adapter_model.safetensors is damaged \(Error while deserializing"):
         export_adapter(source, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+def test_verify_feeds_the_prompts_on_the_device_load_adapter_moved_the_model_to(tmp_path, monkeypatch):
+    """On a GPU, load_adapter moves the model to CUDA: the prompts must follow it (faked here with a
+    model whose parameters sit on the meta device and whose generate records its inputs' device)."""
+    from contextlib import contextmanager
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import paretopo.evaluation.export as export
+
+    policy = tiny_random_policy(tmp_path / "policy")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(policy),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model.save_pretrained(tmp_path / "adapter")
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    tokenizer.save_pretrained(tmp_path / "adapter")
+
+    class MovedModel:
+        seen: list[torch.device] = []
+        adapter_on = True
+
+        def parameters(self):
+            yield torch.empty(1, device="meta")
+
+        def generate(self, input_ids, **kwargs):
+            self.seen.append(input_ids.device)
+            return torch.tensor([[1 if self.adapter_on else 2]])
+
+        @contextmanager
+        def disable_adapter(self):
+            self.adapter_on = False
+            yield
+            self.adapter_on = True
+
+    moved = MovedModel()
+    monkeypatch.setattr(export, "load_adapter", lambda folder, base: (moved, tokenizer))
+    report = verify_adapter(tmp_path / "adapter", n_prompts=2)
+    assert report.reloaded and report.prompts_checked == 2 and report.changed_outputs == 2, report.problems
+    assert moved.seen and all(device.type == "meta" for device in moved.seen)

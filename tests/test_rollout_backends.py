@@ -20,7 +20,7 @@ from paretopo.training.trainer import make_rollout_func, to_trl_rollout_output
 def test_registry_names_the_tool_loop_and_rejects_unknown_or_duplicate_names():
     assert DEFAULT_ROLLOUT_BACKEND == "tool_loop"
     assert get_rollout_backend("tool_loop") is generate_rollouts
-    with pytest.raises(ValueError, match="registered: \\['tool_loop'"):
+    with pytest.raises(ValueError, match="registered: \\['segmented_generate', 'tool_loop'\\]"):
         get_rollout_backend("vllm")
     with pytest.raises(ValueError, match="already registered"):
         register_rollout_backend("tool_loop", generate_rollouts)
@@ -53,8 +53,9 @@ def test_the_decoding_loop_knows_no_trl():
 
     import paretopo.agent.rollout
     import paretopo.agent.rollout_backends
+    import paretopo.agent.segmented_rollout
 
-    for module in (paretopo.agent.rollout, paretopo.agent.rollout_backends):
+    for module in (paretopo.agent.rollout, paretopo.agent.rollout_backends, paretopo.agent.segmented_rollout):
         tree = ast.parse(Path(module.__file__).read_text())
         imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}

@@ -130,3 +130,43 @@ def test_claims_say_plainly_when_paretopo_does_not_dominate():
     assert lines[1].startswith("- **Holds:** largest checkpoint-frontier hypervolume")
     dominant = runs.with_columns(pl.Series("test_accuracy", [0.95, 0.96]))
     assert study_report._claims(dominant, "torl_grpo")[0].startswith("- **Holds:**")
+
+
+def test_weights_manifest_records_each_final_policy_and_survives_a_clone_without_weights(tmp_path):
+    """The weights stay out of git: a finished run without final/ is still finished (nothing is
+    re-trained), and the manifest keeps its sha256, size and the command that re-trains it."""
+    import hashlib
+    import json
+
+    settings = study.StudySettings(out=str(tmp_path), seeds=(0,))
+    chosen = [study.Configuration("torl_grpo", "methods", "torl_grpo")]
+    run_dir = Path(_fake_run(tmp_path, "torl_grpo", 0, [True, False], [1, 0], 0.5)["run"])
+    assert study._finished(run_dir) and not (run_dir / "final").exists()
+    weights = run_dir / "final" / study.WEIGHTS_FILE
+    weights.parent.mkdir()
+    weights.write_bytes(b"not really a model")
+    manifest_path = study.write_weights_manifest(tmp_path, chosen, settings, "abc1234")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["runs"] == {"torl_grpo/seed0": {"bytes": 18, "sha256": hashlib.sha256(b"not really a model")
+                                                    .hexdigest()}}
+    assert manifest["trained_at_commit"] == "abc1234"
+    assert manifest["retrain"].format(configuration="torl_grpo", seed=0) == study.retrain_command(settings,
+                                                                                               "torl_grpo", 0)
+    assert "--only torl_grpo --seeds 0 --steps 150" in study.retrain_command(settings, "torl_grpo", 0)
+    weights.unlink()  # a clone: the entry stays
+    assert json.loads(study.write_weights_manifest(tmp_path, chosen, settings, "abc1234").read_text()) == manifest
+    assert [job for job in study._jobs(settings, chosen)] == []  # and nothing is re-trained
+
+
+def test_the_committed_study_has_a_manifest_entry_for_every_run_and_commits_no_weights():
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    manifest = json.loads((root / "results" / "study" / "final_weights.json").read_text())
+    runs = {p.parent.relative_to(root / "results" / "study" / "runs").as_posix()
+            for p in (root / "results" / "study" / "runs").glob("*/*/eval.parquet")}
+    assert set(manifest["runs"]) == runs and len(runs) == 48
+    tracked = subprocess.run(["git", "-C", str(root), "ls-files", "results/study/runs"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked and not [path for path in tracked if "/final/" in path]

@@ -23,6 +23,7 @@ import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import AddedToken, pre_tokenizers
@@ -192,6 +193,31 @@ def save_tiny_policy(
 def policy_backend(model: torch.nn.Module) -> str | None:
     """The backend `load_policy` used for `model` ("unsloth" / "transformers"), else None."""
     return getattr(model, BACKEND_ATTRIBUTE, None)
+
+
+UNSLOTH_GENERATE_NAMES = ("unsloth_fast_generate", "unsloth_base_fast_generate")
+"""What Unsloth names the ``generate`` it installs on a model it loads (``model._old_generate`` keeps
+transformers' own): unsloth/models/llama.py and vision.py, 2026.10."""
+
+
+def uses_unsloth_generate(model: torch.nn.Module) -> bool:
+    """Whether ``model`` runs Unsloth's patched inference (loaded by ``load_policy``'s Unsloth branch,
+    or by ``FastLanguageModel`` directly; PEFT wrappers are looked through).
+
+    Such a model's forward returns tuple KV caches and decodes from per-module buffers, so only
+    ``generate`` may drive it (``paretopo.agent.segmented_rollout``).
+    """
+    if policy_backend(model) == "unsloth":
+        return True
+    seen: set[int] = set()
+    module: Any = model
+    while module is not None and id(module) not in seen:
+        seen.add(id(module))
+        generate = getattr(module, "generate", None)
+        if getattr(generate, "__name__", None) in UNSLOTH_GENERATE_NAMES or "_old_generate" in vars(module):
+            return True
+        module = module.get_base_model() if hasattr(module, "get_base_model") else None
+    return False
 
 
 def load_policy(

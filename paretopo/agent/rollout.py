@@ -281,27 +281,13 @@ def generate_rollouts(
         >>> [(r.final_answer, r.num_tool_calls, r.finish_reason) for r in rollouts]
         [('\\\\boxed{75}', 0, 'answer'), ('\\\\boxed{5535}', 1, 'answer')]
     """
-    if num_samples < 1 or max_new_tokens < 1 or max_tool_calls < 0 or max_tool_output_tokens < 1:
-        raise ValueError(
-            "num_samples, max_new_tokens and max_tool_output_tokens must be >= 1 and "
-            "max_tool_calls >= 0."
-        )
-    if not greedy and (temperature <= 0 or not 0 < top_p <= 1):
-        raise ValueError("Sampling needs temperature > 0 and 0 < top_p <= 1 (or greedy=True).")
+    _check_options(num_samples, max_new_tokens, max_tool_calls, max_tool_output_tokens, greedy, temperature, top_p)
     tools = dict(tools or {})
     protocol = ToolProtocol(tokenizer, model)
     device = next(model.parameters()).device
     if generator is None and seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    prompt_ids = [
-        _encode_prompt(tokenizer, prompt, tools, tools_in_prompt, chat_template_kwargs or {})
-        for prompt in prompts
-    ]
-    rows = [
-        _RowState(transcript=copy.deepcopy(list(prompt)) if not isinstance(prompt, str) else [])
-        for prompt in prompts
-        for _ in range(num_samples)
-    ]
+    prompt_ids, rows = _prepare_rows(tokenizer, prompts, tools, num_samples, tools_in_prompt, chat_template_kwargs)
     pad_id = protocol.turn_end_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
     was_training = model.training
     model.eval()
@@ -322,7 +308,50 @@ def generate_rollouts(
         )
     finally:
         model.train(was_training)
+    return _assemble_rollouts(tokenizer, prompt_ids, rows, completions, num_samples, answer_extractor)
 
+
+def _check_options(num_samples: int, max_new_tokens: int, max_tool_calls: int, max_tool_output_tokens: int,
+                   greedy: bool, temperature: float, top_p: float) -> None:
+    if num_samples < 1 or max_new_tokens < 1 or max_tool_calls < 0 or max_tool_output_tokens < 1:
+        raise ValueError(
+            "num_samples, max_new_tokens and max_tool_output_tokens must be >= 1 and "
+            "max_tool_calls >= 0."
+        )
+    if not greedy and (temperature <= 0 or not 0 < top_p <= 1):
+        raise ValueError("Sampling needs temperature > 0 and 0 < top_p <= 1 (or greedy=True).")
+
+
+def _prepare_rows(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
+    tools: Mapping[str, ToolFunction],
+    num_samples: int,
+    tools_in_prompt: bool,
+    chat_template_kwargs: Mapping[str, Any] | None,
+) -> tuple[list[list[int]], list[_RowState]]:
+    """The encoded prompts and one fresh `_RowState` per completion (B x G, grouped by prompt)."""
+    prompt_ids = [
+        _encode_prompt(tokenizer, prompt, tools, tools_in_prompt, chat_template_kwargs or {})
+        for prompt in prompts
+    ]
+    rows = [
+        _RowState(transcript=copy.deepcopy(list(prompt)) if not isinstance(prompt, str) else [])
+        for prompt in prompts
+        for _ in range(num_samples)
+    ]
+    return prompt_ids, rows
+
+
+def _assemble_rollouts(
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: list[list[int]],
+    rows: list[_RowState],
+    completions: list[tuple[list[int], list[int], list[float | None]]],
+    num_samples: int,
+    answer_extractor: Callable[[str], str | None] | None,
+) -> list[Rollout]:
+    """`Rollout` records from the finished rows and their (ids, mask, logprobs)."""
     rollouts = []
     for index, (state, (ids, mask, logprobs)) in enumerate(zip(rows, completions, strict=True)):
         if answer_extractor is not None:

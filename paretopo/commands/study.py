@@ -8,7 +8,9 @@ Every run evaluates its checkpoints on the validation split and its final policy
 split (``paretopo.training.train``); the study then writes one results folder
 (``paretopo.commands.study_report``: the tables, paired tests and the docs section)::
 
-    <out>/runs/<configuration>/seed<S>/   run logs (eval tables, steps) and the final policy
+    <out>/runs/<configuration>/seed<S>/   run logs (eval tables, steps) and the final policy (git-ignored)
+    <out>/final_weights.json              sha256 and size of every final policy, and the command that
+                                          re-trains each (the weights themselves stay out of git)
     <out>/runs.parquet                    one row per run: validation and test numbers, frontier HV
     <out>/checkpoints.parquet             every evaluated checkpoint on one shared n*
     <out>/tiers.parquet                   test accuracy and calls per arithmetic tier and run
@@ -138,9 +140,10 @@ def _run_dir(settings: StudySettings, configuration: Configuration, seed: int) -
 def _finished(run_dir: Path) -> bool:
     from paretopo.evaluation.runlog import run_paths
 
+    # the final test evaluation runs after the final policy is saved; the policy itself may be absent
+    # (a clone: the weights are not committed, final_weights.json says how to get them back)
     paths = run_paths(run_dir)
-    return (paths.final / "config.json").exists() and paths.evals.exists() and \
-        pl.read_parquet(paths.evals).filter(pl.col("split") == "test").height > 0
+    return paths.evals.exists() and pl.read_parquet(paths.evals).filter(pl.col("split") == "test").height > 0
 
 
 def finished_runs(settings: StudySettings, chosen: list[Configuration]) -> list[study_report.StudyRun]:
@@ -250,6 +253,7 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     }
     report_started = time.perf_counter()
     study_report.write_report(out, finished_runs(settings, chosen), settings)
+    write_weights_manifest(out, chosen, settings, record["commit"])
     record["report_seconds"] = time.perf_counter() - report_started
     record["wall_seconds"] = record["training_seconds"] + record["report_seconds"]
     atomic_write_json(record_path, record)
@@ -257,3 +261,64 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     log(f"study written to {out} in {record['wall_seconds'] / 60:.1f} min "
         f"(training {record['training_seconds'] / 60:.1f} min)")
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# the final weights: out of git, described by a manifest
+# ------------------------------------------------------------------------------------------
+
+WEIGHTS_MANIFEST = "final_weights.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def retrain_command(settings: StudySettings, configuration: str = "{configuration}", seed: int | str = "{seed}",
+                    out: str = "OUT") -> str:
+    """The ``paretopo study`` command that trains one run of this study again, every budget pinned
+    (with the defaults, the manifest's template: ``{configuration}`` and ``{seed}`` left to fill)."""
+    parts = ["paretopo study", f"--out {out}", f"--only {configuration}", f"--seeds {seed}",
+             f"--steps {settings.max_steps}", f"--stage1-steps {settings.stage1_steps}",
+             f"--prompts {settings.prompts_per_step}", f"--generations {settings.num_generations}",
+             f"--save-steps {settings.save_steps}", f"--validation-examples {settings.validation_examples}"]
+    if settings.test_examples is not None:
+        parts.append(f"--test-examples {settings.test_examples}")
+    if settings.learning_rate is not None:
+        parts.append(f"--learning-rate {settings.learning_rate!r}")
+    return " ".join([*parts, "--processes 1"])
+
+
+def write_weights_manifest(out: Path, chosen: list[Configuration], settings: StudySettings,
+                           commit: str | None) -> Path:
+    """``<out>/final_weights.json``: sha256 and bytes of each finished run's final weights, the commit
+    that trained them and the command that re-trains a run (``retrain``: fill in ``{configuration}``
+    and ``{seed}`` from the run's name ``<configuration>/seed<seed>``). ``scripts/study_weights.py``
+    checks, restores (from git history) or re-trains from it.
+
+    The weights are git-ignored (the repository must stay small enough to carry to a GPU
+    machine). A finished run whose weights are not on disk keeps its entry from the previous
+    manifest. One line per run, so the file stays small and diffs stay readable.
+    """
+    import hashlib
+
+    from paretopo.evaluation.runlog import atomic_write_bytes, run_paths
+
+    path = out / WEIGHTS_MANIFEST
+    previous = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
+    runs: dict[str, dict[str, Any]] = {}
+    for configuration in chosen:
+        for seed in settings.seeds:
+            run_dir = _run_dir(settings, configuration, seed)
+            name = f"{configuration.name}/seed{seed}"
+            weights = run_paths(run_dir).final / WEIGHTS_FILE
+            if weights.exists():
+                runs[name] = {"bytes": weights.stat().st_size,
+                              "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+            elif name in previous and _finished(run_dir):
+                runs[name] = previous[name]
+    header = {"about": f"final policies of this study (runs/<run>/final/{WEIGHTS_FILE}), not committed; "
+                       "python scripts/study_weights.py check | restore RUN | retrain RUN",
+              "trained_at_commit": commit, "retrain": retrain_command(settings)}
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in header.items()]
+    entries = [f"    {json.dumps(name)}: {json.dumps(entry)}" for name, entry in sorted(runs.items())]
+    text = "{\n" + "\n".join(lines) + '\n  "runs": {\n' + ",\n".join(entries) + "\n  }\n}\n"
+    atomic_write_bytes(path, text.encode())
+    return path

@@ -29,7 +29,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from paretopo.agent.rollout import generate_rollouts
+from paretopo.agent.rollout_backends import get_rollout_backend, rollout_backend_for
 from paretopo.core.hypervolume import hypervolume
 from paretopo.core.objectives import (
     DEFAULT_OBJECTIVES,
@@ -148,11 +148,12 @@ def evaluate_policy(
         raise ValueError("no examples to evaluate; check the split name and the data file")
     tools = {tool.__name__: tool for tool in task.tools()}
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    decode = get_rollout_backend(rollout_backend_for(model))  # an Unsloth-loaded policy: segmented_generate
     records: list[dict[str, Any]] = []
     batches = range(0, len(examples), batch_size)
     for start in tqdm(batches, desc=description, disable=not progress, unit="batch"):
         batch = list(examples[start : start + batch_size])
-        rollouts = generate_rollouts(
+        rollouts = decode(
             model, tokenizer, [task.messages(e) for e in batch], tools=tools, num_samples=num_samples,
             max_new_tokens=max_new_tokens, max_tool_calls=task.max_tool_calls, greedy=greedy,
             temperature=temperature, generator=generator, answer_extractor=task.extract_answer,

@@ -205,8 +205,9 @@ def verify_adapter(path: str | Path, base_model: str | None = None, prompts: lis
         reloaded = True
         meta_path = folder / "paretopo.json"
         run_config = json.loads(meta_path.read_text()).get("run", {}) if meta_path.exists() else {}
+        device = next(model.parameters()).device  # load_adapter moves the model to CUDA where there is one
         for prompt in prompts or _sample_prompts(tokenizer, run_config, n_prompts):
-            inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+            inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
             with torch.no_grad():
                 tuned = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
                 with model.disable_adapter():

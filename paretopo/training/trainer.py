@@ -53,7 +53,11 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from paretopo.agent.rollout import Rollout, ToolFunction, mask_segments
-from paretopo.agent.rollout_backends import DEFAULT_ROLLOUT_BACKEND, get_rollout_backend
+from paretopo.agent.rollout_backends import (
+    DEFAULT_ROLLOUT_BACKEND,
+    get_rollout_backend,
+    rollout_backend_for,
+)
 from paretopo.core.advantages import compute_advantages
 from paretopo.core.config import ParetoPOConfig
 from paretopo.core.objectives import (
@@ -208,12 +212,15 @@ def make_rollout_func(
     repeated ``num_generations`` times, so one completion is sampled per prompt, with the
     trainer's ``temperature``, ``top_p`` and ``max_completion_length``.
     """
-    decode = get_rollout_backend(backend)
+    get_rollout_backend(backend)  # an unknown name fails when the trainer is built, not at its first step
 
     def rollout_func(prompts: list, trainer: Any) -> dict[str, list]:
         args = trainer.args
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        rollout_func.last_backend = rollout_backend_for(model, backend)  # Unsloth: segmented_generate
+        decode = get_rollout_backend(rollout_func.last_backend)
         rollouts = decode(
-            trainer.accelerator.unwrap_model(trainer.model),
+            model,
             trainer.processing_class,
             prompts,
             tools=tools,
@@ -229,6 +236,7 @@ def make_rollout_func(
         return to_trl_rollout_output(rollouts)
 
     rollout_func.rollout_backend = backend  # type: ignore[attr-defined]
+    rollout_func.last_backend = None  # type: ignore[attr-defined]  # the one the last call used
     return rollout_func
 
 
