@@ -205,8 +205,8 @@ def test_frontier_chart_marks_each_runs_front_and_carries_the_selection():
     assert front == {("runs/a", 2, "validation"), ("runs/a", 4, "validation"), ("runs/a", 4, "test"),
                      ("runs/b", 2, "validation"), ("runs/b", 4, "validation")}
     assert {r["label"] for r in rows} == {"paretopo (a)", "torl_grpo (b)"}
-    shade, fronts, dots, _counts = spec["layer"]
-    assert fronts["mark"]["interpolate"] == shade["mark"]["interpolate"] == "step-after"
+    shade, fronts, _split_key, dots, _counts = spec["layer"]
+    assert fronts["mark"]["interpolate"] == "step-after" and shade["mark"]["type"] == "rect"
     assert dots["encoding"]["shape"]["field"] == "split"
     assert [p["name"] for p in spec["params"]] == ["checkpoint"]
     # a run's frontier of one point is still drawn: the box it dominates, from the chart's edges
@@ -236,3 +236,61 @@ def test_charts_build_for_more_than_two_objectives():
     advantages = plots.estimator_advantages(vectors, 4, weights=config.weights)
     assert advantages.height == 8 * len(ADVANTAGES)
     plots.objective_scatter(plots.ranked_group_frame(vectors, 4), x="task", y="objective_4", facet="group").to_dict()
+
+
+FRONTIER_POINTS = pl.DataFrame({
+    "run": ["runs/a"] * 3 + ["runs/b"] * 2, "method": ["paretopo"] * 3 + ["torl_grpo"] * 2,
+    "step": [2, 4, 6, 2, 4], "split": ["validation", "validation", "test", "validation", "validation"],
+    "final": [False, True, True, False, True], "accuracy": [0.5, 0.7, 0.6, 0.4, 0.6],
+    "mean_tool_calls": [1.0, 0.5, 0.5, 1.0, 2.0], "obj_task": [0.5, 0.7, 0.6, 0.4, 0.6],
+    "obj_tool_efficiency": [0.9, 0.6, 0.8, 0.5, 0.4], "n": [8] * 5,
+})
+
+
+def _png_pixels(spec: dict) -> np.ndarray:
+    import io
+
+    import vl_convert
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(vl_convert.vegalite_to_png(spec))).convert("RGB")).astype(int)
+
+
+def test_frontier_chart_shades_what_each_frontier_dominates_when_drawn():
+    """The title promises shading: the shade layer alone, drawn by vl-convert, paints a large part of the
+    plot (an area mark with y2 and an order channel drew nothing, in the browser and in vl-convert)."""
+    spec = plots.frontier_chart(FRONTIER_POINTS).to_dict()
+    assert "shaded: what it dominates" in spec["title"]
+    shade = spec["layer"][0]
+    alone = {**spec, "layer": [shade]}
+    blank = {**spec, "layer": [{**shade, "mark": {**shade["mark"], "opacity": 0}}]}  # same legends and size
+    painted = (np.abs(_png_pixels(alone) - _png_pixels(blank)).sum(axis=-1) > 0).mean()
+    # a's validation front (0.5, 0.9), (0.7, 0.6) dominates about half of the plot: a third of the image at least
+    assert painted > 0.2, f"the shade layer paints {painted:.1%} of the image"
+
+
+def test_dominated_strips_cover_exactly_the_fronts_hypervolume():
+    from paretopo.core.hypervolume import hypervolume
+    from paretopo.core.pareto import nondominated_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        cloud = rng.random((int(rng.integers(1, 9)), 2)).round(2)
+        front = cloud[np.asarray(nondominated_mask(cloud))]
+        strips = plots._dominated_strips(pl.DataFrame({"x": front[:, 0], "y": front[:, 1]}), "x", "y", (0.0, 0.0))
+        widths = (strips["x_to"] - strips["x_from"]).to_numpy()
+        assert (widths >= 0).all()  # disjoint, left to right: no strip is drawn twice as dark
+        area = float((widths * (strips["y_to"] - strips["y_from"]).to_numpy()).sum())
+        assert area == pytest.approx(hypervolume(front, [0.0, 0.0]), abs=1e-12)
+
+
+def test_frontier_chart_legends_show_their_symbols_in_full():
+    import vl_convert
+
+    legends = {legend["title"]: legend for legend in
+               vl_convert.vegalite_to_vega(plots.frontier_chart(FRONTIER_POINTS).to_dict())["legends"]}
+    run, split = legends["run"], legends["split (hollow: not the frontier's split)"]
+    assert run.get("symbolOpacity") == 1  # not the shading's 0.12
+    assert split["symbolStrokeColor"] and split.get("titleLimit", 0) >= 400  # the title is not cut short
+    symbols = split.get("encode", {}).get("symbols", {}).get("update", {})
+    assert symbols.get("stroke", {}).get("value") != "transparent"  # hollow symbols with a visible outline

@@ -538,6 +538,21 @@ def _dominated_region(points: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
     return pl.DataFrame({x: xs, y: ys})
 
 
+def _dominated_strips(points: pl.DataFrame, x: str, y: str, corner: tuple[float, float]) -> pl.DataFrame:
+    """What a 2-D front dominates down to ``corner``, as disjoint rectangles (``x_from``, ``x_to``,
+    ``y_from``, ``y_to``): sorted by ``x``, front point i covers ``(x_{i-1}, x_i] x [corner_y, y_i]``.
+
+    Example:
+        >>> _dominated_strips(pl.DataFrame({"a": [0.5, 0.2], "b": [0.4, 0.9]}), "a", "b", (0.0, 0.0)).rows()
+        [(0.0, 0.2, 0.0, 0.9), (0.2, 0.5, 0.0, 0.4)]
+    """
+    front = points.sort(x).select(x, y).rows()
+    rights = [float(p[0]) for p in front]
+    return pl.DataFrame({"x_from": [float(corner[0]), *rights[:-1]], "x_to": rights,
+                         "y_from": [float(corner[1])] * len(front), "y_to": [float(p[1]) for p in front]},
+                        schema={"x_from": pl.Float64, "x_to": pl.Float64, "y_from": pl.Float64, "y_to": pl.Float64})
+
+
 def stage1_chart(history: pl.DataFrame, *, width: int = 250, height: int = 220) -> alt.HConcatChart:
     """Stage 1 at a glance: outcomes and the final archive's hypervolume, HV gain and EMA, meta reward.
 
@@ -656,9 +671,12 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
     data = _spread_coincident(data, x, y, radius)
     x_scale = alt.Scale(domain=domains[0], nice=False)
     y_scale = alt.Scale(domain=domains[1], nice=False)
-    color = alt.Color("label:N", title="run", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
+    # legend symbols drawn opaque: taken from the faint shading they were nearly invisible
+    color = alt.Color("label:N", title="run", legend=alt.Legend(
+        orient="bottom", columns=1, labelLimit=400, titleLimit=400, symbolType="square", symbolOpacity=1,
+        symbolStrokeWidth=0))
 
-    regions = []
+    regions, strips = [], []
     for label, part in data.filter(pl.col("on_front") & (pl.col("split") == split)).group_by("label", maintain_order=True):
         corner = _dominated_region(part, x, y)
         xs = corner[x].to_list()
@@ -666,16 +684,32 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
         xs[0], ys[-1] = domains[0][0], domains[1][0]  # from the chart's edges, not from the origin
         regions.append(pl.DataFrame({"label": [label[0]] * len(xs), x: xs, y: ys,
                                      "order": list(range(len(xs)))}))
+        strips.append(_dominated_strips(part, x, y, (domains[0][0], domains[1][0])).with_columns(
+            pl.lit(label[0]).alias("label")))
     region = pl.concat(regions) if regions else pl.DataFrame(
         schema={"label": pl.String, x: pl.Float64, y: pl.Float64, "order": pl.Int64})
-    region_base = alt.Chart(region).encode(
+    strip = pl.concat(strips) if strips else pl.DataFrame(
+        schema={"x_from": pl.Float64, "x_to": pl.Float64, "y_from": pl.Float64, "y_to": pl.Float64,
+                "label": pl.String})
+    # what each frontier dominates, as disjoint rectangles down to the chart's lower-left corner (an area
+    # mark with y2 and an order channel drew nothing, in the browser and in vl-convert alike)
+    shade = alt.Chart(strip).mark_rect(opacity=0.12, clip=True).encode(
+        x=alt.X("x_from:Q", scale=x_scale, title=f"{_title(x)} (mean)"), x2="x_to:Q",
+        y=alt.Y("y_from:Q", scale=y_scale, title=f"{_title(y)} (mean)"), y2="y_to:Q",
+        color=color)
+    fronts = alt.Chart(region).mark_line(interpolate="step-after", clip=True, strokeWidth=2).encode(
         x=alt.X(f"{x}:Q", title=f"{_title(x)} (mean)", scale=x_scale),
         y=alt.Y(f"{y}:Q", title=f"{_title(y)} (mean)", scale=y_scale), color=color,
-        order="order:Q")
-    shade = region_base.mark_area(interpolate="step-after", opacity=0.08, clip=True).encode(
-        y2=alt.datum(domains[1][0]))
-    fronts = region_base.mark_line(interpolate="step-after", clip=True, strokeWidth=2).encode(detail="label:N")
+        order="order:Q", detail="label:N")
 
+    # the split legend takes its symbols from this invisible layer (size 0, one grey stroke): from the dots,
+    # whose stroke is each run's colour, vega-lite drew them transparent
+    split_title = "split (hollow: not the frontier's split)"
+    split_legend = alt.Legend(orient="bottom", titleLimit=400, symbolSize=90, symbolStrokeColor="#374151",
+                              symbolStrokeWidth=2)
+    split_key = alt.Chart(data).mark_point(filled=False, size=0, strokeWidth=2, color="#374151").encode(
+        x=alt.X("x_shown:Q", scale=x_scale), y=alt.Y("y_shown:Q", scale=y_scale),
+        shape=alt.Shape("split:N", title=split_title, legend=split_legend))
     inside = alt.datum.split == split
     dots = alt.Chart(data).mark_point(filled=False, size=90, strokeWidth=2, clip=True).encode(
         x=alt.X("x_shown:Q", scale=x_scale, title=f"{_title(x)} (mean)"),
@@ -683,8 +717,7 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
         stroke=alt.Stroke("label:N", legend=None),
         fill=alt.condition(inside, alt.Fill("label:N", legend=None), alt.value("white")),
         fillOpacity=alt.condition(inside, alt.value(0.9), alt.value(1.0)),
-        shape=alt.Shape("split:N", title="split (hollow: not the frontier's split)",
-                        legend=alt.Legend(orient="bottom")),
+        shape=alt.Shape("split:N", title=split_title, legend=split_legend),
         tooltip=["label", "step", "split", "final", alt.Tooltip("accuracy:Q", format=".3f"),
                  alt.Tooltip("mean_tool_calls:Q", format=".2f"), *(alt.Tooltip(f"{c}:Q", format=".3f") for c in points.columns if c.startswith(OBJECTIVE_PREFIX)),
                  alt.Tooltip("together:Q", title="checkpoints at this position"), "n"])
@@ -696,7 +729,7 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
         x=alt.X(f"{x}:Q", scale=x_scale), y=alt.Y(f"{y}:Q", scale=y_scale),
         text=alt.Text("together:Q", format="d"))
     counts = counts.transform_calculate(note="'×' + datum.together").encode(text="note:N")
-    return alt.layer(shade, fronts, dots, counts).resolve_scale(color="shared").properties(
+    return alt.layer(shade, fronts, split_key, dots, counts).resolve_scale(color="shared").properties(
         width=width, height=height,
         title=f"checkpoints; lines: each run's frontier on {split}, shaded: what it dominates")
 
