@@ -254,3 +254,24 @@ def test_demo_verdict_and_its_reason():
     assert not holds and text == "NOT the expected outcome: accuracy more than 2 points lower"
     assert why_not(frugal_but_wrong, baseline) == WHY_NOT
     assert why_not({"accuracy": 0.98, "mean_tool_calls": 1.2}, baseline) is None  # more calls: another failure
+
+
+def test_demo_table_says_its_frontier_hv_is_measured_on_validation():
+    """The demo's table is titled "Test split", but its frontier HV is the validation checkpoints' one:
+    the column and title say so (it used to read as a test number)."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from paretopo.commands.demo import results_table
+    from paretopo.evaluation.evaluate import compare_runs
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "runs"
+    summary, _ = compare_runs([str(fixtures / "paretopo"), str(fixtures / "torl_grpo")])
+    results = {m: {"accuracy": 0.5, "mean_tool_calls": 1.0, "tool_productivity": 0.5} for m in summary["method"]}
+    console = Console(width=200, record=True)
+    console.print(results_table(summary, results))
+    text = console.export_text()
+    assert "frontier HV (validation)" in text and "frontier HV over the validation checkpoints" in text
+    validation, _ = compare_runs([str(fixtures / "paretopo"), str(fixtures / "torl_grpo")], split="validation")
+    assert all(f"{hv:.3f}" in text for hv in validation["frontier_hv"])
