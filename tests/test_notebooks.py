@@ -113,6 +113,21 @@ def test_install_cell_on_colab_installs_an_uploaded_zip_and_its_data(name, tmp_p
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
+def test_install_cell_on_colab_installs_the_project_from_a_zip_holding_a_venv(name, tmp_path, monkeypatch):
+    """A zip of the checkout after `make demo` holds .venv/, whose packages have their own pyproject.toml
+    (jupyterlab's test extensions): the install cell takes the project's, the shallowest one."""
+    if PUBLISHED_REPOSITORY is not None:
+        pytest.skip("the project is published: the install cell clones it")
+    with zipfile.ZipFile(tmp_path / "paretopo.zip", "w") as archive:
+        archive.writestr("paretopo-main/.venv/lib/python3.11/site-packages/jupyterlab/tests/mock_packages/"
+                         "extension/pyproject.toml", "[project]\nname = 'test-extension'\n")
+        archive.writestr("paretopo-main/pyproject.toml", "[project]\nname = 'paretopo'\n")
+        archive.writestr("paretopo-main/data/README.md", "data")
+    calls = run_install_cell(name, tmp_path, monkeypatch)
+    assert calls[0][-1] == f"{(tmp_path / 'paretopo-unzipped' / 'paretopo-main').resolve()}[apps]"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_has_one_install_cell_and_it_comes_first(name):
     cells = code_cells(read_notebook(name))
     installing = [index for index, cell in enumerate(cells) if INSTALL_COMMAND.search(cell.source)]
