@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 
 TINY_POLICY_LR = 3e-4
-"""Learning rate for full fine-tuning of the ~170k-parameter tiny policy (chosen on validation)."""
+"""Learning rate for full fine-tuning of the 202,624-parameter shipped tiny policy (chosen on validation)."""
 LORA_LR = 2e-3
 """Learning rate for LoRA adapters (rank 16, alpha 32)."""
 
@@ -181,7 +181,7 @@ def train_run(
                                        "brevity_length": config.brevity_length or settings.max_completion_length})
     model_path = settings.model or str(tiny_policy_path())
     is_tiny = settings.model is None
-    # LoRA saves memory on real models; on a ~170k-parameter model its adapters are as large as
+    # LoRA saves memory on real models; on the 202,624-parameter tiny policy its adapters are as large as
     # the weights and PEFT's per-layer Python dispatch was ~40% of the forward time.
     lora = (not is_tiny) if settings.lora is None else settings.lora
     settings = replace(settings, lora=lora,
