@@ -139,7 +139,7 @@ def test_objective_scatter_merges_identical_vectors_and_draws_fronts():
     assert fronts["mark"]["type"] == "line" and fronts["mark"]["interpolate"] == "step-before"
     assert dots["encoding"]["color"]["field"] == "rank"
     assert dots["encoding"]["size"]["field"] == "count"
-    assert labels["encoding"]["text"]["field"] == "label"
+    assert labels["encoding"]["text"]["field"] == "position_label"
     rows = _dataset(spec)
     assert len(rows) == 4  # completions 1 and 4 share (1, 0.37)
     merged = next(r for r in rows if r["count"] == 2)
@@ -147,6 +147,21 @@ def test_objective_scatter_merges_identical_vectors_and_draws_fronts():
     selection = alt.selection_point(fields=["task", "tool_efficiency"], name="picked")
     selectable = plots.objective_scatter(frame, x="task", y="tool_efficiency", selection=selection).to_dict()
     assert [p["name"] for p in selectable["params"]] == ["picked"]
+
+
+def test_objective_scatter_writes_one_label_per_position_when_a_projection_stacks_points():
+    """M = 4 drawn as one pair: completions of different ranks on one spot get one combined label
+    (they were three labels drawn over each other, read "#2#1#4")."""
+    vectors = np.array([[1, 1, 0.2, 0.9], [1, 1, 0.9, 0.2], [0, 0.5, 0.1, 0.1], [1, 1, 0.1, 0.1], [0, 0.5, 0.1, 0.1]])
+    frame = plots.ranked_group_frame(vectors, 5, plots.objective_names(4))
+    assert frame.filter((pl.col("task") == 1) & (pl.col("tool_efficiency") == 1))["rank"].n_unique() == 2
+    import re
+
+    import vl_convert
+
+    spec = plots.objective_scatter(frame, x="task", y="tool_efficiency", facet="group").to_dict()
+    drawn = re.findall(r"<text[^>]*>(#[^<]*)</text>", vl_convert.vegalite_to_svg(spec))
+    assert sorted(drawn) == ["#0 #1 #3", "#2 #4"]  # one label per spot, naming every completion there
 
 
 def test_objective_scatter_and_advantage_bars_facet_by_group():

@@ -406,12 +406,25 @@ def transcript_html(segments: str | Sequence[Mapping[str, Any]]) -> str:
 
 def _points_with_labels(frame: pl.DataFrame, x: str, y: str, rank: str, completion: str,
                         by: Sequence[str]) -> pl.DataFrame:
-    """Merge completions with identical vectors into one point carrying a count and a label."""
-    return (
+    """Merge completions with identical vectors into one point carrying a count and a label.
+
+    ``position_label`` names every completion drawn at the point's position, of any rank (with M > 2
+    objectives a projection puts different vectors on one spot), and ``labelled`` marks the one point
+    per position that writes it, so labels of coincident points are not drawn over each other."""
+    def numbered(column: str) -> pl.Expr:
+        return pl.col(column).list.sort().list.eval(pl.format("#{}", pl.element())).list.join(" ")
+
+    points = (
         frame.group_by([*by, x, y, rank], maintain_order=True)
         .agg(pl.col(completion).alias("completions"), pl.len().alias("count"))
-        .with_columns(pl.col("completions").list.eval(pl.format("#{}", pl.element())).list.join(" ").alias("label"))
+        .with_columns(numbered("completions").alias("label"))
     )
+    at_position = (points.group_by([*by, x, y]).agg(pl.col("completions").list.explode(keep_nulls=False, empty_as_null=False).alias("here"),
+                                                    pl.col(rank).min().alias("lowest_rank"))
+                   .with_columns(numbered("here").alias("position_label")))
+    return (points.join(at_position, on=[*by, x, y], how="left", nulls_equal=True)
+            .with_columns((pl.col(rank) == pl.col("lowest_rank")).alias("labelled"))
+            .drop("here", "lowest_rank"))
 
 
 def objective_scatter(frame: pl.DataFrame, *, x: str, y: str, rank: str = "rank", completion: str = "completion",
@@ -446,7 +459,8 @@ def objective_scatter(frame: pl.DataFrame, *, x: str, y: str, rank: str = "rank"
         color=color, size=alt.Size("count:Q", scale=alt.Scale(range=[90, 400]), legend=None), tooltip=tooltip)
     if selection is not None:
         dots = dots.add_params(selection).encode(opacity=alt.condition(selection, alt.value(1.0), alt.value(0.35)))
-    labels = base.mark_text(dy=-13, fontSize=10, color="#374151").encode(text="label:N")
+    labels = base.mark_text(dy=-13, fontSize=10, color="#374151").encode(text="position_label:N").transform_filter(
+        alt.datum.labelled)
     chart = alt.layer(fronts, dots, labels).properties(width=width, height=height)
     if facet:
         chart = chart.facet(facet=alt.Facet(f"{facet}:N", title=_title(facet)), columns=columns)
