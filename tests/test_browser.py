@@ -395,6 +395,9 @@ def drive_inspector(page) -> None:
     assert page.get_by_text("(still writing)").count() == 0  # no polling button for it
     type_into(page, "or type a run folder path", "")  # back to the listed run for the screenshots
     shows(page, "gold answer")
+    page.get_by_role("slider").first.focus()
+    page.keyboard.press("End")  # and to its last step, where the page opens
+    shows(page, "groups at step 6 are degenerate")
 
 
 def drive_inspector_long_run(page) -> None:
