@@ -354,7 +354,7 @@ def drive_playground(page) -> None:
                                                    "tool_efficiency", "objective_3", "objective_4", "w·r"], in_view=4)
     objectives.focus()
     page.keyboard.press("Home")  # back to M = 2 for the screenshots
-    shows(page, "objective vectors, coloured by Pareto rank")
+    page.get_by_text("M = 4: the scatter shows").first.wait_for(state="hidden")
     page.wait_for_timeout(1500)
 
 
@@ -490,14 +490,14 @@ def drive_frontier_compare(page) -> None:
     split.select_option("validation")  # back, for the screenshot: the frontiers over several checkpoints
     shows(page, "frontier HV (validation)")
     # no run selected: said as such, not that the folder holds none
-    picker = page.locator("button[aria-haspopup=dialog]").filter(has_text="torl_grpo").first
+    picker = page.locator("button[aria-haspopup=dialog]").filter(has_text="torl_grpo").first.element_handle()
     picker.click()
     for run in ("paretopo", "torl_grpo"):
         page.get_by_role("option", name=run, exact=True).click()
     page.keyboard.press("Escape")
     shows(page, "No run selected: pick one or more of the 2 evaluated run(s)")
     assert page.get_by_text("holds none").count() == 0
-    page.locator("button[aria-haspopup=dialog]").filter(has_text="runs").first.click()
+    picker.click()  # the same picker, now empty: select both runs again
     for run in ("paretopo", "torl_grpo"):
         page.get_by_role("option", name=run, exact=True).click()
     page.keyboard.press("Escape")
