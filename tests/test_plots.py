@@ -309,3 +309,12 @@ def test_frontier_chart_legends_show_their_symbols_in_full():
     assert split["symbolStrokeColor"] and split.get("titleLimit", 0) >= 400  # the title is not cut short
     symbols = split.get("encode", {}).get("symbols", {}).get("update", {})
     assert symbols.get("stroke", {}).get("value") != "transparent"  # hollow symbols with a visible outline
+
+
+def test_advantage_bars_of_a_degenerate_group_have_a_centred_axis():
+    """All advantages 0 (a degenerate group): the axis spans [-1, 1] instead of one "0.000000" tick."""
+    flat = pl.DataFrame({"completion": [0, 1, 2], "estimator": ["pareto_rank"] * 3, "advantage": [0.0] * 3})
+    spec = plots.advantage_bars(flat, facet=None).to_dict()
+    assert spec["layer"][0]["encoding"]["y"]["scale"]["domain"] == [-1.0, 1.0]
+    varied = plots.advantage_bars(flat.with_columns(pl.Series("advantage", [0.0, 1.0, -1.0])), facet=None).to_dict()
+    assert "domain" not in varied["layer"][0]["encoding"]["y"].get("scale", {})

@@ -479,10 +479,14 @@ def advantage_bars(advantages: pl.DataFrame, *, estimator: str = "estimator", va
     """
     present = [name for name in ESTIMATOR_ORDER if name in set(advantages[estimator].to_list())]
     order = present + sorted(set(advantages[estimator].to_list()) - set(present))
+    values = advantages[value].to_numpy()
+    # all equal (a degenerate group): a centred axis, not one tick labelled "0.000000"
+    flat = values.size and np.ptp(values) < 1e-12
+    y_scale = alt.Scale(domain=[float(values[0]) - 1, float(values[0]) + 1]) if flat else alt.Scale()
     chart = alt.Chart(advantages).mark_bar().encode(
         x=alt.X(f"{completion}:O", title=_title(completion), axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset(f"{estimator}:N", sort=order),
-        y=alt.Y(f"{value}:Q", title=_title(value)),
+        y=alt.Y(f"{value}:Q", title=_title(value), scale=y_scale),
         color=alt.Color(f"{estimator}:N", sort=order, title=_title(estimator),
                         scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(orient="bottom", columns=4)),
         tooltip=[completion, estimator, alt.Tooltip(f"{value}:Q", format="+.3f")],
