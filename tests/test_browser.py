@@ -363,6 +363,8 @@ def drive_inspector(page) -> None:
     shows(page, "match paretopo.core.advantages (pareto_rank)")
     # it opens on a group whose text was logged, with the question and the gold answer
     shows(page, "gold answer")
+    # marimo draws widgets in shadow roots, which the body's text leaves out: count through them
+    assert page.get_by_text("text not kept").count() == 0
     assert field_width(page, "or type a run folder path") > 500  # its hint in full, not a ~140 px box
     # a step opens on its most informative group: at step 5 the fixture's groups 0 and 1 have one vector for all
     # completions (degenerate), group 2 three distinct ones
@@ -376,8 +378,6 @@ def drive_inspector(page) -> None:
     groups.select_option(label=groups.evaluate("s => [...s.options].find(o => o.text.startsWith('0 ·')).text"))
     shows(page, "Group 0 is degenerate")
     assert "degenerate: all vectors equal" in selected_option(page, "distinct vectors")
-    # marimo draws widgets in shadow roots, which the body's text leaves out: count through them
-    assert page.get_by_text("text not kept").count() == 0
     both = page.locator("select").filter(has_text="torl_grpo").first  # both demo runs are listed
     assert both.count() == 1
     wait_for_count(page, ".vega-embed", 6, "paretopo: 4 curves with the stage-1 panels, the group's scatter and bars")
