@@ -178,7 +178,7 @@ MUTATIONS = (
              "apps/pareto_playground.py",
              'plots.display_table(advantage_table, first=(\n'
              '                   "group", "completion", "rank", "pareto_rank", *objective_names, "w·r"))',
-             "plots.display_table(advantage_table)", "pareto_playground", '"objective_4", "w·r"]'),
+             "plots.display_table(advantage_table)", "pareto_playground", "'w·r' != 'objective_3'"),
     # issue 26: defects in a chart's spec, a printed table, the docs or the Colab install
     Mutation("frontier chart: the region each frontier dominates is not shaded",
              "paretopo/evaluation/plots.py",
