@@ -182,7 +182,7 @@ MUTATIONS = (
     # issue 26: defects in a chart's spec, a printed table, the docs or the Colab install
     Mutation("frontier chart: the region each frontier dominates is not shaded",
              "paretopo/evaluation/plots.py",
-             "    shade = alt.Chart(strip).mark_rect(opacity=0.12, clip=True)",
+             "    shade = alt.Chart(strip).mark_rect(opacity=min(0.12, 0.5 / max(len(regions), 1)), clip=True)",
              "    shade = alt.Chart(strip).mark_rect(opacity=0.0, clip=True)",
              "tests/test_plots.py::test_frontier_chart_shades_what_each_frontier_dominates_when_drawn",
              "the shade layer paints"),

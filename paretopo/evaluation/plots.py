@@ -711,7 +711,8 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
                 "label": pl.String})
     # what each frontier dominates, as disjoint rectangles down to the chart's lower-left corner (an area
     # mark with y2 and an order channel drew nothing, in the browser and in vl-convert alike)
-    shade = alt.Chart(strip).mark_rect(opacity=0.12, clip=True).encode(
+    # fainter with more runs, so the corner every frontier dominates does not stack into a dark blot
+    shade = alt.Chart(strip).mark_rect(opacity=min(0.12, 0.5 / max(len(regions), 1)), clip=True).encode(
         x=alt.X("x_from:Q", scale=x_scale, title=f"{_title(x)} (mean)"), x2="x_to:Q",
         y=alt.Y("y_from:Q", scale=y_scale, title=f"{_title(y)} (mean)"), y2="y_to:Q",
         color=color)
