@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.paretopo-installed
 
-.PHONY: setup demo study test test-all bench lint clean
+.PHONY: setup demo study test test-all bench lint colab-zip clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,9 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check paretopo tests benchmarks apps
+
+colab-zip:             ## dist/paretopo.zip: the project and its data/ (no .venv/, no runs/), to upload next to a notebook in Colab
+	$(PYTHON) scripts/colab_zip.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

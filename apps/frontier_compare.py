@@ -81,7 +81,9 @@ def default_runs(labels, runs_root):
 
 @app.cell
 def _(run_picker, runs_root, split_picker):
+    _offered = len(run_picker.options)  # what the picker lists, so this sentence agrees with the count above it
     mo.stop(not run_picker.value, mo.callout(mo.md(
+        f"No run selected: pick one or more of the {_offered} evaluated run(s) in the list above." if _offered else
         f"No evaluated runs selected (looked under `{runs_root}/`, which "
         + ("holds none" if runs_root.is_dir() else "does not exist")
         + "): train some (`paretopo demo` trains two) or pass `-- --runs-dir <folder>`."), kind="info"))

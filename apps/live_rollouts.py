@@ -5,6 +5,8 @@ app = marimo.App(width="medium", app_title="ParetoPO live rollouts")
 
 with app.setup:
     import html
+    import json
+    import random
     import re
     from pathlib import Path
 
@@ -21,6 +23,7 @@ with app.setup:
     from paretopo.evaluation import display, plots, replay
     from paretopo.evaluation.runlog import list_runs, run_paths
     from paretopo.tasks import Example, get_task
+    from paretopo.tasks.arithmetic import QUESTION_FORM, TIER_NAMES, question_tier
     from paretopo.tools.calculator import calculator
 
     def model_source_problem(path):
@@ -58,6 +61,23 @@ with app.setup:
             return ""
         return answer
 
+    def trained_on(path):
+        """``(task, where it is recorded)`` of a policy folder, or None: a run's checkpoint or final/ reads its
+        run's config.json, the shipped tiny policy its warmstart.json."""
+        folder = Path(path).expanduser()
+        for record in (*(parent / "config.json" for parent in list(folder.parents)[:2]), folder / "warmstart.json"):
+            try:
+                task = json.loads(record.read_text()).get("task")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if task:
+                return task, record
+        return None
+
+    def natural_key(text):
+        """Sort key reading digit runs as numbers: checkpoint-30 before checkpoint-120."""
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
     torch.set_num_threads(1)  # more threads on a shared 2-core CPU were slower, not faster
     METHOD = ParetoPOConfig()  # the objectives' and advantages' settings: ParetoPO's defaults
 
@@ -91,13 +111,15 @@ def _(cli_model, runs_root):
     # every run at any depth (a demo writes runs/demo-<ts>/<method>/): its final adapter and checkpoints
     _found = sorted({str(folder) for run in list_runs(runs_root)
                      for folder in (run_paths(run).final, *run_paths(run).checkpoint_folders())
-                     if (folder / "config.json").exists() or (folder / "adapter_config.json").exists()})
+                     if (folder / "config.json").exists() or (folder / "adapter_config.json").exists()},
+                    key=natural_key)
     _options = {f"shipped tiny policy ({_shipped})": _shipped, **{f"checkpoint: {p}": p for p in _found}}
     if cli_model:
         _options = {f"from --model: {cli_model}": str(cli_model), **_options}
     model_choice = mo.ui.dropdown(options=_options, value=next(iter(_options)), label="policy")
     model_typed = mo.ui.text(placeholder="or a model folder / adapter folder / hub id", full_width=True)
-    mo.vstack([mo.hstack([model_choice, model_typed], justify="start", align="end"),
+    # the typed path on a row of its own: squeezed beside the picker it was ~140 px wide, its hint cut off
+    mo.vstack([model_choice, model_typed,
                mo.md(f"*{len(_found)} checkpoint or final folder(s) found in the runs under `{runs_root}/`"
                      + ("" if _found else " (train one with `paretopo demo`, or pass `-- --runs-dir <folder>`)")
                      + ".*")])
@@ -127,7 +149,14 @@ def _(model_choice, model_typed):
         if _problem:
             model_note = mo.callout(mo.md(_problem + " The policy picker above still works."), kind="danger")
         else:
-            model_note = mo.md(f"Loaded `{model_path}` ({sum(p.numel() for p in model.parameters()):,} parameters).")
+            _trained = trained_on(model_path)
+            model_note = mo.md(
+                f"Loaded `{model_path}` ({sum(p.numel() for p in model.parameters()):,} parameters). "
+                + (f"It was trained on the **{_trained[0]}** task (`{_trained[1]}`)"
+                   + (f": only questions of the form {QUESTION_FORM}. Anything else is new to it." if
+                      _trained[0] == "arithmetic" else ", not the arithmetic questions asked here.")
+                   if _trained else
+                   "Not a run or policy of this project: what it was trained on is unknown here."))
     mo.stop(model is None, model_note)
     model.eval()
     model_note
@@ -143,20 +172,38 @@ def _():
 
 @app.cell
 def _(questions):
-    question_choice = mo.ui.dropdown(
-        options={f"{e.question} (tier {e.metadata.get('tier')})": e.id for e in questions},
-        value=f"{questions[0].question} (tier {questions[0].metadata.get('tier')})", label="test question")
+    # the picked test question: a state, so the "new question" button can pick one too
+    get_question_id, set_question_id = mo.state(questions[0].id)
+    question_labels = {e.id: f"{e.question} (tier {e.metadata.get('tier')}: {TIER_NAMES[e.metadata.get('tier')]})"
+                       for e in questions}
+    new_question = mo.ui.button(label="🎲 new question from the task", on_click=lambda _: set_question_id(
+        random.choice([e.id for e in questions if e.id != get_question_id()])))
+    return get_question_id, new_question, question_labels, set_question_id
+
+
+@app.cell
+def _(get_question_id, new_question, question_labels, set_question_id):
+    question_choice = mo.ui.dropdown(options={label: i for i, label in question_labels.items()},
+                                     value=question_labels[get_question_id()], label="test question",
+                                     on_change=set_question_id)
+    mo.vstack([mo.md(f"The task's questions, all of one form: {QUESTION_FORM}."),
+               mo.hstack([question_choice, new_question], justify="start", align="end")])
+    return (question_choice,)
+
+
+@app.cell
+def _():
     question_typed = mo.ui.text(placeholder="or type one, e.g. What is 417*38?", full_width=True)
     group_size = mo.ui.slider(2, 16, value=8, label="G", show_value=True)
     temperature = mo.ui.slider(0.1, 1.5, step=0.1, value=1.0, label="temperature", show_value=True)
     max_new_tokens = mo.ui.slider(32, 256, step=16, value=160, label="max new tokens", show_value=True)
     seed = mo.ui.number(start=0, stop=10**6, value=0, label="seed")
     sample_button = mo.ui.run_button(label="sample G rollouts", kind="success")
-    mo.vstack([mo.hstack([question_choice, question_typed], justify="start", align="end"),
+    mo.vstack([question_typed,
                mo.hstack([group_size, temperature], justify="start", gap=2),
                mo.hstack([max_new_tokens, seed], justify="start", gap=2),
                sample_button])
-    return group_size, max_new_tokens, question_choice, question_typed, sample_button, seed, temperature
+    return group_size, max_new_tokens, question_typed, sample_button, seed, temperature
 
 
 @app.cell
@@ -166,12 +213,19 @@ def _(question_choice, question_typed, questions):
                else next(e for e in questions if e.id == question_choice.value))
     _shown = mo.Html(f"<div>Question: <b>{html.escape(example.question)}</b> · expected answer: "
                      f"<code>{html.escape(example.answer or 'unknown')}</code></div>")
-    _unscorable = mo.callout(mo.md(
-        "The arithmetic task can only score a question with an arithmetic expression that evaluates "
-        "(e.g. *What is 417\\*38?*): this one has no expected answer, so every completion counts as **wrong** "
-        "and the ranks below reflect tool calls only. Pick a test question or type a sum or product to score it."),
+    _outside = mo.callout(mo.md(
+        f"This question is **not in the task's form** ({QUESTION_FORM}), the only questions the shipped policy "
+        "and the demo's runs were trained on: expect a wrong or malformed answer. It is sampled all the same."),
         kind="warn")
-    mo.vstack([_shown, _unscorable]) if not example.answer else _shown
+    _unscorable = mo.callout(mo.md(
+        "The arithmetic task can only score a question with an arithmetic expression that evaluates: this one "
+        "has no expected answer, so every completion will count as **wrong** (task 0)"
+        + (", and a wrong answer earns no tool efficiency (`gate_tool_by_correctness`): all of them get the "
+           "vector (0, 0), one rank, no learning signal." if METHOD.gate_tool_by_correctness else
+           ": they differ in tool efficiency only.")
+        + " Pick a test question or type a sum or product to score it."), kind="warn")
+    _notes = ([_outside] if question_tier(example.question) is None else []) + ([] if example.answer else [_unscorable])
+    mo.vstack([_shown, *_notes])
     return (example,)
 
 
@@ -209,12 +263,26 @@ def _(advantages, nstar, ranked, rollouts):
         pl.Series("final_answer", [r.final_answer or "" for r in rollouts]),
         pl.Series("finish", [r.finish_reason for r in rollouts]),
     ).join(advantages.drop("group").pivot(on="estimator", index="completion", values="advantage"), on="completion")
-    _nstar = "unknown (no correct completion: efficiency 1 for all)" if np.isnan(nstar[0]) else f"{nstar[0]:.0f}"
+    # every sentence below is read off the numbers in the table, not assumed
+    _efficiencies = np.unique(ranked["tool_efficiency"].to_numpy())
+    _nstar = (f"{nstar[0]:.0f}" if not np.isnan(nstar[0]) else
+              "unknown (no correct completion), tool efficiency "
+              + (f"{_efficiencies[0]:g} for all" if len(_efficiencies) == 1 else
+                 ", ".join(f"{e:.3g}" for e in _efficiencies))
+              + (" (a wrong answer earns none: `gate_tool_by_correctness`)" if METHOD.gate_tool_by_correctness
+                 else ""))
     _same = len(np.unique(ranked.select("task", "tool_efficiency").to_numpy(), axis=0)) == 1
+    _tasks = set(ranked["task"].to_list())
+    _advice = ("every answer is wrong: pick a question the policy can answer (the task's form, above) or sample "
+               "again with another seed" if _tasks == {0.0} else
+               "every answer is right with the same tool calls: pick a harder question (a product), or sample "
+               "again with another seed or a higher temperature" if _tasks == {1.0} else
+               "sample again with another seed or a higher temperature")
     _degenerate = (mo.callout(mo.md(
-        "Every completion has the same objective vector: a **degenerate group**, with no learning signal "
-        "(the scalarising estimators give 0 to all, `pareto_rank` the same value to all). Sample again with "
-        "another seed or a higher temperature, or pick a harder question."), kind="info") if _same else mo.md(""))
+        f"All {ranked.height} completions have the same objective vector "
+        f"({', '.join(f'{v:g}' for v in ranked.select('task', 'tool_efficiency').row(0))}): a **degenerate group**, "
+        f"rank {ranked['rank'][0]} for all, no learning signal (every estimator gives all the same advantage). "
+        f"Here {_advice}."), kind="info") if _same else mo.md(""))
     mo.vstack([
         mo.md(f"n\\* of this group = **{_nstar}** · tool efficiency = exp(-{METHOD.alpha} |calls - n\\*|) · "
               f"weights w = {METHOD.weights}, β = {METHOD.beta}"),

@@ -164,13 +164,15 @@ def _(advantages, objective_names, pair_picker, ranked, weights):
 
 
 @app.cell
-def _(advantages, weighted_sums):
+def _(advantages, objective_names, weighted_sums):
     advantage_table = weighted_sums.join(
         advantages.pivot(on="estimator", index=["group", "completion"], values="advantage"),
         on=["group", "completion"])
     mo.vstack([mo.md("**Pareto rank, ParetoPO's advantage, the objective vectors, weighted sum and every other "
                      "estimator's advantage**"),
-               mo.ui.table(display.display_table(advantage_table), selection=None,
+               # w·r after every objective (with M > 2 it sat between them), then the other estimators
+               mo.ui.table(display.display_table(advantage_table, first=(
+                   "group", "completion", "rank", "pareto_rank", *objective_names, "w·r")), selection=None,
                            show_column_summaries=False, page_size=min(64, advantage_table.height)),
                mo.md(display.PARETO_RANK_NOTE)])
     return (advantage_table,)

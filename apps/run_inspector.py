@@ -98,7 +98,8 @@ def _(run_choice, run_typed):
     refresh = mo.ui.refresh(options=["2s", "5s", "10s", "30s"], default_interval="5s" if run_writing else None,
                             label="re-read the run" + (" (still writing)" if run_writing else
                                                        " (finished)" if run_finished else ""))
-    mo.hstack([run_choice, run_typed, refresh], justify="start", align="end")
+    # the typed path on a row of its own: squeezed beside the picker it was ~140 px wide, its hint cut off
+    mo.vstack([mo.hstack([run_choice, refresh], justify="start", align="end"), run_typed])
     return refresh, run_dir
 
 
@@ -166,27 +167,33 @@ def _(get_picked_step, run, set_picked_step):
     _logged = sorted(run.groups["step"].unique().to_list())
     _picked = get_picked_step()
     step_picker = mo.ui.slider(steps=_logged, value=_picked if _picked in _logged else _logged[-1],
-                               label="step", show_value=True, on_change=set_picked_step)
+                               label="step", show_value=True, debounce=True, on_change=set_picked_step)
     return (step_picker,)
 
 
 @app.cell
 def _(get_picked_group, method, run, set_picked_group, step_picker):
     step_rows = run.groups.filter(pl.col("step") == step_picker.value).sort("group", "completion")
-    # default group: one whose completions' text was logged, then the most distinct objective vectors
+    # default group: the most distinct objective vectors (the most to learn from), then one whose text was logged
     _kept = (set(run.samples.filter(pl.col("step") == step_picker.value)["group"].to_list())
              if run.samples.height else set())
     _variety = (step_rows.group_by("group").agg(pl.struct([f"obj_{n}" for n in method.objectives]).n_unique().alias("n"))
                 .with_columns(pl.col("group").is_in(sorted(_kept)).alias("kept"))
-                .sort(["kept", "n", "group"], descending=[True, True, False]))
-    _groups = [str(g) for g in sorted(_variety["group"].to_list())]
+                .sort(["n", "kept", "group"], descending=[True, True, False]))
+    distinct_vectors = dict(zip(_variety["group"].to_list(), _variety["n"].to_list(), strict=True))
+    _groups = [str(g) for g in sorted(distinct_vectors)]
     _picked = get_picked_group()
-    _labels = {g: g + ("" if int(g) in _kept else " (text not logged)") for g in _groups}
+    _labels = {g: f"{g} · " + ("degenerate: all vectors equal" if distinct_vectors[int(g)] == 1 else
+                               f"{distinct_vectors[int(g)]} distinct vectors")
+               + ("" if int(g) in _kept else " (text not logged)") for g in _groups}
     _default = _picked if _picked in _groups else str(_variety["group"][0])
     group_picker = mo.ui.dropdown(options={label: g for g, label in _labels.items()}, value=_labels[_default],
         label="group", on_change=set_picked_group)
-    mo.hstack([step_picker, group_picker], justify="start", gap=2)
-    return group_picker, step_rows
+    _degenerate = sum(n == 1 for n in distinct_vectors.values())
+    mo.vstack([mo.hstack([step_picker, group_picker], justify="start", gap=2),
+               mo.md(f"*{_degenerate} of {len(distinct_vectors)} groups at step {step_picker.value} are degenerate "
+                     "(every completion the same objective vector: no learning signal).*")])
+    return distinct_vectors, group_picker, step_rows
 
 
 @app.cell
@@ -228,7 +235,8 @@ def _(group_picker, objective_columns, run, step_rows):
 
 
 @app.cell
-def _(consistent, group_chart, group_header, group_rows, method, step_estimator, step_stage):
+def _(consistent, distinct_vectors, group_chart, group_header, group_picker, group_rows, method, step_estimator,
+      step_stage):
     _label = f"{step_estimator} (stage {step_stage})" if method.two_stage else step_estimator
     _bars = plots.advantage_bars(group_rows.with_columns(pl.lit(_label).alias("estimator")),
                                  facet=None, title="advantages used in training", width=240, height=260)
@@ -237,9 +245,16 @@ def _(consistent, group_chart, group_header, group_rows, method, step_estimator,
               mo.callout(mo.md(f"Logged ranks or advantages differ from `paretopo.core.advantages` (`{step_estimator}`) "
                                "recomputed on the logged objective vectors."), kind="danger"))
     _note = mo.md(display.PARETO_RANK_NOTE) if step_estimator == "pareto_rank" else mo.md("")
+    _advantages = sorted(set(np.round(group_rows["advantage"].to_numpy(), 6).tolist()))
+    _degenerate = (mo.callout(mo.md(
+        f"Group {group_picker.value} is **degenerate**: its {group_rows.height} completions share one objective "
+        f"vector, so the estimator cannot tell them apart (advantage {', '.join(f'{a:+.3f}' for a in _advantages)} "
+        "for all): no learning signal. Groups marked *distinct vectors* in the picker have one."), kind="info")
+        if distinct_vectors[int(group_picker.value)] == 1 else mo.md(""))
     _table = mo.ui.table(display.display_table(group_rows.drop("step", "stage", "group", strict=False)),
                          selection=None, show_column_summaries=False)
-    mo.vstack([group_header, mo.hstack([group_chart, _bars], justify="start", wrap=True), _check, _note, _table])
+    mo.vstack([group_header, _degenerate, mo.hstack([group_chart, _bars], justify="start", wrap=True), _check, _note,
+               _table])
     return
 
 

@@ -7,7 +7,7 @@
 # ---
 
 # %% [markdown]
-# *Colab: this project has no published repository yet, so there is no "Open in Colab" link. Upload this notebook to Colab (File → Upload notebook) and, in the Files pane, a zip of the repository (`paretopo.zip`), its folder, or a wheel (`pip wheel . --no-deps -w dist`); the install cell finds it and says what it installed.*
+# *Colab: this project has no published repository yet, so there is no "Open in Colab" link. Upload this notebook to Colab (File → Upload notebook) and, in the Files pane, `dist/paretopo.zip`, which `make colab-zip` builds in the repository (the project and its `data/`, without `.venv/` or `runs/`: Colab uploads files, not folders); the install cell finds it and says what it installed.*
 #
 # # ParetoPO in a few minutes on a CPU
 #
@@ -19,7 +19,7 @@
 # * **stage 2** ranks the completions of each prompt by Pareto dominance and uses the rank (refined
 #   by `w . r` within a rank) as the advantage.
 #
-# This notebook runs the whole method on a ~140k-parameter policy and a synthetic arithmetic task
+# This notebook runs the whole method on a 202,624-parameter policy and a synthetic arithmetic task
 # with a calculator tool: the objectives, the Pareto ranks of one real group of completions,
 # stage 1 then stage 2, evaluation before and after, the frontier of the run's checkpoints, and
 # the export of the LoRA adapter with a reload check. It needs no GPU and no download.
@@ -57,7 +57,8 @@ def find_upload():
 
         with zipfile.ZipFile(archive) as opened:
             opened.extractall("paretopo-unzipped")
-        return next(p.parent for p in sorted(Path("paretopo-unzipped").rglob("pyproject.toml")))
+        # the shallowest pyproject.toml is the project's (a zipped .venv/ holds packages with their own)
+        return min(Path("paretopo-unzipped").rglob("pyproject.toml"), key=lambda p: (len(p.parts), p)).parent
     wheels = sorted(Path.cwd().glob("paretopo-*.whl"))
     return wheels[-1] if wheels else None
 
@@ -69,7 +70,7 @@ if IN_COLAB or importlib.util.find_spec("paretopo") is None:
     if source is None:
         raise SystemExit(
             "paretopo is not installed, and the project has no published repository to clone yet. Upload a zip "
-            "of the repository (paretopo.zip), its folder, or a wheel (`pip wheel . --no-deps -w dist`) next to "
+            "of the repository (paretopo.zip; `make colab-zip` builds it), its folder, or a wheel next to "
             f"this notebook ({Path.cwd()}; on Colab: the Files pane), then run this cell again.")
     print("installing paretopo from", f"the repository {REPOSITORY}" if REPOSITORY else f"your upload {source}")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"{source.resolve()}[apps]"], check=True)
@@ -373,9 +374,10 @@ frontier_chart(checkpoint_points([str(result.run_dir)]))
 # weights, test point) and verifies it: finite, its LoRA `B` matrices not all zero (an untrained
 # adapter is a no-op), it reloads onto the base model, and it changes greedy output. The cell
 # prints the export folder and its files, then the verification record (each check and its result).
+# The export goes beside the run folder: an export never writes inside its source.
 
 # %%
-export = export_adapter(result.run_dir, RUN_DIR / "export")
+export = export_adapter(result.run_dir, RUN_DIR.with_name(RUN_DIR.name + "-export"))
 assert export.verify.ok and export.verify.nonzero_lora_b > 0, export.verify.problems
 print(export.path, sorted(p.name for p in export.path.iterdir()))
 export.verify

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# *Colab: this project has no published repository yet, so there is no "Open in Colab" link. Upload this notebook to Colab (File → Upload notebook) and, in the Files pane, a zip of the repository (`paretopo.zip`), its folder, or a wheel (`pip wheel . --no-deps -w dist`); the install cell finds it and says what it installed.*
+# *Colab: this project has no published repository yet, so there is no "Open in Colab" link. Upload this notebook to Colab (File → Upload notebook) and, in the Files pane, `dist/paretopo.zip`, which `make colab-zip` builds in the repository (the project and its `data/`, without `.venv/` or `runs/`: Colab uploads files, not folders); the install cell finds it and says what it installed.*
 #
 # # Maths with a Python tool: ParetoPO with Unsloth on one GPU
 #
@@ -61,7 +61,8 @@ def find_upload():
 
         with zipfile.ZipFile(archive) as opened:
             opened.extractall("paretopo-unzipped")
-        return next(p.parent for p in sorted(Path("paretopo-unzipped").rglob("pyproject.toml")))
+        # the shallowest pyproject.toml is the project's (a zipped .venv/ holds packages with their own)
+        return min(Path("paretopo-unzipped").rglob("pyproject.toml"), key=lambda p: (len(p.parts), p)).parent
     wheels = sorted(Path.cwd().glob("paretopo-*.whl"))
     return wheels[-1] if wheels else None
 
@@ -73,7 +74,7 @@ if IN_COLAB or importlib.util.find_spec("paretopo") is None:
     if source is None:
         raise SystemExit(
             "paretopo is not installed, and the project has no published repository to clone yet. Upload a zip "
-            "of the repository (paretopo.zip), its folder, or a wheel (`pip wheel . --no-deps -w dist`) next to "
+            "of the repository (paretopo.zip; `make colab-zip` builds it), its folder, or a wheel next to "
             f"this notebook ({Path.cwd()}; on Colab: the Files pane), then run this cell again.")
     print("installing paretopo from", f"the repository {REPOSITORY}" if REPOSITORY else f"your upload {source}")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"{source.resolve()}[apps]"], check=True)
@@ -299,7 +300,7 @@ pl.concat([before, after]).select("benchmark", "policy", "accuracy", "mean_tool_
 # Verification checks that the adapter is finite, not all zero, reloads and changes the output.
 
 # %%
-export = export_adapter(result.run_dir, RUN_DIR / "export", merged=True, gguf=profile["export_gguf"],
+export = export_adapter(result.run_dir, RUN_DIR.with_name(RUN_DIR.name + "-export"), merged=True, gguf=profile["export_gguf"],
                         verify=profile["verify_export"])
 print("adapter:", export.path, "| merged:", export.merged_path, "| gguf:", export.gguf_path)
 export.verify

@@ -119,11 +119,41 @@ def demo_root(tmp_path_factory) -> Path:
     for method in ("paretopo", "torl_grpo"):
         shutil.copytree(FIXTURE_RUNS / method, root / method)
     shutil.copytree(TINY_POLICY, root / "paretopo" / "final")
+    for step in (30, 60, 90, 120, 150):  # listed by live rollouts (never loaded here): by step, not as text
+        checkpoint = root / "paretopo" / "checkpoints" / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "adapter_config.json").write_text("{}")
     return root
 
 
+LONG_RUN_STEPS = 150
+
+
 @pytest.fixture(scope="module")
-def server_urls(tmp_path_factory, demo_root):
+def long_run(tmp_path_factory) -> Path:
+    """The fixture ParetoPO run stretched to 150 logged steps (its steps 4-6 repeated), like a demo's run:
+    a step slider with 150 stops, where dragging used to re-run the page once per stop."""
+    import polars as pl
+
+    source = FIXTURE_RUNS / "paretopo"
+    run = tmp_path_factory.mktemp("long") / "paretopo"
+    shutil.copytree(source, run, ignore=shutil.ignore_patterns("groups", "samples", "steps.parquet"))
+    steps = pl.read_parquet(source / "steps.parquet")
+    stretched = []
+    for step in range(1, LONG_RUN_STEPS + 1):
+        copied = step if step <= 3 else 4 + (step - 4) % 3
+        for table in ("groups", "samples"):
+            (run / table).mkdir(exist_ok=True)
+            pl.read_parquet(source / table / f"step-{copied:08d}.parquet").with_columns(
+                pl.lit(step).cast(pl.Int64).alias("step")).write_parquet(run / table / f"step-{step:08d}.parquet")
+        stretched.append(steps.filter(pl.col("step") == copied).with_columns(
+            pl.lit(step).cast(steps["step"].dtype).alias("step")))
+    pl.concat(stretched).write_parquet(run / "steps.parquet")
+    return run
+
+
+@pytest.fixture(scope="module")
+def server_urls(tmp_path_factory, demo_root, long_run):
     """name -> (URL, log) of its server, started on first use (so ``-k`` starts only what it needs)."""
     from paretopo.commands.launch import app_commands
 
@@ -137,6 +167,7 @@ def server_urls(tmp_path_factory, demo_root):
     # the committed study (paretopo study): 48 runs two folders down, as the README shows it
     commands["frontier_compare_study"] = (f"marimo run {ROOT / 'apps' / 'frontier_compare.py'} -- --runs-dir "
                                           f"{ROOT / 'results' / 'study' / 'runs'}")
+    commands["run_inspector_long_run"] = f"marimo run {ROOT / 'apps' / 'run_inspector.py'} -- --run {long_run}"
     with ExitStack() as stack:
         started: dict[str, tuple[str, Path]] = {}
 
@@ -227,8 +258,8 @@ def table_headers(page) -> list[list[tuple[str, bool]]]:
     return [[(dtype.sub("", text), visible) for text, visible in table if text] for table in page.evaluate(HEADERS_JS)]
 
 
-def assert_key_columns_first(page, key: str, first: list[str]) -> None:
-    """The table with column ``key`` starts with ``first``, all of them in view."""
+def assert_key_columns_first(page, key: str, first: list[str], in_view: int | None = None) -> None:
+    """The table with column ``key`` starts with ``first``, all of them (or the first ``in_view``) in view."""
     for _ in range(60):  # the table draws after the text around it
         tables = [t for t in table_headers(page) if key in [text for text, _ in t]]
         if tables:
@@ -237,7 +268,7 @@ def assert_key_columns_first(page, key: str, first: list[str]) -> None:
     assert tables, f"no table with a {key} column"
     table = tables[0]
     assert [text for text, _ in table[:len(first)]] == first, table
-    assert all(visible for _, visible in table[:len(first)]), table
+    assert all(visible for _, visible in table[:in_view or len(first)]), table
 
 
 def count(page, selector: str, styled: bool = False) -> int:
@@ -266,6 +297,15 @@ def type_into(page, placeholder: str, text: str) -> None:
     field = page.get_by_placeholder(placeholder).first
     field.fill(text)
     field.press("Enter")
+
+
+def field_width(page, placeholder: str) -> float:
+    return page.get_by_placeholder(placeholder).first.bounding_box()["width"]
+
+
+def selected_option(page, has_text: str) -> str:
+    """The text of the picked option of the first drop-down (``select``) holding ``has_text``."""
+    return page.locator("select").filter(has_text=has_text).first.evaluate("s => s.options[s.selectedIndex].text")
 
 
 def save_full_page(page, path: Path, width: int) -> None:
@@ -304,6 +344,18 @@ def drive_playground(page) -> None:
     # the key columns come first, so the rank and ParetoPO's advantage are in view without scrolling
     assert_key_columns_first(page, "pareto_rank", ["group", "completion", "rank", "pareto_rank"])
     shows(page, "standardised within each group")  # and the centring of Eq. 9 is explained under the table
+    # four objectives: the weighted sum w·r comes after all of them, not between them
+    objectives = page.get_by_role("slider").nth(1)
+    objectives.focus()
+    page.keyboard.press("End")
+    shows(page, "M = 4: the scatter shows one pair of objectives")
+    page.wait_for_timeout(1500)  # the table is redrawn with the new columns
+    assert_key_columns_first(page, "pareto_rank", ["group", "completion", "rank", "pareto_rank", "task",
+                                                   "tool_efficiency", "objective_3", "objective_4", "w·r"], in_view=4)
+    objectives.focus()
+    page.keyboard.press("Home")  # back to M = 2 for the screenshots
+    page.get_by_text("M = 4: the scatter shows").first.wait_for(state="hidden")
+    page.wait_for_timeout(1500)
 
 
 def drive_inspector(page) -> None:
@@ -313,6 +365,19 @@ def drive_inspector(page) -> None:
     shows(page, "gold answer")
     # marimo draws widgets in shadow roots, which the body's text leaves out: count through them
     assert page.get_by_text("text not kept").count() == 0
+    assert field_width(page, "or type a run folder path") > 500  # its hint in full, not a ~140 px box
+    # a step opens on its most informative group: at step 5 the fixture's groups 0 and 1 have one vector for all
+    # completions (degenerate), group 2 three distinct ones
+    assert selected_option(page, "distinct vectors").startswith("0 · 3 distinct vectors")  # step 6
+    page.get_by_role("slider").first.focus()
+    page.keyboard.press("ArrowLeft")
+    shows(page, "2 of 4 groups at step 5 are degenerate")
+    assert selected_option(page, "distinct vectors").startswith("2 · 3 distinct vectors")
+    # a degenerate group is marked in the picker and says so when picked
+    groups = page.locator("select").filter(has_text="distinct vectors").first
+    groups.select_option(label=groups.evaluate("s => [...s.options].find(o => o.text.startsWith('0 ·')).text"))
+    shows(page, "Group 0 is degenerate")
+    assert "degenerate: all vectors equal" in selected_option(page, "distinct vectors")
     both = page.locator("select").filter(has_text="torl_grpo").first  # both demo runs are listed
     assert both.count() == 1
     wait_for_count(page, ".vega-embed", 6, "paretopo: 4 curves with the stage-1 panels, the group's scatter and bars")
@@ -330,19 +395,65 @@ def drive_inspector(page) -> None:
     assert page.get_by_text("(still writing)").count() == 0  # no polling button for it
     type_into(page, "or type a run folder path", "")  # back to the listed run for the screenshots
     shows(page, "gold answer")
+    page.get_by_role("slider").first.focus()
+    page.keyboard.press("End")  # and to its last step, where the page opens
+    shows(page, "groups at step 6 are degenerate")
+
+
+def drive_inspector_long_run(page) -> None:
+    """Dragging the step slider across a 150-step run: one re-run when it is let go, not one per stop
+    passed (those raced the page's fetches of the replaced charts' data: 63 tracebacks in the terminal)."""
+    shows(page, "gold answer")
+    shows(page, f"groups at step {LONG_RUN_STEPS} are degenerate")
+    thumb = page.get_by_role("slider").first
+    thumb.scroll_into_view_if_needed()
+    box = thumb.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(1, 51):  # 200 px to the left, a few px at a time, as a hand drags
+        page.mouse.move(x - 4 * step, y)
+        page.wait_for_timeout(20)
+    page.mouse.up()
+    page.wait_for_timeout(3000)
+    shows(page, "groups at step")
+    assert page.get_by_text(f"groups at step {LONG_RUN_STEPS} are").count() == 0, "the drag did not move the slider"
 
 
 def drive_live_rollouts(page) -> None:
     shows(page, "to generate")
-    # the demo's own policy is offered
-    assert page.locator("select").filter(has_text="paretopo/final").count() == 1
-    # a question the arithmetic task cannot score: a sentence, then sampling still works
+    # the demo's own policy is offered, and its checkpoints by step
+    policies = page.locator("select").filter(has_text="paretopo/final")
+    assert policies.count() == 1
+    steps = [int(m[1]) for text in policies.first.locator("option").all_inner_texts()
+             if (m := re.search(r"checkpoint-(\d+)", text))]
+    assert steps == [30, 60, 90, 120, 150], steps
+    # what the loaded policy was trained on, and the task's own questions
+    shows(page, "It was trained on the arithmetic task")
+    shows(page, "The task's questions, all of one form")
+    for hint in ("or type one, e.g. What is 417*38?", "or a model folder / adapter folder / hub id"):
+        assert field_width(page, hint) > 500, hint  # the hint in full, not a ~140 px box
+    question = page.get_by_text(re.compile(r"^Question: ")).first
+    before = question.inner_text()
+    page.get_by_role("button", name="new question from the task").click()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while question.inner_text() == before and time.monotonic() < deadline:
+        page.wait_for_timeout(300)
+    assert re.match(r"Question: What is \d+[+*]\d+\?", question.inner_text()), question.inner_text()
+    assert page.get_by_text("not in the task's form").count() == 0
+    # a question outside the task's form: said before sampling; one it cannot score: a sentence too
     type_into(page, "or type one, e.g. What is 417*38?", "How many legs does a spider have?")
+    shows(page, "not in the task's form")
     shows(page, "has no expected answer")
     page.get_by_role("button", name="sample G rollouts").click()
     shows(page, "Transcripts", exact=True)
     shows(page, "n* of this group")
     shows(page, "standardised within each group")
+    # every answer wrong: the sentences say what the table shows (efficiency 0 under gating, no "harder question")
+    shows(page, "tool efficiency 0 for all")
+    shows(page, "every answer is wrong")
+    for stale in ("efficiency 1 for all", "pick a harder question", "ranks below reflect tool calls only"):
+        assert page.get_by_text(stale).count() == 0, stale
     # a wrong model path answers at once, not after ~70 s of hub retries
     type_into(page, "or a model folder / adapter folder / hub id", "/no/such/model")
     shows_soon(page, "There is no folder", 15)
@@ -377,6 +488,19 @@ def drive_frontier_compare(page) -> None:
     split.select_option("test")
     shows(page, "frontier HV (test)")
     split.select_option("validation")  # back, for the screenshot: the frontiers over several checkpoints
+    shows(page, "frontier HV (validation)")
+    # no run selected: said as such, not that the folder holds none
+    picker = page.locator("button[aria-haspopup=dialog]").filter(has_text="torl_grpo").first.element_handle()
+    picker.click()
+    for run in ("paretopo", "torl_grpo"):
+        page.get_by_role("option", name=run, exact=True).click()
+    page.keyboard.press("Escape")
+    shows(page, "No run selected: pick one or more of the 2 evaluated run(s)")
+    assert page.get_by_text("holds none").count() == 0
+    picker.click()  # the same picker, now empty: select both runs again
+    for run in ("paretopo", "torl_grpo"):
+        page.get_by_role("option", name=run, exact=True).click()
+    page.keyboard.press("Escape")
     shows(page, "frontier HV (validation)")
     # the samples below the chart (the last test checkpoint until one is clicked) mark tool output as
     # the other apps do: spans titled as environment-written and masked from the loss
@@ -417,13 +541,16 @@ def drive_frontier_compare_empty(page) -> None:
     shows(page, "holds none")
 
 
+# pages where even the virtual-file race of server_errors must not happen: each is a defect we fixed
+RACE_FREE_PAGES = ("run_inspector_long_run",)
+
 APPS: dict[str, Callable] = {
     "pareto_playground": drive_playground,
     "run_inspector": drive_inspector,
     "live_rollouts": drive_live_rollouts,
     "frontier_compare": drive_frontier_compare,
 }
-PAGES = {**APPS, "frontier_compare_empty": drive_frontier_compare_empty,
+PAGES = {**APPS, "frontier_compare_empty": drive_frontier_compare_empty, "run_inspector_long_run": drive_inspector_long_run,
          "frontier_compare_study": drive_frontier_compare_study,
          "frontier_compare_three_objectives": drive_frontier_compare_three_objectives}
 
@@ -453,6 +580,8 @@ def test_app_in_the_browser(app, browser, server_urls):
     assert not [text for text in PAGE_FAILURE_TEXT if text in body], body[-2000:]
     assert not [message for message in console if CONSOLE_FAILURE in message], console
     assert not server_errors(log.read_text())
+    if app in RACE_FREE_PAGES:
+        assert "Virtual file not found" not in log.read_text(), "the page re-ran while it fetched the old data"
 
 
 def test_gamble_map_section_in_the_browser(browser, server_urls):

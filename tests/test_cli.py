@@ -375,3 +375,24 @@ def test_eval_of_a_run_scores_with_its_config_and_agrees_with_its_eval_parquet(t
                                 rows["tool_calls"].to_numpy(), OptimalCallTracker(),
                                 ParetoPOConfig(gate_tool_by_correctness=False, max_tool_calls=2))
     assert float(np.mean(ungated[:, 1])) != pytest.approx(summary["obj_tool_efficiency"])
+
+
+def test_demo_table_says_its_frontier_hv_is_measured_on_validation():
+    """The demo's table is titled "Test split", but its frontier HV is the validation checkpoints' one:
+    the column and title say so (it used to read as a test number)."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from paretopo.commands.demo import results_table
+    from paretopo.evaluation.evaluate import compare_runs
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "runs"
+    summary, _ = compare_runs([str(fixtures / "paretopo"), str(fixtures / "torl_grpo")])
+    results = {m: {"accuracy": 0.5, "mean_tool_calls": 1.0, "tool_productivity": 0.5} for m in summary["method"]}
+    console = Console(width=200, record=True)
+    console.print(results_table(summary, results))
+    text = console.export_text()
+    assert "frontier HV (validation)" in text and "frontier HV over the validation checkpoints" in text
+    validation, _ = compare_runs([str(fixtures / "paretopo"), str(fixtures / "torl_grpo")], split="validation")
+    assert all(f"{hv:.3f}" in text for hv in validation["frontier_hv"])

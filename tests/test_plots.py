@@ -140,7 +140,7 @@ def test_objective_scatter_merges_identical_vectors_and_draws_fronts():
     assert fronts["mark"]["type"] == "line" and fronts["mark"]["interpolate"] == "step-before"
     assert dots["encoding"]["color"]["field"] == "rank"
     assert dots["encoding"]["size"]["field"] == "count"
-    assert labels["encoding"]["text"]["field"] == "label"
+    assert labels["encoding"]["text"]["field"] == "position_label"
     rows = _dataset(spec)
     assert len(rows) == 4  # completions 1 and 4 share (1, 0.37)
     merged = next(r for r in rows if r["count"] == 2)
@@ -148,6 +148,21 @@ def test_objective_scatter_merges_identical_vectors_and_draws_fronts():
     selection = alt.selection_point(fields=["task", "tool_efficiency"], name="picked")
     selectable = plots.objective_scatter(frame, x="task", y="tool_efficiency", selection=selection).to_dict()
     assert [p["name"] for p in selectable["params"]] == ["picked"]
+
+
+def test_objective_scatter_writes_one_label_per_position_when_a_projection_stacks_points():
+    """M = 4 drawn as one pair: completions of different ranks on one spot get one combined label
+    (they were three labels drawn over each other, read "#2#1#4")."""
+    vectors = np.array([[1, 1, 0.2, 0.9], [1, 1, 0.9, 0.2], [0, 0.5, 0.1, 0.1], [1, 1, 0.1, 0.1], [0, 0.5, 0.1, 0.1]])
+    frame = replay.ranked_group_frame(vectors, 5, replay.objective_names(4))
+    assert frame.filter((pl.col("task") == 1) & (pl.col("tool_efficiency") == 1))["rank"].n_unique() == 2
+    import re
+
+    import vl_convert
+
+    spec = plots.objective_scatter(frame, x="task", y="tool_efficiency", facet="group").to_dict()
+    drawn = re.findall(r"<text[^>]*>(#[^<]*)</text>", vl_convert.vegalite_to_svg(spec))
+    assert sorted(drawn) == ["#0 #1 #3", "#2 #4"]  # one label per spot, naming every completion there
 
 
 def test_objective_scatter_and_advantage_bars_facet_by_group():
@@ -206,8 +221,8 @@ def test_frontier_chart_marks_each_runs_front_and_carries_the_selection():
     assert front == {("runs/a", 2, "validation"), ("runs/a", 4, "validation"), ("runs/a", 4, "test"),
                      ("runs/b", 2, "validation"), ("runs/b", 4, "validation")}
     assert {r["label"] for r in rows} == {"paretopo (a)", "torl_grpo (b)"}
-    shade, fronts, dots, _counts = spec["layer"]
-    assert fronts["mark"]["interpolate"] == shade["mark"]["interpolate"] == "step-after"
+    shade, fronts, _split_key, dots, _counts = spec["layer"]
+    assert fronts["mark"]["interpolate"] == "step-after" and shade["mark"]["type"] == "rect"
     assert dots["encoding"]["shape"]["field"] == "split"
     assert [p["name"] for p in spec["params"]] == ["checkpoint"]
     # a run's frontier of one point is still drawn: the box it dominates, from the chart's edges
@@ -237,3 +252,70 @@ def test_charts_build_for_more_than_two_objectives():
     advantages = replay.estimator_advantages(vectors, 4, weights=config.weights)
     assert advantages.height == 8 * len(ADVANTAGES)
     plots.objective_scatter(replay.ranked_group_frame(vectors, 4), x="task", y="objective_4", facet="group").to_dict()
+
+
+FRONTIER_POINTS = pl.DataFrame({
+    "run": ["runs/a"] * 3 + ["runs/b"] * 2, "method": ["paretopo"] * 3 + ["torl_grpo"] * 2,
+    "step": [2, 4, 6, 2, 4], "split": ["validation", "validation", "test", "validation", "validation"],
+    "final": [False, True, True, False, True], "accuracy": [0.5, 0.7, 0.6, 0.4, 0.6],
+    "mean_tool_calls": [1.0, 0.5, 0.5, 1.0, 2.0], "obj_task": [0.5, 0.7, 0.6, 0.4, 0.6],
+    "obj_tool_efficiency": [0.9, 0.6, 0.8, 0.5, 0.4], "n": [8] * 5,
+})
+
+
+def _png_pixels(spec: dict) -> np.ndarray:
+    import io
+
+    import vl_convert
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(vl_convert.vegalite_to_png(spec))).convert("RGB")).astype(int)
+
+
+def test_frontier_chart_shades_what_each_frontier_dominates_when_drawn():
+    """The title promises shading: the shade layer alone, drawn by vl-convert, paints a large part of the
+    plot (an area mark with y2 and an order channel drew nothing, in the browser and in vl-convert)."""
+    spec = plots.frontier_chart(FRONTIER_POINTS).to_dict()
+    assert "shaded: what it dominates" in spec["title"]
+    shade = spec["layer"][0]
+    alone = {**spec, "layer": [shade]}
+    blank = {**spec, "layer": [{**shade, "mark": {**shade["mark"], "opacity": 0}}]}  # same legends and size
+    painted = (np.abs(_png_pixels(alone) - _png_pixels(blank)).sum(axis=-1) > 0).mean()
+    # a's validation front (0.5, 0.9), (0.7, 0.6) dominates about half of the plot: a third of the image at least
+    assert painted > 0.2, f"the shade layer paints {painted:.1%} of the image"
+
+
+def test_dominated_strips_cover_exactly_the_fronts_hypervolume():
+    from paretopo.core.hypervolume import hypervolume
+    from paretopo.core.pareto import nondominated_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        cloud = rng.random((int(rng.integers(1, 9)), 2)).round(2)
+        front = cloud[np.asarray(nondominated_mask(cloud))]
+        strips = plots._dominated_strips(pl.DataFrame({"x": front[:, 0], "y": front[:, 1]}), "x", "y", (0.0, 0.0))
+        widths = (strips["x_to"] - strips["x_from"]).to_numpy()
+        assert (widths >= 0).all()  # disjoint, left to right: no strip is drawn twice as dark
+        area = float((widths * (strips["y_to"] - strips["y_from"]).to_numpy()).sum())
+        assert area == pytest.approx(hypervolume(front, [0.0, 0.0]), abs=1e-12)
+
+
+def test_frontier_chart_legends_show_their_symbols_in_full():
+    import vl_convert
+
+    legends = {legend["title"]: legend for legend in
+               vl_convert.vegalite_to_vega(plots.frontier_chart(FRONTIER_POINTS).to_dict())["legends"]}
+    run, split = legends["run"], legends["split (hollow: not the frontier's split)"]
+    assert run.get("symbolOpacity") == 1  # not the shading's 0.12
+    assert split["symbolStrokeColor"] and split.get("titleLimit", 0) >= 400  # the title is not cut short
+    symbols = split.get("encode", {}).get("symbols", {}).get("update", {})
+    assert symbols.get("stroke", {}).get("value") != "transparent"  # hollow symbols with a visible outline
+
+
+def test_advantage_bars_of_a_degenerate_group_have_a_centred_axis():
+    """All advantages 0 (a degenerate group): the axis spans [-1, 1] instead of one "0.000000" tick."""
+    flat = pl.DataFrame({"completion": [0, 1, 2], "estimator": ["pareto_rank"] * 3, "advantage": [0.0] * 3})
+    spec = plots.advantage_bars(flat, facet=None).to_dict()
+    assert spec["layer"][0]["encoding"]["y"]["scale"]["domain"] == [-1.0, 1.0]
+    varied = plots.advantage_bars(flat.with_columns(pl.Series("advantage", [0.0, 1.0, -1.0])), facet=None).to_dict()
+    assert "domain" not in varied["layer"][0]["encoding"]["y"].get("scale", {})

@@ -290,3 +290,20 @@ def test_default_splits_live_on_the_task_and_exist(name):
     task = get_task(name)
     assert len(task.default_splits) == 3
     assert set(task.default_splits) <= set(task.splits), (task.default_splits, task.splits)
+
+
+def test_question_tier_accepts_exactly_the_tasks_question_form():
+    from paretopo.tasks.arithmetic import question_tier, tier_questions
+
+    task = get_task("arithmetic")
+    for split in ("train", "validation", "test"):  # every shipped question, with the tier it was generated in
+        for example in task.load(split):
+            assert question_tier(example.question) == example.metadata["tier"], example.question
+    form = {f"What is {a}{op}{b}?": tier for tier in (1, 2, 3) for a, op, b in tier_questions(tier)}
+    for a in range(200):  # brute force: a sum or product of small numbers is in the form iff generated
+        for b in range(120):
+            for op in "+*":
+                assert question_tier(f"What is {a}{op}{b}?") == form.get(f"What is {a}{op}{b}?"), (a, op, b)
+    for typed in ("what is 48 + 77?", "12*34", "compute 123 times 45", "hello", "2+2", "What is 48+77?",
+                  "What is 07+3?", "What is 417*38", "What is 417×38?", "x" * 400):
+        assert question_tier(typed) is None, typed

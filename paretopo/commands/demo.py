@@ -103,6 +103,21 @@ def _tier_table(behaviour: dict[str, pl.DataFrame]) -> Table:
     return table
 
 
+def results_table(summary: pl.DataFrame, results: dict[str, dict]) -> Table:
+    """The demo's table: each method's final test metrics, and its frontier HV, which is measured over
+    its validation checkpoints (``compare_runs``' default split), as the column says."""
+    table = Table(title="Test split (greedy decoding); frontier HV over the validation checkpoints",
+                  title_justify="left")
+    for column in ("method", "accuracy", "mean tool calls", "correct per call", "frontier HV (validation)"):
+        table.add_column(column, justify="right")
+    for row in summary.iter_rows(named=True):
+        test = results[row["method"]]
+        productivity = test["tool_productivity"]
+        table.add_row(row["method"], f"{test['accuracy']:.3f}", f"{test['mean_tool_calls']:.2f}",
+                      "n/a" if productivity == float("inf") else f"{productivity:.2f}", f"{row['frontier_hv']:.3f}")
+    return table
+
+
 def verdict(paretopo: dict, baseline: dict) -> tuple[bool, str]:
     """The demo's claim: ParetoPO at most 0.7x the baseline's calls, accuracy within 2 points."""
     calls_ratio = paretopo["mean_tool_calls"] / baseline["mean_tool_calls"] if baseline["mean_tool_calls"] else math.inf
@@ -168,17 +183,7 @@ def run_demo(settings: DemoSettings | None = None, console: Console | None = Non
     minutes = (time.perf_counter() - started) / 60
 
     summary, _ = compare_runs([str(root / m) for m in DEMO_METHODS])
-    table = Table(title="Test split (greedy decoding)", title_justify="left")
-    for column in ("method", "accuracy", "mean tool calls", "correct per call", "frontier HV"):
-        table.add_column(column, justify="right")
-    for row in summary.iter_rows(named=True):
-        method = row["method"]
-        test = results[method]
-        productivity = test["tool_productivity"]
-        table.add_row(method, f"{test['accuracy']:.3f}", f"{test['mean_tool_calls']:.2f}",
-                      "n/a" if productivity == float("inf") else f"{productivity:.2f}",
-                      f"{row['frontier_hv']:.3f}")
-    console.print(table)
+    console.print(results_table(summary, results))
     console.print(_tier_table({m: _final_behaviour(root / m) for m in DEMO_METHODS}))
     _, text = verdict(results["paretopo"], results["torl_grpo"])
     console.print(f"ParetoPO vs accuracy-only baseline: {text}.")

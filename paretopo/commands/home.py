@@ -21,9 +21,9 @@ PUBLISHED_REPOSITORY: str | None = None  # e.g. "https://github.com/<owner>/pare
 
 COLAB_NOTE = (
     "*Colab: this project has no published repository yet, so there is no \"Open in Colab\" link. "
-    "Upload this notebook to Colab (File → Upload notebook) and, in the Files pane, a zip of the "
-    "repository (`paretopo.zip`), its folder, or a wheel (`pip wheel . --no-deps -w dist`); the "
-    "install cell finds it and says what it installed.*"
+    "Upload this notebook to Colab (File → Upload notebook) and, in the Files pane, `dist/paretopo.zip`, "
+    "which `make colab-zip` builds in the repository (the project and its `data/`, without `.venv/` or "
+    "`runs/`: Colab uploads files, not folders); the install cell finds it and says what it installed.*"
 )
 
 

@@ -93,12 +93,25 @@ def use_offline_renderer() -> str:
 
 def _points_with_labels(frame: pl.DataFrame, x: str, y: str, rank: str, completion: str,
                         by: Sequence[str]) -> pl.DataFrame:
-    """Merge completions with identical vectors into one point carrying a count and a label."""
-    return (
+    """Merge completions with identical vectors into one point carrying a count and a label.
+
+    ``position_label`` names every completion drawn at the point's position, of any rank (with M > 2
+    objectives a projection puts different vectors on one spot), and ``labelled`` marks the one point
+    per position that writes it, so labels of coincident points are not drawn over each other."""
+    def numbered(column: str) -> pl.Expr:
+        return pl.col(column).list.sort().list.eval(pl.format("#{}", pl.element())).list.join(" ")
+
+    points = (
         frame.group_by([*by, x, y, rank], maintain_order=True)
         .agg(pl.col(completion).alias("completions"), pl.len().alias("count"))
-        .with_columns(pl.col("completions").list.eval(pl.format("#{}", pl.element())).list.join(" ").alias("label"))
+        .with_columns(numbered("completions").alias("label"))
     )
+    at_position = (points.group_by([*by, x, y]).agg(pl.col("completions").list.explode(keep_nulls=False, empty_as_null=False).alias("here"),
+                                                    pl.col(rank).min().alias("lowest_rank"))
+                   .with_columns(numbered("here").alias("position_label")))
+    return (points.join(at_position, on=[*by, x, y], how="left", nulls_equal=True)
+            .with_columns((pl.col(rank) == pl.col("lowest_rank")).alias("labelled"))
+            .drop("here", "lowest_rank"))
 
 
 def objective_scatter(frame: pl.DataFrame, *, x: str, y: str, rank: str = "rank", completion: str = "completion",
@@ -133,7 +146,8 @@ def objective_scatter(frame: pl.DataFrame, *, x: str, y: str, rank: str = "rank"
         color=color, size=alt.Size("count:Q", scale=alt.Scale(range=[90, 400]), legend=None), tooltip=tooltip)
     if selection is not None:
         dots = dots.add_params(selection).encode(opacity=alt.condition(selection, alt.value(1.0), alt.value(0.35)))
-    labels = base.mark_text(dy=-13, fontSize=10, color="#374151").encode(text="label:N")
+    labels = base.mark_text(dy=-13, fontSize=10, color="#374151").encode(text="position_label:N").transform_filter(
+        alt.datum.labelled)
     chart = alt.layer(fronts, dots, labels).properties(width=width, height=height)
     if facet:
         chart = chart.facet(facet=alt.Facet(f"{facet}:N", title=_title(facet)), columns=columns)
@@ -152,10 +166,14 @@ def advantage_bars(advantages: pl.DataFrame, *, estimator: str = "estimator", va
     """
     present = [name for name in ESTIMATOR_ORDER if name in set(advantages[estimator].to_list())]
     order = present + sorted(set(advantages[estimator].to_list()) - set(present))
+    values = advantages[value].to_numpy()
+    # all equal (a degenerate group): a centred axis, not one tick labelled "0.000000"
+    flat = values.size and np.ptp(values) < 1e-12
+    y_scale = alt.Scale(domain=[float(values[0]) - 1, float(values[0]) + 1]) if flat else alt.Scale()
     chart = alt.Chart(advantages).mark_bar().encode(
         x=alt.X(f"{completion}:O", title=_title(completion), axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset(f"{estimator}:N", sort=order),
-        y=alt.Y(f"{value}:Q", title=_title(value)),
+        y=alt.Y(f"{value}:Q", title=_title(value), scale=y_scale),
         color=alt.Color(f"{estimator}:N", sort=order, title=_title(estimator),
                         scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(orient="bottom", columns=4)),
         tooltip=[completion, estimator, alt.Tooltip(f"{value}:Q", format="+.3f")],
@@ -223,6 +241,21 @@ def _dominated_region(points: pl.DataFrame, x: str, y: str) -> pl.DataFrame:
     xs = [0.0] + [p[0] for p in front]
     ys = [p[1] for p in front] + [0.0]
     return pl.DataFrame({x: xs, y: ys})
+
+
+def _dominated_strips(points: pl.DataFrame, x: str, y: str, corner: tuple[float, float]) -> pl.DataFrame:
+    """What a 2-D front dominates down to ``corner``, as disjoint rectangles (``x_from``, ``x_to``,
+    ``y_from``, ``y_to``): sorted by ``x``, front point i covers ``(x_{i-1}, x_i] x [corner_y, y_i]``.
+
+    Example:
+        >>> _dominated_strips(pl.DataFrame({"a": [0.5, 0.2], "b": [0.4, 0.9]}), "a", "b", (0.0, 0.0)).rows()
+        [(0.0, 0.2, 0.0, 0.9), (0.2, 0.5, 0.0, 0.4)]
+    """
+    front = points.sort(x).select(x, y).rows()
+    rights = [float(p[0]) for p in front]
+    return pl.DataFrame({"x_from": [float(corner[0]), *rights[:-1]], "x_to": rights,
+                         "y_from": [float(corner[1])] * len(front), "y_to": [float(p[1]) for p in front]},
+                        schema={"x_from": pl.Float64, "x_to": pl.Float64, "y_from": pl.Float64, "y_to": pl.Float64})
 
 
 def stage1_chart(history: pl.DataFrame, *, width: int = 250, height: int = 220) -> alt.HConcatChart:
@@ -343,9 +376,12 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
     data = _spread_coincident(data, x, y, radius)
     x_scale = alt.Scale(domain=domains[0], nice=False)
     y_scale = alt.Scale(domain=domains[1], nice=False)
-    color = alt.Color("label:N", title="run", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
+    # legend symbols drawn opaque: taken from the faint shading they were nearly invisible
+    color = alt.Color("label:N", title="run", legend=alt.Legend(
+        orient="bottom", columns=1, labelLimit=400, titleLimit=400, symbolType="square", symbolOpacity=1,
+        symbolStrokeWidth=0))
 
-    regions = []
+    regions, strips = [], []
     for label, part in data.filter(pl.col("on_front") & (pl.col("split") == split)).group_by("label", maintain_order=True):
         corner = _dominated_region(part, x, y)
         xs = corner[x].to_list()
@@ -353,16 +389,33 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
         xs[0], ys[-1] = domains[0][0], domains[1][0]  # from the chart's edges, not from the origin
         regions.append(pl.DataFrame({"label": [label[0]] * len(xs), x: xs, y: ys,
                                      "order": list(range(len(xs)))}))
+        strips.append(_dominated_strips(part, x, y, (domains[0][0], domains[1][0])).with_columns(
+            pl.lit(label[0]).alias("label")))
     region = pl.concat(regions) if regions else pl.DataFrame(
         schema={"label": pl.String, x: pl.Float64, y: pl.Float64, "order": pl.Int64})
-    region_base = alt.Chart(region).encode(
+    strip = pl.concat(strips) if strips else pl.DataFrame(
+        schema={"x_from": pl.Float64, "x_to": pl.Float64, "y_from": pl.Float64, "y_to": pl.Float64,
+                "label": pl.String})
+    # what each frontier dominates, as disjoint rectangles down to the chart's lower-left corner (an area
+    # mark with y2 and an order channel drew nothing, in the browser and in vl-convert alike)
+    # fainter with more runs, so the corner every frontier dominates does not stack into a dark blot
+    shade = alt.Chart(strip).mark_rect(opacity=min(0.12, 0.5 / max(len(regions), 1)), clip=True).encode(
+        x=alt.X("x_from:Q", scale=x_scale, title=f"{_title(x)} (mean)"), x2="x_to:Q",
+        y=alt.Y("y_from:Q", scale=y_scale, title=f"{_title(y)} (mean)"), y2="y_to:Q",
+        color=color)
+    fronts = alt.Chart(region).mark_line(interpolate="step-after", clip=True, strokeWidth=2).encode(
         x=alt.X(f"{x}:Q", title=f"{_title(x)} (mean)", scale=x_scale),
         y=alt.Y(f"{y}:Q", title=f"{_title(y)} (mean)", scale=y_scale), color=color,
-        order="order:Q")
-    shade = region_base.mark_area(interpolate="step-after", opacity=0.08, clip=True).encode(
-        y2=alt.datum(domains[1][0]))
-    fronts = region_base.mark_line(interpolate="step-after", clip=True, strokeWidth=2).encode(detail="label:N")
+        order="order:Q", detail="label:N")
 
+    # the split legend takes its symbols from this invisible layer (size 0, one grey stroke): from the dots,
+    # whose stroke is each run's colour, vega-lite drew them transparent
+    split_title = "split (hollow: not the frontier's split)"
+    split_legend = alt.Legend(orient="bottom", titleLimit=400, symbolSize=90, symbolStrokeColor="#374151",
+                              symbolStrokeWidth=2)
+    split_key = alt.Chart(data).mark_point(filled=False, size=0, strokeWidth=2, color="#374151").encode(
+        x=alt.X("x_shown:Q", scale=x_scale), y=alt.Y("y_shown:Q", scale=y_scale),
+        shape=alt.Shape("split:N", title=split_title, legend=split_legend))
     inside = alt.datum.split == split
     dots = alt.Chart(data).mark_point(filled=False, size=90, strokeWidth=2, clip=True).encode(
         x=alt.X("x_shown:Q", scale=x_scale, title=f"{_title(x)} (mean)"),
@@ -370,8 +423,7 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
         stroke=alt.Stroke("label:N", legend=None),
         fill=alt.condition(inside, alt.Fill("label:N", legend=None), alt.value("white")),
         fillOpacity=alt.condition(inside, alt.value(0.9), alt.value(1.0)),
-        shape=alt.Shape("split:N", title="split (hollow: not the frontier's split)",
-                        legend=alt.Legend(orient="bottom")),
+        shape=alt.Shape("split:N", title=split_title, legend=split_legend),
         tooltip=["label", "step", "split", "final", alt.Tooltip("accuracy:Q", format=".3f"),
                  alt.Tooltip("mean_tool_calls:Q", format=".2f"), *(alt.Tooltip(f"{c}:Q", format=".3f") for c in points.columns if c.startswith(OBJECTIVE_PREFIX)),
                  alt.Tooltip("together:Q", title="checkpoints at this position"), "n"])
@@ -383,7 +435,7 @@ def frontier_chart(points: pl.DataFrame, *, split: str = "validation", selection
         x=alt.X(f"{x}:Q", scale=x_scale), y=alt.Y(f"{y}:Q", scale=y_scale),
         text=alt.Text("together:Q", format="d"))
     counts = counts.transform_calculate(note="'×' + datum.together").encode(text="note:N")
-    return alt.layer(shade, fronts, dots, counts).resolve_scale(color="shared").properties(
+    return alt.layer(shade, fronts, split_key, dots, counts).resolve_scale(color="shared").properties(
         width=width, height=height,
         title=f"checkpoints; lines: each run's frontier on {split}, shaded: what it dominates")
 

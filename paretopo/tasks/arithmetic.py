@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,8 +37,10 @@ from .base import BoxedAnswerTask, Example, LocalSplit
 __all__ = [
     "ArithmeticTask",
     "DEFAULT_SPLIT_SIZES",
+    "QUESTION_FORM",
     "TIER_NAMES",
     "generate_split",
+    "question_tier",
     "split_of",
     "tier_questions",
     "write_arithmetic_splits",
@@ -47,6 +50,10 @@ TIER_NAMES = {1: "sum without carry", 2: "sum with carry", 3: "3-digit x 2-digit
 SPLIT_SHARES = {"train": 0.70, "validation": 0.15, "test": 0.15}  # share of each tier's questions
 DEFAULT_SPLIT_SIZES = {"train": 2000, "validation": 200, "test": 200}
 DEFAULT_TIER_WEIGHTS = (1 / 3, 1 / 3, 1 / 3)
+QUESTION_FORM = ("*What is a+b?* with a < 100 and b < 10 (e.g. *What is 47+8?*), or *What is a\\*b?* with a "
+                 "three-digit a and a two-digit b (e.g. *What is 417\\*38?*)")
+"""Every question of the task, in words (markdown): what a policy trained on it has seen."""
+_QUESTION = re.compile(r"What is (0|[1-9]\d*)([+*])(0|[1-9]\d*)\?")
 
 SYSTEM_PROMPT = (
     "Answer the arithmetic question. If you are not sure, call the calculator tool "
@@ -67,6 +74,24 @@ def tier_questions(tier: int) -> list[tuple[int, str, int]]:
     if tier == 3:
         return [(a, "*", b) for a in range(100, 1000) for b in range(10, 100)]
     raise ValueError(f"tier must be 1, 2 or 3, got {tier}")
+
+
+def question_tier(question: str) -> int | None:
+    """The tier of a question written in the task's own form, None for any other text.
+
+    Example:
+        >>> question_tier("What is 47+8?"), question_tier("What is 417*38?"), question_tier("what is 48 + 77?")
+        (2, 3, None)
+    """
+    match = _QUESTION.fullmatch(question.strip())
+    if match is None:
+        return None
+    left, operator, right = int(match[1]), match[2], int(match[3])
+    if operator == "+" and left < 100 and right < 10:
+        return 2 if left % 10 + right >= 10 else 1
+    if operator == "*" and 100 <= left < 1000 and 10 <= right < 100:
+        return 3
+    return None
 
 
 def _canonical(left: int, operator: str, right: int) -> str:

@@ -43,7 +43,7 @@ from paretopo.core.settings import (
 __all__ = ["LORA_LR", "TINY_POLICY_LR", "PlanConflict", "RunPlan", "RunSettings", "plan_run"]
 
 TINY_POLICY_LR = 3e-4
-"""Learning rate for full fine-tuning of the ~170k-parameter tiny policy (chosen on validation)."""
+"""Learning rate for full fine-tuning of the 202,624-parameter shipped tiny policy (chosen on validation)."""
 LORA_LR = 2e-3
 """Learning rate for LoRA adapters (rank 16, alpha 32)."""
 
@@ -226,7 +226,7 @@ def plan_run(
     resume_from = last_complete_checkpoint(run_dir, method_config.method) if resume else None
 
     is_tiny = settings.model is None
-    # LoRA saves memory on real models; on a ~170k-parameter model its adapters are as large as
+    # LoRA saves memory on real models; on the 202,624-parameter tiny policy its adapters are as large as
     # the weights and PEFT's per-layer Python dispatch was ~40% of the forward time.
     lora = (not is_tiny) if settings.lora is None else settings.lora
     settings = replace(
