@@ -511,6 +511,7 @@ def drive_frontier_compare(page) -> None:
     # as a user does: move over the chart until a tooltip names a checkpoint, click it, and the
     # samples below switch to that checkpoint (the page opened on the first run's final test point)
     canvas = page.locator(".vega-embed canvas").first
+    canvas.wait_for(state="visible")  # re-drawn after the runs were selected again
     canvas.scroll_into_view_if_needed()
     spot, tip = hover_until_tooltip(page, canvas, lambda text: "validation" in text)
     step = re.search(r"step\s+(\d+)", tip).group(1)
