@@ -79,6 +79,8 @@ BAD_INPUT = [  # (argv with {tmp} for the fixture folder, what the error line mu
     ("demo --steps many", "argument --steps: invalid int value: 'many'"),
     ("demo --runs {tmp}/a_file.txt", "is a file; pass a folder"),
     ("demo --runs {tmp} --name run_truncated", "already exists; choose another --name"),
+    ("demo --task chess", "--task chess: the demo runs arithmetic or lookup"),
+    ("demo --test-samples -1", "--test-samples must be at least 0"),
     ("train --run-dir {tmp}/new --steps 0", "--steps must be at least 1"),
     ("train --run-dir {tmp}/new --steps -5", "--steps must be at least 1"),
     ("train --run-dir {tmp}/new --prompts 0", "--prompts must be at least 1"),
@@ -125,6 +127,7 @@ BAD_INPUT = [  # (argv with {tmp} for the fixture folder, what the error line mu
     ("export {tmp}/run_of_torl {tmp}/run_of_torl/export", "is inside the source"),
     ("warmstart --out {tmp}/a_file.txt", "is a file; pass a folder for the policy"),
     ("warmstart --out {tmp}/run_truncated", "holds other files"),
+    ("warmstart --task chess", "argument --task: invalid choice: 'chess'"),
     ("showcase --steps 3", "unrecognized arguments: --steps 3"),
     ("fly", "argument command: invalid choice: 'fly'"),
 ]

@@ -35,9 +35,11 @@ def _showcase(_: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from paretopo.commands.demo import DemoSettings, run_demo
+    from paretopo.commands.demo import DEMO_TASKS, DemoSettings, run_demo
 
     settings = _settings_from_args(DemoSettings, args)
+    if settings.task is not None and settings.task not in DEMO_TASKS:
+        raise BadInput(f"--task {settings.task}: the demo runs {' or '.join(DEMO_TASKS)}")
     if Path(settings.runs_root).exists() and not Path(settings.runs_root).is_dir():
         raise BadInput(f"--runs {settings.runs_root} is a file; pass a folder for the run logs")
     if settings.name is not None and (Path(settings.runs_root) / settings.name).exists():
@@ -266,6 +268,8 @@ def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
     headers = {column: column, "accuracy": "accuracy", "direct_accuracy": "direct acc.", "tool_accuracy": "tool acc.",
                "mean_tool_calls": "mean calls", "calls_0": "0 calls", "calls_1": "1 call", "calls_2plus": ">=2 calls",
                "completions": "completions"}
+    if rows and "greedy_accuracy" in rows[0]:  # --samples k: greedy decoding beside the sampled numbers
+        headers |= {"greedy_accuracy": "greedy acc.", "greedy_mean_tool_calls": "greedy calls"}
     for header in headers.values():
         table.add_column(header, justify="right")
     for row in rows:
@@ -335,7 +339,7 @@ def _warmstart(args: argparse.Namespace) -> int:
         raise BadInput(f"--out {args.out} holds other files; pass a new folder or one holding a tiny policy")
     from paretopo.training.warmstart import main
 
-    main(["--out", args.out] if args.out else [])
+    main(["--task", args.task] + (["--out", args.out] if args.out else []))
     return 0
 
 
@@ -463,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     from paretopo.commands.study import StudySettings
     from paretopo.evaluation.evaluate import EvalSettings
     from paretopo.training.train import RunSettings
+    from paretopo.training.warmstart import RECIPES
 
     demo = commands.add_parser("demo", help="the CPU demo: ParetoPO vs accuracy-only GRPO on the tiny policy")
     add_settings_options(demo, DemoSettings)
@@ -505,8 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--gguf", action="store_true", help="also write GGUF (Unsloth on CUDA; best-effort)")
     export.set_defaults(handler=_export)
 
-    warm = commands.add_parser("warmstart", help="(re)build the warm-started tiny CPU policy")
-    warm.add_argument("--out", default=None, help="output folder (default: data/tiny_policy)")
+    warm = commands.add_parser("warmstart", help="(re)build a warm-started tiny CPU policy")
+    warm.add_argument("--task", default="arithmetic", choices=list(RECIPES),
+                      help="its task (default: arithmetic)")
+    warm.add_argument("--out", default=None, help="output folder (default: data/tiny_policy, "
+                                                  "data/tiny_policy_lookup for --task lookup)")
     warm.set_defaults(handler=_warmstart)
 
     commands.add_parser("showcase", help="a tour of Pareto ranks, advantages and the stage-1 meta reward").set_defaults(
