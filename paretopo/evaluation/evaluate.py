@@ -36,7 +36,7 @@ from paretopo.core.settings import setting
 from paretopo.evaluation.runlog import objective_column, objective_columns
 from paretopo.tasks.base import Example, Task
 
-__all__ = ["EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
+__all__ = ["GREEDY_PREFIX", "SAMPLED_PREFIX", "EvalResult", "EvalSettings", "accuracy_and_calls_by", "behaviour_table", "checkpoint_points", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
            "frontier_hypervolume", "objective_columns", "summarize"]
 
 
@@ -175,8 +175,8 @@ class EvalSettings:
     split: str = setting("test", "split of the task to evaluate on")
     data: str | None = setting(None, "a JSONL file with id, question, answer, evaluated instead of --split", kind=str)
     limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1)
-    samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1)",
-                           minimum=1)
+    samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1, "
+                              "with greedy decoding's accuracy and calls beside them as greedy_*)", minimum=1)
     max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1)
     tools_in_prompt: bool = setting(False, "render the tools block in the prompt (real chat models; the tiny "
                                            "policy was taught the protocol without it)")
@@ -210,9 +210,29 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
                              greedy=settings.samples == 1, max_new_tokens=settings.max_new_tokens,
                              tools_in_prompt=settings.tools_in_prompt)
     summary = {"policy": str(source), "task": task.name, "split": settings.data or settings.split, **result.as_dict()}
+    greedy = None
+    if settings.samples > 1:  # the sampled policy is what RL optimises; greedy decoding hides part of it
+        greedy = evaluate_policy(model, tokenizer, task, examples[: settings.limit], greedy=True,
+                                 max_new_tokens=settings.max_new_tokens, tools_in_prompt=settings.tools_in_prompt,
+                                 description="greedy")
+        summary |= {f"{GREEDY_PREFIX}accuracy": greedy.accuracy, f"{GREEDY_PREFIX}mean_tool_calls": greedy.mean_tool_calls}
     if settings.by:
-        summary["breakdown"] = behaviour_table(result.rows, settings.by).to_dicts()
+        table = behaviour_table(result.rows, settings.by)
+        if greedy is not None:
+            table = table.join(accuracy_and_calls_by(greedy.rows, settings.by, GREEDY_PREFIX), on=settings.by, how="left")
+        summary["breakdown"] = table.to_dicts()
     return summary, result
+
+
+GREEDY_PREFIX, SAMPLED_PREFIX = "greedy_", "sampled_"
+"""Column prefixes of the accuracy / mean-calls pair measured the other way: greedy beside a sampled
+evaluation (``paretopo eval --samples k``), sampled beside a greedy one (a run's test summary)."""
+
+
+def accuracy_and_calls_by(rows: pl.DataFrame, by: str, prefix: str) -> pl.DataFrame:
+    """``<prefix>accuracy`` and ``<prefix>mean_tool_calls`` per value of ``by`` (see :func:`behaviour_table`)."""
+    return behaviour_table(rows, by).select(
+        by, pl.col("accuracy").alias(f"{prefix}accuracy"), pl.col("mean_tool_calls").alias(f"{prefix}mean_tool_calls"))
 
 
 def behaviour_table(rows: pl.DataFrame, by: str = "tier") -> pl.DataFrame:

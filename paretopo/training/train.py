@@ -55,10 +55,11 @@ LORA_LR = 2e-3
 """Learning rate for LoRA adapters (rank 16, alpha 32)."""
 
 
-def tiny_policy_path() -> Path:
+def tiny_policy_path(task_name: str = "arithmetic") -> Path:
+    """The shipped warm-started tiny policy of a task (``data/tiny_policy``, ``data/tiny_policy_lookup``)."""
     from paretopo.training.warmstart import default_policy_path
 
-    return default_policy_path()
+    return default_policy_path(task_name)
 
 
 @dataclass
@@ -95,6 +96,9 @@ class RunSettings:
     validation_examples: int = setting(48, "validation questions each checkpoint is evaluated on", minimum=1)
     test_examples: int | None = setting(None, "evaluate the final policy on the first N test questions; default: all",
                                          kind=int, minimum=1)
+    test_samples: int = setting(0, "also sample N completions per test question at temperature 1: the sampled "
+                                   "policy's accuracy and calls beside greedy's (sampled_* in the test summary; "
+                                   "0: greedy only)", minimum=0)
     train_examples: int | None = setting(None, "train on the first N training questions; default: all", kind=int,
                                           minimum=1)
     train_split: str | None = setting(None, "training split; default: the task's (Task.default_splits)", kind=str)
@@ -121,6 +125,8 @@ class RunResult:
     test: dict[str, Any]
     steps: int
     trainer: Any = field(default=None, repr=False)  # the ParetoPOTrainer, for inspection
+    # with settings.test_samples: per tier, sampled_accuracy and sampled_mean_tool_calls on test
+    sampled_by_tier: list[dict[str, Any]] | None = None
 
 
 def _dataset(task: Any, examples: list[Any]) -> Any:
@@ -149,7 +155,7 @@ def train_run(
         resume: continue the run in ``settings.run_dir`` from its last checkpoint.
     """
     from paretopo.agent.models import load_policy, policy_backend
-    from paretopo.evaluation.evaluate import evaluate_policy
+    from paretopo.evaluation.evaluate import SAMPLED_PREFIX, accuracy_and_calls_by, evaluate_policy
     from paretopo.tasks import get_task
 
     settings = settings or RunSettings()
@@ -171,7 +177,7 @@ def train_run(
     # the task's tool budget is the method's C (and OTC's c) unless the settings override it
     if isinstance(settings.task, str):
         options = {} if settings.max_tool_calls is None else {"max_tool_calls": settings.max_tool_calls}
-        if settings.task == "arithmetic" and settings.model is not None:
+        if settings.task in ("arithmetic", "lookup") and settings.model is not None:
             options["instructions"] = True  # a chat model meets the task cold; the tiny policy learned its format
         task = get_task(settings.task, **options)
     else:
@@ -179,7 +185,7 @@ def train_run(
     # brevity (if it is an objective) reaches 0 at the longest completion the run generates
     config = ParetoPOConfig.from_dict({**config.to_dict(), "max_tool_calls": task.max_tool_calls,
                                        "brevity_length": config.brevity_length or settings.max_completion_length})
-    model_path = settings.model or str(tiny_policy_path())
+    model_path = settings.model or str(tiny_policy_path(task.name))
     is_tiny = settings.model is None
     # LoRA saves memory on real models; on a ~170k-parameter model its adapters are as large as
     # the weights and PEFT's per-layer Python dispatch was ~40% of the forward time.
@@ -246,12 +252,25 @@ def train_run(
                             max_new_tokens=settings.max_completion_length, efficiency_options=efficiency,
                             tools_in_prompt=tools_in_prompt, progress=settings.progress, description=f"test ({config.method})")
     step = int(trainer.state.global_step)
+    test_summary, sampled_by_tier = final.as_dict(), None
+    if settings.test_samples:  # RL optimises the sampled policy; greedy decoding hides part of what it learned
+        sampled = evaluate_policy(trainer.accelerator.unwrap_model(trainer.model), tokenizer, task, test,
+                                  num_samples=settings.test_samples, greedy=False, temperature=1.0,
+                                  max_new_tokens=settings.max_completion_length, seed=settings.seed,
+                                  tools_in_prompt=tools_in_prompt, progress=settings.progress,
+                                  description=f"test, {settings.test_samples} samples ({config.method})")
+        test_summary |= {f"{SAMPLED_PREFIX}accuracy": sampled.accuracy,
+                         f"{SAMPLED_PREFIX}mean_tool_calls": sampled.mean_tool_calls,
+                         f"{SAMPLED_PREFIX}per_question": settings.test_samples}
+        if "meta_tier" in sampled.rows.columns:
+            sampled_by_tier = accuracy_and_calls_by(sampled.rows, "tier", SAMPLED_PREFIX).to_dicts()
     run_log.log_eval([{"method": config.method, "seed": settings.seed, "step": step, "split": "test", "final": True,
-                       **final.as_dict()}])
+                       **test_summary}])
     run_log.log_eval_rows(step, "test", final.rows)
     trainer.save_model(str(paths.final))
     tokenizer.save_pretrained(str(paths.final))
-    return RunResult(run_dir=run_dir, method=config.method, test=final.as_dict(), steps=step, trainer=trainer)
+    return RunResult(run_dir=run_dir, method=config.method, test=test_summary, steps=step, trainer=trainer,
+                     sampled_by_tier=sampled_by_tier)
 
 
 def _remove_incomplete_checkpoints_after(checkpoint: Path) -> None:
