@@ -149,6 +149,7 @@ class TraceRecipe:
     unsupervised_direct_tiers: tuple[int, ...]  # tiers whose direct answers' values carry no loss
     direct_answer: Callable[[Example, random.Random, float], str]  # (example, rng, carry_slip) -> answer
     policy_folder: str  # under data/
+    tokenizer_pieces: tuple[str, ...] = ()  # single tokens beside the protocol's (build_tiny_tokenizer's extra_pieces)
     config: dict = field(default_factory=dict)  # WarmStartConfig fields that differ for this task
 
 
@@ -215,7 +216,9 @@ def build_trace(
 RECIPES: dict[str, TraceRecipe] = {
     "arithmetic": TraceRecipe("calculator", _arithmetic_call, BEHAVIOUR_SHARES, UNSUPERVISED_DIRECT_TIERS,
                               direct_answer, "tiny_policy"),
-    "lookup": TraceRecipe("lookup", _lookup_call, LOOKUP_BEHAVIOUR_SHARES, (2,), _right_answer, "tiny_policy_lookup"),
+    # the call's names as single tokens, as "calculator" and "expression" are: ~20 tokens a call, not ~40
+    "lookup": TraceRecipe("lookup", _lookup_call, LOOKUP_BEHAVIOUR_SHARES, (2,), _right_answer, "tiny_policy_lookup",
+                          tokenizer_pieces=("lookup", "entity", "attribute", '", "')),
 }
 
 
@@ -236,10 +239,11 @@ def _batch(traces: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[
     return input_ids, labels, attention
 
 
-def _tier_table(model, tokenizer, task: Task, examples: Sequence[Example], samples: int, seed: int) -> list[dict]:
+def _tier_table(model, tokenizer, task: Task, examples: Sequence[Example], samples: int, seed: int,
+                greedy: bool = False) -> list[dict]:
     from paretopo.evaluation.evaluate import behaviour_table, evaluate_policy
 
-    result = evaluate_policy(model, tokenizer, task, examples, num_samples=samples, greedy=False, temperature=1.0,
+    result = evaluate_policy(model, tokenizer, task, examples, num_samples=samples, greedy=greedy, temperature=1.0,
                              max_new_tokens=160, tools_in_prompt=False, progress=False, seed=seed)
     return behaviour_table(result.rows, "tier").to_dicts()
 
@@ -251,7 +255,8 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
     Progress (loss, and a sampled per-tier table on the validation split every ``eval_every``
     steps) goes to the progress bar; the saved ``warmstart.json`` records the config, that
     history, the per-tier table of the saved policy on the *test* split (``final_samples``
-    sampled completions per question: the numbers the README quotes) and the weights' sha256.
+    sampled completions per question: the numbers the README quotes), the same under greedy
+    decoding (``test_greedy_by_tier``) and the weights' sha256.
     """
     recipe = recipe_for(task.name)
     config = config or WarmStartConfig.for_task(task.name)
@@ -264,7 +269,7 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
         tokenizer = AutoTokenizer.from_pretrained(config.init)
         model = AutoModelForCausalLM.from_pretrained(config.init)
     else:
-        tokenizer = build_tiny_tokenizer()
+        tokenizer = build_tiny_tokenizer(extra_pieces=recipe.tokenizer_pieces)
         model = build_tiny_policy(tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers,
                                   seed=config.seed)
     shares = {int(k): tuple(v) for k, v in json.loads(config.shares).items()} if config.shares else recipe.behaviour_shares
@@ -307,6 +312,7 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
     model.eval()
     train_seconds = time.perf_counter() - started
     test_by_tier = _tier_table(model, tokenizer, task, task.load("test"), config.final_samples, config.seed)
+    greedy_by_tier = _tier_table(model, tokenizer, task, task.load("test"), 1, config.seed, greedy=True)
     save_tiny_policy(model, tokenizer, out)
     previous = []
     if config.init and (Path(config.init) / "warmstart.json").exists():
@@ -314,6 +320,7 @@ def warm_start(task: Task, out_dir: str | Path | None = None, config: WarmStartC
     record = {"config": config.__dict__, "task": task.name, "behaviour_shares": shares,
               "train_seconds": round(train_seconds, 1), "final_loss": loss.item(), "history": history,
               "test_by_tier": test_by_tier, "test_samples_per_question": config.final_samples,
+              "test_greedy_by_tier": greedy_by_tier,
               "continued_from": previous, "model_sha256": weights_sha256(out)}
     (out / "warmstart.json").write_text(json.dumps(record, indent=2) + "\n")
     return out
