@@ -257,3 +257,19 @@ def test_demo_verdict_and_its_reason():
     assert not holds and text == "NOT the expected outcome: accuracy more than 2 points lower"
     assert why_not(frugal_but_wrong, baseline) == WHY_NOT
     assert why_not({"accuracy": 0.98, "mean_tool_calls": 1.2}, baseline) is None  # more calls: another failure
+    assert why_not(frugal_but_wrong, baseline, task="lookup") is None  # arithmetic's reason, not measured on lookup
+
+
+def test_demo_tier_prediction_is_a_hook_for_the_gamble_map():
+    """Without paretopo.core.gamble (issue 21) there is no prediction; with it, one per tier."""
+    import importlib.util
+
+    from paretopo.commands.demo import tier_prediction, warm_start_tiers
+
+    tiers = warm_start_tiers("arithmetic")  # the shipped policy's record: p, c and q per tier
+    assert sorted(tiers) == [1, 2, 3] and 0.3 <= tiers[2]["direct_accuracy"] <= 0.8
+    prediction = tier_prediction(tiers[2]["direct_accuracy"], tiers[2]["tool_accuracy"], tiers[2]["calls_0"])
+    if importlib.util.find_spec("paretopo.core.gamble") is None:
+        assert prediction is None
+    else:
+        assert "pushed up" in prediction or prediction == "no break-even p"

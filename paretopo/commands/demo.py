@@ -143,7 +143,7 @@ def _tier_table(task: str, behaviour: dict[str, pl.DataFrame], sampled: dict[str
                 cell += f" | {by_tier[tier]['sampled_accuracy']:.3f} / {by_tier[tier]['sampled_mean_tool_calls']:.2f}"
             cells.append(cell)
         table.add_row(f"{tier}: {_tier_names(task).get(tier, '')}", "-" if p is None else f"{p:.2f}",
-                      prediction or "missing: needs paretopo.core.gamble (issue 21)", *cells)
+                      prediction or "n/a (needs issue 21)", *cells)
     return table
 
 

@@ -76,6 +76,8 @@ class StudySettings:
                                        minimum=1)
     test_examples: int | None = setting(None, "test questions of the final evaluation; default: the whole split "
                                               "(--quick: 32)", kind=int, minimum=1)
+    test_samples: int = setting(4, "sampled completions per test question at temperature 1, reported beside greedy "
+                                   "(0: greedy only)", minimum=0)
     learning_rate: float | None = setting(None, "learning rate of every run; default: the trainer's, 3e-4 for the "
                                                 "tiny policy", kind=float, minimum=1e-12)
     processes: int | None = setting(None, "parallel runs; default: one per CPU core", kind=int, minimum=1)
@@ -131,7 +133,7 @@ def _jobs(settings: StudySettings, chosen: list[Configuration]) -> list[Any]:
     base = RunSettings(max_steps=settings.max_steps, prompts_per_step=settings.prompts_per_step,
                        num_generations=settings.num_generations, save_steps=settings.save_steps,
                        validation_examples=settings.validation_examples, test_examples=settings.test_examples,
-                       learning_rate=settings.learning_rate, progress=False)
+                       learning_rate=settings.learning_rate, test_samples=settings.test_samples, progress=False)
     jobs = []
     for seed in settings.seeds:  # seed-major: every configuration gets a first seed before any gets a third
         for configuration in chosen:
@@ -268,6 +270,9 @@ def _run_rows(out: Path, chosen: list[Configuration], settings: StudySettings) -
             "val_accuracy": final_val["accuracy"], "val_mean_tool_calls": final_val["mean_tool_calls"],
             "test_accuracy": final_test["accuracy"], "test_mean_tool_calls": final_test["mean_tool_calls"],
             "test_tool_productivity": float(test_eval["tool_productivity"][0]),
+            # the sampled policy (RunSettings.test_samples); None for runs evaluated greedily only
+            **{f"test_sampled_{k}": test_eval[f"sampled_{k}"][0] if f"sampled_{k}" in test_eval.columns else None
+               for k in ("accuracy", "mean_tool_calls")},
             "test_obj_task": final_test["obj_task"], "test_obj_tool_efficiency": final_test["obj_tool_efficiency"],
             "frontier_hv": frontier_hypervolume(vectors[frontier(vectors)]) if len(vectors) else 0.0,
             "checkpoints": len(vectors),
@@ -458,6 +463,7 @@ def _rows_for(runs: pl.DataFrame, names: Sequence[str], tests: dict[str, dict[st
         table.append([
             f"`{name}`", _mean_std(own["test_accuracy"]), _mean_std(own["test_mean_tool_calls"], 2),
             _mean_std(productivity, 2) if productivity else "n/a (no calls)",
+            _mean_std(own["test_sampled_accuracy"].to_list()), _mean_std(own["test_sampled_mean_tool_calls"].to_list(), 2),
             _mean_std(own["val_accuracy"]), _mean_std(own["val_mean_tool_calls"], 2), _mean_std(own["frontier_hv"]),
             "(reference)" if test is None else f"{test['wins']}/{test['losses']}, p {_p(test['p_accuracy'])}",
             "(reference)" if test is None else _p(test["p_calls"]), own.height,
@@ -465,7 +471,8 @@ def _rows_for(runs: pl.DataFrame, names: Sequence[str], tests: dict[str, dict[st
     return table
 
 
-_HEADER = ["configuration", "test accuracy", "test mean calls", "correct per call", "val. accuracy", "val. mean calls",
+_HEADER = ["configuration", "test accuracy", "test mean calls", "correct per call", "sampled accuracy", "sampled calls",
+           "val. accuracy", "val. mean calls",
            "frontier HV (val.)", "vs strongest: won/lost, McNemar p", "calls: Wilcoxon p", "seeds"]
 
 
@@ -582,7 +589,7 @@ def _warm_start_row(out: Path) -> list[list[Any]]:
     accuracy, calls = rows["correct"].cast(pl.Float64).mean(), rows["tool_calls"].cast(pl.Float64).mean()
     productivity = rows["correct"].sum() / rows["tool_calls"].sum() if rows["tool_calls"].sum() else math.inf
     return [["warm start (before RL, greedy)", f"{accuracy:.3f}", f"{calls:.2f}", f"{productivity:.2f}",
-             "-", "-", "-", "-", "-", "-"]]
+             "-", "-", "-", "-", "-", "-", "-", "-"]]
 
 
 def _weight_of(name: str, runs: pl.DataFrame) -> tuple[float, ...]:
