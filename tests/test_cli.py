@@ -258,6 +258,8 @@ def test_demo_verdict_and_its_reason():
     assert why_not(frugal_but_wrong, baseline) == WHY_NOT
     assert why_not({"accuracy": 0.98, "mean_tool_calls": 1.2}, baseline) is None  # more calls: another failure
     assert why_not(frugal_but_wrong, baseline, task="lookup") is None  # arithmetic's reason, not measured on lookup
+    just_over = verdict({"accuracy": 0.98, "mean_tool_calls": 0.702}, baseline)
+    assert just_over == (False, "NOT the expected outcome: calls 0.702x the baseline's (claim: <= 0.7x)")
 
 
 def test_demo_tier_prediction_is_a_hook_for_the_gamble_map():

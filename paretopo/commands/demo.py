@@ -152,7 +152,8 @@ def verdict(paretopo: dict, baseline: dict) -> tuple[bool, str]:
     calls_ratio = paretopo["mean_tool_calls"] / baseline["mean_tool_calls"] if baseline["mean_tool_calls"] else math.inf
     frugal = calls_ratio <= 0.7
     close = paretopo["accuracy"] >= baseline["accuracy"] - 0.02
-    ratio_text = "n/a (baseline makes no calls)" if math.isinf(calls_ratio) else f"{calls_ratio:.2f}x"
+    # three digits: a ratio of 0.702 fails the claim and must not print as 0.70
+    ratio_text = "n/a (baseline makes no calls)" if math.isinf(calls_ratio) else f"{calls_ratio:.3f}x"
     if frugal and close:
         return True, f"{ratio_text} the baseline's tool calls at accuracy within 2 points or better"
     reasons = ([] if frugal else [f"calls {ratio_text} the baseline's (claim: <= 0.7x)"]) + (
