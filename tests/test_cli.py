@@ -84,6 +84,8 @@ BAD_INPUT = [  # (argv with {tmp} for the fixture folder, what the error line mu
     ("demo --steps many", "argument --steps: invalid int value: 'many'"),
     ("demo --runs {tmp}/a_file.txt", "is a file; pass a folder"),
     ("demo --runs {tmp} --name run_truncated", "already exists; choose another --name"),
+    ("demo --task chess", "--task chess: the demo runs arithmetic or lookup"),
+    ("demo --test-samples -1", "--test-samples must be at least 0"),
     ("train --run-dir {tmp}/new --steps 0", "--steps must be at least 1"),
     ("train --run-dir {tmp}/new --steps -5", "--steps must be at least 1"),
     ("train --run-dir {tmp}/new --prompts 0", "--prompts must be at least 1"),
@@ -166,6 +168,7 @@ BAD_INPUT = [  # (argv with {tmp} for the fixture folder, what the error line mu
     ("export {tmp}/run_of_torl {tmp}/run_of_torl/export", "is inside the source"),
     ("warmstart --out {tmp}/a_file.txt", "is a file; pass a folder for the policy"),
     ("warmstart --out {tmp}/run_truncated", "holds other files"),
+    ("warmstart --task chess", "argument --task: invalid choice: 'chess'"),
     ("showcase --steps 3", "unrecognized arguments: --steps 3"),
     ("fly", "argument command: invalid choice: 'fly'"),
 ]
@@ -295,6 +298,9 @@ def test_demo_verdict_and_its_reason():
     assert not holds and text == "NOT the expected outcome: accuracy more than 2 points lower"
     assert why_not(frugal_but_wrong, baseline) == WHY_NOT
     assert why_not({"accuracy": 0.98, "mean_tool_calls": 1.2}, baseline) is None  # more calls: another failure
+    assert why_not(frugal_but_wrong, baseline, task="lookup") is None  # arithmetic's reason, not measured on lookup
+    just_over = verdict({"accuracy": 0.98, "mean_tool_calls": 0.702}, baseline)
+    assert just_over == (False, "NOT the expected outcome: calls 0.702x the baseline's (claim: <= 0.7x)")
 
 
 # Help before any heavy import (issue 26): the parser is built from light settings modules.
@@ -396,3 +402,16 @@ def test_demo_table_says_its_frontier_hv_is_measured_on_validation():
     assert "frontier HV (validation)" in text and "frontier HV over the validation checkpoints" in text
     validation, _ = compare_runs([str(fixtures / "paretopo"), str(fixtures / "torl_grpo")], split="validation")
     assert all(f"{hv:.3f}" in text for hv in validation["frontier_hv"])
+
+
+def test_demo_tier_prediction_comes_from_the_gamble_map():
+    """The demo's per-tier prediction: the warm start's p against the exact break-even p* of
+    ParetoPO's stage-2 estimator (paretopo.core.gamble)."""
+    from paretopo.commands.demo import tier_prediction, warm_start_tiers
+
+    tiers = warm_start_tiers("arithmetic")  # the shipped policy's record: p, c and q per tier
+    assert sorted(tiers) == [1, 2, 3] and 0.3 <= tiers[2]["direct_accuracy"] <= 0.8
+    prediction = tier_prediction(tiers[2]["direct_accuracy"], tiers[2]["tool_accuracy"], tiers[2]["calls_0"])
+    assert "pushed up" in prediction and "p*=0.5" in prediction  # ranks: p* = 0.50 (docs/method.md, section 8)
+    assert tier_prediction(0.9, 0.99, 0.5).endswith("direct answers pushed up")
+    assert tier_prediction(0.2, 0.99, 0.5).endswith("calls pushed up")

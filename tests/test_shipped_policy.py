@@ -84,3 +84,66 @@ def test_the_docs_give_the_shipped_policys_measured_parameter_count():
         text = (root / doc).read_text()
         assert count in text, f"{doc} does not give the measured {count} parameters"
         assert "~170k" not in text and "~140k" not in text, doc
+
+
+# --- the lookup testbed's policy, data/tiny_policy_lookup ----------------------------------------------------
+
+LOOKUP_TARGETS = {  # issue 22: tier -> (lowest, highest) share of direct answers that are right
+    1: (0.95, 1.0),  # known entities: memorised
+    2: (0.0, 0.1),  # unknown entities: a guess
+}
+LOOKUP_MIN_GREEDY_CALLS = {2: 1.2}  # greedy calls redundantly on unknown entities: RL has calls to save
+
+
+def _lookup_record() -> dict:
+    return json.loads((data_dir() / "tiny_policy_lookup" / "warmstart.json").read_text())
+
+
+def _check_lookup_targets(sampled: list[dict], greedy: list[dict]) -> list[str]:
+    problems = []
+    for row in sampled:
+        low, high = LOOKUP_TARGETS[row["tier"]]
+        direct = row["direct_accuracy"]
+        if direct is None or not low <= direct <= high:
+            problems.append(f"tier {row['tier']}: direct accuracy {direct} not in [{low}, {high}]")
+        if row["tool_accuracy"] is None or row["tool_accuracy"] < MIN_TOOL_ACCURACY:
+            problems.append(f"tier {row['tier']}: lookup accuracy {row['tool_accuracy']} < {MIN_TOOL_ACCURACY}")
+        for share in ("calls_0", "calls_1", "calls_2plus"):
+            if row[share] < MIN_BEHAVIOUR_SHARE:
+                problems.append(f"tier {row['tier']}: {share} share {row[share]:.3f} < {MIN_BEHAVIOUR_SHARE}")
+    for row in greedy:
+        least = LOOKUP_MIN_GREEDY_CALLS.get(row["tier"], 0.0)
+        if row["mean_tool_calls"] < least:
+            problems.append(f"tier {row['tier']}: greedy mean calls {row['mean_tool_calls']:.2f} < {least}")
+    return problems
+
+
+def test_shipped_lookup_policy_matches_its_warm_start_record():
+    folder = data_dir() / "tiny_policy_lookup"
+    record = _lookup_record()
+    assert record["task"] == "lookup"
+    assert weights_sha256(folder) == record["model_sha256"], (
+        "data/tiny_policy_lookup/model.safetensors changed without re-running `paretopo warmstart --task lookup`; "
+        "restore it with `git checkout data/tiny_policy_lookup` or regenerate it"
+    )
+    assert sorted(row["tier"] for row in record["test_by_tier"]) == [1, 2]
+    assert _check_lookup_targets(record["test_by_tier"], record["test_greedy_by_tier"]) == []
+    assert (folder / "model.safetensors").stat().st_size < 1.5 * 2**20  # small, like the arithmetic one
+
+
+@pytest.mark.slow
+def test_shipped_lookup_policy_meets_its_targets_when_re_measured():
+    """What `paretopo eval data/tiny_policy_lookup --task lookup --split test --by tier --samples 4` measures."""
+    from paretopo.agent.models import load_policy
+    from paretopo.evaluation.evaluate import behaviour_table, evaluate_policy
+    from paretopo.tasks import get_task
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_policy(data_dir() / "tiny_policy_lookup", lora=False)
+    task = get_task("lookup")
+    sampled = evaluate_policy(model, tokenizer, task, task.load("test"), num_samples=4, greedy=False,
+                              max_new_tokens=160, tools_in_prompt=False, progress=False, seed=0)
+    greedy = evaluate_policy(model, tokenizer, task, task.load("test"), max_new_tokens=160, tools_in_prompt=False,
+                             progress=False)
+    assert _check_lookup_targets(behaviour_table(sampled.rows, "tier").to_dicts(),
+                                 behaviour_table(greedy.rows, "tier").to_dicts()) == []

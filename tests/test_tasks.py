@@ -169,9 +169,9 @@ def test_a_missing_data_file_says_where_data_is_looked_for(tmp_path, monkeypatch
 def test_unknown_task_and_split_list_the_known_ones():
     with pytest.raises(ValueError) as error:
         get_task("chess")
-    for name in ("arithmetic", "math", "hotpotqa", "multihop_qa", "nq_open"):
+    for name in ("arithmetic", "lookup", "math", "hotpotqa", "multihop_qa", "nq_open"):
         assert name in str(error.value)
-    assert set(available_tasks()) == {"arithmetic", "math", "hotpotqa", "multihop_qa", "nq_open"}
+    assert set(available_tasks()) == {"arithmetic", "lookup", "math", "hotpotqa", "multihop_qa", "nq_open"}
     with pytest.raises(ValueError, match="known splits: math500, gsm8k_test"):
         get_task("math").load("math5000")
 

@@ -82,7 +82,7 @@ def qwen2_5_chat_template() -> str:
     return resource.read_text(encoding="utf-8")
 
 
-def build_tiny_tokenizer(vocab_size: int | None = None) -> Qwen2Tokenizer:
+def build_tiny_tokenizer(vocab_size: int | None = None, extra_pieces: Sequence[str] = ()) -> Qwen2Tokenizer:
     """A byte-level tokenizer without merges, with ChatML and tool tags as single tokens.
 
     Same class and pre-tokenisation as Qwen2.5's tokenizer (`Qwen2Tokenizer`, byte-level BPE),
@@ -97,7 +97,9 @@ def build_tiny_tokenizer(vocab_size: int | None = None) -> Qwen2Tokenizer:
     `skip_special_tokens=True`; so do the protocol pieces, which are matched longest first
     before byte-level splitting, so any text still round-trips. ``vocab_size`` appends filler
     entries ``x<id>`` up to that many ids (e.g. Qwen2.5's 151,936 for a shaped random model)
-    without changing how any text encodes.
+    without changing how any text encodes. ``extra_pieces`` are more single-token strings after the
+    protocol pieces (a task's tool and argument names, e.g. the lookup policy's ``lookup``,
+    ``entity``, ``attribute``); the default tokenizer has none.
 
     Example:
         >>> tokenizer = build_tiny_tokenizer()
@@ -105,7 +107,8 @@ def build_tiny_tokenizer(vocab_size: int | None = None) -> Qwen2Tokenizer:
         ['<tool_call>', '1', 'Ġ', '+', '1']
     """
     byte_symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocabulary = [*SPECIAL_TOKENS, *TOOL_TAG_TOKENS, *byte_symbols, *PROTOCOL_PIECES]
+    pieces = (*PROTOCOL_PIECES, *(p for p in extra_pieces if p not in PROTOCOL_PIECES))
+    vocabulary = [*SPECIAL_TOKENS, *TOOL_TAG_TOKENS, *byte_symbols, *pieces]
     if vocab_size is not None:  # fillers `x<id>`: a real model's vocabulary size, same encoding
         if vocab_size < len(vocabulary):
             raise ValueError(f"vocab_size {vocab_size} is below the tiny tokenizer's {len(vocabulary)} ids")
@@ -123,7 +126,7 @@ def build_tiny_tokenizer(vocab_size: int | None = None) -> Qwen2Tokenizer:
         [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS], special_tokens=True
     )
     tokenizer.add_tokens(
-        [AddedToken(t, special=False, normalized=False) for t in (*TOOL_TAG_TOKENS, *PROTOCOL_PIECES)]
+        [AddedToken(t, special=False, normalized=False) for t in (*TOOL_TAG_TOKENS, *pieces)]
     )
     tokenizer.chat_template = qwen2_5_chat_template()
     return tokenizer

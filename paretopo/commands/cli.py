@@ -36,9 +36,11 @@ def _showcase(_: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from paretopo.commands.demo import DemoSettings, run_demo
+    from paretopo.commands.demo import DEMO_TASKS, DemoSettings, run_demo
 
     settings = _settings_from_args(DemoSettings, args)
+    if settings.task is not None and settings.task not in DEMO_TASKS:
+        raise BadInput(f"--task {settings.task}: the demo runs {' or '.join(DEMO_TASKS)}")
     if Path(settings.runs_root).exists() and not Path(settings.runs_root).is_dir():
         raise BadInput(f"--runs {settings.runs_root} is a file; pass a folder for the run logs")
     if settings.name is not None and (Path(settings.runs_root) / settings.name).exists():
@@ -279,6 +281,8 @@ def _print_breakdown(console: Console, rows: list[dict], column: str) -> None:
     headers = {column: column, "accuracy": "accuracy", "direct_accuracy": "direct acc.", "tool_accuracy": "tool acc.",
                "mean_tool_calls": "mean calls", "calls_0": "0 calls", "calls_1": "1 call", "calls_2plus": ">=2 calls",
                "completions": "completions"}
+    if rows and "greedy_accuracy" in rows[0]:  # --samples k: greedy decoding beside the sampled numbers
+        headers |= {"greedy_accuracy": "greedy acc.", "greedy_mean_tool_calls": "greedy calls"}
     for header in headers.values():
         table.add_column(header, justify="right")
     for row in rows:
@@ -349,7 +353,7 @@ def _warmstart(args: argparse.Namespace) -> int:
         raise BadInput(f"--out {args.out} holds other files; pass a new folder or one holding a tiny policy")
     from paretopo.training.warmstart import main
 
-    main(["--out", args.out] if args.out else [])
+    main(["--task", args.task] + (["--out", args.out] if args.out else []))
     return 0
 
 
@@ -468,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     # settings live in light modules: building the parser (and --help) imports no torch
+    from paretopo.agent import TINY_POLICY_FOLDERS
     from paretopo.commands.study import StudySettings
     from paretopo.evaluation.eval_settings import EvalSettings
     from paretopo.training.plan import RunSettings
@@ -518,8 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace the export folder if it holds an earlier export (and nothing else)")
     export.set_defaults(handler=_export)
 
-    warm = commands.add_parser("warmstart", help="(re)build the warm-started tiny CPU policy")
-    warm.add_argument("--out", default=None, help="output folder (default: data/tiny_policy)")
+    warm = commands.add_parser("warmstart", help="(re)build a warm-started tiny CPU policy")
+    warm.add_argument("--task", default="arithmetic", choices=list(TINY_POLICY_FOLDERS),
+                      help="its task (default: arithmetic)")
+    warm.add_argument("--out", default=None, help="output folder (default: data/tiny_policy, "
+                                                  "data/tiny_policy_lookup for --task lookup)")
     warm.set_defaults(handler=_warmstart)
 
     commands.add_parser("showcase", help="a tour of Pareto ranks, advantages and the stage-1 meta reward").set_defaults(

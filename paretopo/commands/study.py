@@ -92,6 +92,8 @@ class StudySettings:
     test_examples: int | None = setting(None, "test questions of the final evaluation; default: the whole split "
                                               "(--quick: 32)", kind=int, minimum=1,
                                         maximum=MAX_EXAMPLES)
+    test_samples: int = setting(4, "sampled completions per test question at temperature 1, reported beside greedy "
+                                   "(0: greedy only)", minimum=0, maximum=MAX_GENERATIONS)
     learning_rate: float | None = setting(None, "learning rate of every run; default: the trainer's, 3e-4 for the "
                                                 "tiny policy", kind=float, above=0,
                                           maximum=MAX_LR)
@@ -160,7 +162,7 @@ def _jobs(settings: StudySettings, chosen: list[Configuration]) -> list[Any]:
     base = RunSettings(max_steps=settings.max_steps, prompts_per_step=settings.prompts_per_step,
                        num_generations=settings.num_generations, save_steps=settings.save_steps,
                        validation_examples=settings.validation_examples, test_examples=settings.test_examples,
-                       learning_rate=settings.learning_rate, progress=False)
+                       learning_rate=settings.learning_rate, test_samples=settings.test_samples, progress=False)
     jobs = []
     for seed in settings.seeds:  # seed-major: every configuration gets a first seed before any gets a third
         for configuration in chosen:

@@ -77,6 +77,9 @@ def _run_rows(out: Path, runs: Sequence[StudyRun]) -> tuple[pl.DataFrame, pl.Dat
             "val_accuracy": final_val["accuracy"], "val_mean_tool_calls": final_val["mean_tool_calls"],
             "test_accuracy": summary["test_accuracy"], "test_mean_tool_calls": summary["test_mean_tool_calls"],
             "test_tool_productivity": float(test_eval["tool_productivity"][0]),
+            # the sampled policy (RunSettings.test_samples); None for runs evaluated greedily only
+            **{f"test_sampled_{k}": test_eval[f"sampled_{k}"][0] if f"sampled_{k}" in test_eval.columns else None
+               for k in ("accuracy", "mean_tool_calls")},
             "test_obj_task": summary["test_obj_task"], "test_obj_tool_efficiency": summary["test_obj_tool_efficiency"],
             "frontier_hv": summary["frontier_hv"], "checkpoints": summary["checkpoints"],
         })
@@ -264,6 +267,7 @@ def _rows_for(runs: pl.DataFrame, names: Sequence[str], tests: dict[str, dict[st
         table.append([
             f"`{name}`", _mean_std(own["test_accuracy"]), _mean_std(own["test_mean_tool_calls"], 2),
             _mean_std(productivity, 2) if productivity else "n/a (no calls)",
+            _mean_std(own["test_sampled_accuracy"].to_list()), _mean_std(own["test_sampled_mean_tool_calls"].to_list(), 2),
             _mean_std(own["val_accuracy"]), _mean_std(own["val_mean_tool_calls"], 2), _mean_std(own["frontier_hv"]),
             "(reference)" if test is None else f"{test['wins']}/{test['losses']}, p {_p(test['p_accuracy'])}",
             "(reference)" if test is None else _p(test["p_calls"]), own.height,
@@ -271,7 +275,8 @@ def _rows_for(runs: pl.DataFrame, names: Sequence[str], tests: dict[str, dict[st
     return table
 
 
-_HEADER = ["configuration", "test accuracy", "test mean calls", "correct per call", "val. accuracy", "val. mean calls",
+_HEADER = ["configuration", "test accuracy", "test mean calls", "correct per call", "sampled accuracy", "sampled calls",
+           "val. accuracy", "val. mean calls",
            "frontier HV (val.)", "vs strongest: won/lost, McNemar p", "calls: Wilcoxon p", "seeds"]
 
 
@@ -390,7 +395,7 @@ def _warm_start_row(out: Path) -> list[list[Any]]:
     accuracy, calls = rows["correct"].cast(pl.Float64).mean(), rows["tool_calls"].cast(pl.Float64).mean()
     productivity = rows["correct"].sum() / rows["tool_calls"].sum() if rows["tool_calls"].sum() else math.inf
     return [["warm start (before RL, greedy)", f"{accuracy:.3f}", f"{calls:.2f}", f"{productivity:.2f}",
-             "-", "-", "-", "-", "-", "-"]]
+             "-", "-", "-", "-", "-", "-", "-", "-"]]
 
 
 def _weight_of(name: str, runs: pl.DataFrame) -> tuple[float, ...]:

@@ -27,7 +27,8 @@ class EvalSettings:
     data: str | None = setting(None, "a JSONL file with id, question, answer, evaluated instead of --split", kind=str)
     limit: int | None = setting(None, "evaluate the first N questions; default: all", kind=int, minimum=1,
                                 maximum=MAX_EXAMPLES)
-    samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1)",
+    samples: int = setting(1, "completions per question (1: greedy decoding; more: sampled at temperature 1, "
+                              "with greedy decoding's accuracy and calls beside them as greedy_*)",
                            minimum=1, maximum=MAX_GENERATIONS)
     max_new_tokens: int = setting(160, "new tokens per completion, tool responses included", minimum=1,
                                   maximum=MAX_TOKENS)

@@ -49,9 +49,10 @@ from paretopo.evaluation.runlog import (
 from paretopo.tasks.base import Example, Task
 from paretopo.tools.sandbox import require_isolation_for_process, tool_isolation
 
-__all__ = ["DEFAULT_SCORING", "EvalResult", "EvalSettings", "behaviour_table", "checkpoint_points",
-           "checkpoint_scoring", "compare_runs", "evaluate_policy", "evaluate_saved_policy", "frontier",
-           "frontier_hypervolume", "objective_columns", "run_summaries", "summarize"]
+__all__ = ["DEFAULT_SCORING", "GREEDY_PREFIX", "SAMPLED_PREFIX", "EvalResult", "EvalSettings",
+           "accuracy_and_calls_by", "behaviour_table", "checkpoint_points", "checkpoint_scoring", "compare_runs",
+           "evaluate_policy", "evaluate_saved_policy", "frontier", "frontier_hypervolume", "objective_columns",
+           "run_summaries", "summarize"]
 
 DEFAULT_SCORING = "paretopo"
 """The scoring (``scoring_for``) of an evaluation that names none: the ParetoPO method's, as in training."""
@@ -227,9 +228,29 @@ def evaluate_saved_policy(settings: EvalSettings) -> tuple[dict[str, Any], EvalR
     summary = {"policy": str(source), "task": task.name, "split": settings.data or settings.split,
                "scoring": f"{scoring_name}: {describe_scoring(scoring)}", **result.as_dict()}
     summary["tool_isolation"] = result.tool_isolation  # which sandbox level each tool call ran under
+    greedy = None
+    if settings.samples > 1:  # the sampled policy is what RL optimises; greedy decoding hides part of it
+        greedy = evaluate_policy(model, tokenizer, task, examples[: settings.limit], greedy=True,
+                                 max_new_tokens=settings.max_new_tokens, tools_in_prompt=settings.tools_in_prompt,
+                                 efficiency_options=scoring, description="greedy")
+        summary |= {f"{GREEDY_PREFIX}accuracy": greedy.accuracy, f"{GREEDY_PREFIX}mean_tool_calls": greedy.mean_tool_calls}
     if settings.by:
-        summary["breakdown"] = behaviour_table(result.rows, settings.by).to_dicts()
+        table = behaviour_table(result.rows, settings.by)
+        if greedy is not None:
+            table = table.join(accuracy_and_calls_by(greedy.rows, settings.by, GREEDY_PREFIX), on=settings.by, how="left")
+        summary["breakdown"] = table.to_dicts()
     return summary, result
+
+
+GREEDY_PREFIX, SAMPLED_PREFIX = "greedy_", "sampled_"
+"""Column prefixes of the accuracy / mean-calls pair measured the other way: greedy beside a sampled
+evaluation (``paretopo eval --samples k``), sampled beside a greedy one (a run's test summary)."""
+
+
+def accuracy_and_calls_by(rows: pl.DataFrame, by: str, prefix: str) -> pl.DataFrame:
+    """``<prefix>accuracy`` and ``<prefix>mean_tool_calls`` per value of ``by`` (see :func:`behaviour_table`)."""
+    return behaviour_table(rows, by).select(
+        by, pl.col("accuracy").alias(f"{prefix}accuracy"), pl.col("mean_tool_calls").alias(f"{prefix}mean_tool_calls"))
 
 
 def behaviour_table(rows: pl.DataFrame, by: str = "tier") -> pl.DataFrame:

@@ -2,11 +2,12 @@
 
 ``get_task(name, **options)`` builds a task by name; options go to its constructor
 (``max_tool_calls`` for every task, ``retriever`` / ``top_k`` for the QA tasks). The task
-classes live in ``paretopo.tasks.arithmetic``, ``.math`` and ``.multihop_qa``.
+classes live in ``paretopo.tasks.arithmetic``, ``.lookup``, ``.math`` and ``.multihop_qa``.
 
 | name | splits shipped in data/ | tool | budget |
 |---|---|---|---|
 | ``arithmetic`` | train, validation, test (synthetic) | calculator | 2 |
+| ``lookup`` | train, validation, test (synthetic entities) | lookup (key-value table) | 2 |
 | ``math`` | math500, gsm8k_test, gsm8k_train_first200, aime2024, aime2025, amc23, olympiadbench | python | 3 |
 | ``hotpotqa`` (alias ``multihop_qa``) | dev_500 | search (local BM25) | 4 |
 | ``nq_open`` | dev | search (retriever you provide) | 4 |
@@ -25,6 +26,7 @@ __all__ = ["Example", "Task", "available_tasks", "get_task"]
 # `python -m paretopo.tasks.arithmetic` does not find its module already imported.
 _TASKS = {
     "arithmetic": "arithmetic:ArithmeticTask",
+    "lookup": "lookup:LookupTask",
     "math": "math:MathTask",
     "hotpotqa": "multihop_qa:HotpotQATask",
     "multihop_qa": "multihop_qa:HotpotQATask",  # the paper's multi-hop QA benchmark, local corpus

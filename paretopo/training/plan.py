@@ -94,6 +94,9 @@ class RunSettings:
                                           maximum=MAX_EXAMPLES)
     test_examples: int | None = setting(None, "evaluate the final policy on the first N test questions; default: all",
                                          kind=int, minimum=1, maximum=MAX_EXAMPLES)
+    test_samples: int = setting(0, "also sample N completions per test question at temperature 1: the sampled "
+                                   "policy's accuracy and calls beside greedy's (sampled_* in the test summary; "
+                                   "0: greedy only)", minimum=0, maximum=MAX_GENERATIONS)
     train_examples: int | None = setting(None, "train on the first N training questions; default: all", kind=int,
                                           minimum=1, maximum=MAX_EXAMPLES)
     train_split: str | None = setting(None, "training split; default: the task's (Task.default_splits)", kind=str)
@@ -240,7 +243,7 @@ def plan_run(
                          f"questions of task {task.name!r}; pass at most {len(train_examples)}")
     return RunPlan(
         settings=settings, config=method_config, task=task,
-        model_path=settings.model or str(_tiny_policy_path()),
+        model_path=settings.model or str(_tiny_policy_path(task.name)),
         train_examples=train_examples,
         validation_examples=tuple(
             task.load(settings.validation_split or default_validation)[: settings.validation_examples]),
@@ -261,7 +264,7 @@ def _task(settings: RunSettings) -> Any:
                                f"instance; build the task with max_tool_calls={budget} or leave the setting None")
         return settings.task
     options: dict[str, Any] = {} if settings.max_tool_calls is None else {"max_tool_calls": settings.max_tool_calls}
-    if settings.task == "arithmetic" and settings.model is not None:
+    if settings.task in ("arithmetic", "lookup") and settings.model is not None:
         options["instructions"] = True  # a chat model meets the task cold; the tiny policy learned its format
     return get_task(settings.task, **options)
 
@@ -282,7 +285,7 @@ def _refuse_a_second_tool_budget(config: str | ParetoPOConfig, overrides: Mappin
                            f"(RunSettings.max_tool_calls), which the method then uses")
 
 
-def _tiny_policy_path() -> Path:
+def _tiny_policy_path(task_name: str) -> Path:
     from paretopo.agent import tiny_policy_path
 
-    return tiny_policy_path()
+    return tiny_policy_path(task_name)

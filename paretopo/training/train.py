@@ -45,6 +45,8 @@ class RunResult:
     test: dict[str, Any]
     steps: int
     trainer: Any = field(default=None, repr=False)  # the ParetoPOTrainer, for inspection
+    # with settings.test_samples: per tier, sampled_accuracy and sampled_mean_tool_calls on test
+    sampled_by_tier: list[dict[str, Any]] | None = None
 
 
 def _run_folder_of(method: Any = "paretopo", settings: RunSettings | None = None, **_: Any) -> str:
@@ -87,10 +89,10 @@ def train_run(
         _remove_incomplete_checkpoints_after(plan.resume_from)
     trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
     step = int(trainer.state.global_step)
-    final = trainer.evaluator.evaluate_and_log(trainer.unwrapped_model(), "test", step, final=True,
-                                               progress=settings.progress)
+    test, sampled_by_tier = trainer.evaluator.final_test(trainer.unwrapped_model(), step, progress=settings.progress)
     _save_final(trainer, tokenizer, run_paths(plan.run_dir).final)
-    return RunResult(run_dir=plan.run_dir, method=plan.method, test=final.as_dict(), steps=step, trainer=trainer)
+    return RunResult(run_dir=plan.run_dir, method=plan.method, test=test, steps=step, trainer=trainer,
+                     sampled_by_tier=sampled_by_tier)
 
 
 def _save_final(trainer: Any, tokenizer: Any, final_dir: Path) -> None:
