@@ -415,3 +415,26 @@ def test_demo_tier_prediction_comes_from_the_gamble_map():
     assert "pushed up" in prediction and "p*=0.5" in prediction  # ranks: p* = 0.50 (docs/method.md, section 8)
     assert tier_prediction(0.9, 0.99, 0.5).endswith("direct answers pushed up")
     assert tier_prediction(0.2, 0.99, 0.5).endswith("calls pushed up")
+
+
+def test_demo_predicts_each_tier_at_the_p_paretopo_met_in_stage_2():
+    """The prediction is made at the p of ParetoPO's own sampled direct answers in stage 2 (the warm
+    start's p is stale after practice): checked against a plain loop over the logged groups."""
+    from pathlib import Path
+
+    from paretopo.commands.demo import training_tiers
+    from paretopo.evaluation.runlog import read_run
+    from paretopo.tasks import get_task
+
+    run = Path(__file__).resolve().parent / "fixtures" / "runs" / "paretopo"
+    found = training_tiers(run, "arithmetic")
+    tier_of = {example.id: example.metadata["tier"] for example in get_task("arithmetic").load("train")}
+    rows = [r for r in read_run(run).groups.iter_rows(named=True) if r["stage"] == 2]
+    assert found and set(found) <= {1, 2, 3}
+    for tier, numbers in found.items():
+        mine = [r for r in rows if tier_of.get(r["prompt_id"]) == tier]
+        direct = [float(r["correct"]) for r in mine if r["tool_calls"] == 0]
+        called = [float(r["correct"]) for r in mine if r["tool_calls"] > 0]
+        assert numbers["calls_0"] == pytest.approx(len(direct) / len(mine))
+        assert numbers["direct_accuracy"] == (pytest.approx(sum(direct) / len(direct)) if direct else None)
+        assert numbers["tool_accuracy"] == (pytest.approx(sum(called) / len(called)) if called else None)

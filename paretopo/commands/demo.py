@@ -101,6 +101,31 @@ def _tier_names(task: str) -> dict[int, str]:
     return getattr(importlib.import_module(f"paretopo.tasks.{task}"), "TIER_NAMES", {})
 
 
+def training_tiers(run_dir: Path, task: str) -> dict[int, dict]:
+    """Per tier, what ParetoPO's stage 2 met while it trained: p (the share of its sampled direct
+    answers that were right), c (of answers after a call) and q (the share answered directly),
+    from the run's logged groups. This p, not the warm start's, decides where ranks push: practice
+    moves it (carry sums went from 0.37 to 0.66-0.69 in the arithmetic runs)."""
+    from paretopo.evaluation.runlog import read_run
+    from paretopo.tasks import get_task
+
+    groups = read_run(run_dir).groups
+    if groups is None or groups.height == 0:
+        return {}
+    if "stage" in groups.columns and (groups["stage"] == 2).any():
+        groups = groups.filter(pl.col("stage") == 2)
+    tier_of = {example.id: example.metadata.get("tier") for example in get_task(task).load("train")}
+    groups = groups.with_columns(pl.col("prompt_id").replace_strict(tier_of, default=None).alias("tier"))
+    found = {}
+    for tier, rows in groups.drop_nulls("tier").group_by("tier"):
+        direct, called = rows.filter(pl.col("tool_calls") == 0), rows.filter(pl.col("tool_calls") > 0)
+        found[int(tier[0])] = {
+            "direct_accuracy": direct["correct"].cast(pl.Float64).mean() if direct.height else None,
+            "tool_accuracy": called["correct"].cast(pl.Float64).mean() if called.height else None,
+            "calls_0": direct.height / rows.height}
+    return found
+
+
 def warm_start_tiers(task: str) -> dict[int, dict]:
     """Per tier, the warm-started policy's sampled behaviour on test, from its ``warmstart.json``
     (direct_accuracy is the tier's measured p; tool_accuracy its c; calls_0 the share answered directly)."""
@@ -133,12 +158,17 @@ def tier_prediction(direct_accuracy: float | None, tool_accuracy: float | None, 
     return f"p={direct_accuracy:.2f} vs p*={p_star:.2f}: {pushed} pushed up"
 
 
-def _tier_table(task: str, behaviour: dict[str, pl.DataFrame], sampled: dict[str, list[dict] | None]) -> Table:
-    """Per tier: the warm start's p and the prediction at it, then each method's greedy (and sampled) numbers."""
+def _tier_table(task: str, behaviour: dict[str, pl.DataFrame], sampled: dict[str, list[dict] | None],
+                training: dict[int, dict] | None = None) -> Table:
+    """Per tier: the warm start's p, the p ParetoPO met in stage 2 (``training``) and the gamble
+    map's prediction at it (at the warm start's without it), then each method's greedy (and
+    sampled) numbers."""
     table = Table(title="Where the calls go (test split): accuracy / mean tool calls per tier, greedy"
                         + (" | sampled" if any(sampled.values()) else ""), title_justify="left")
     table.add_column("tier", justify="left")
     table.add_column("warm start p", justify="right")
+    if training:
+        table.add_column("p in training (ParetoPO, stage 2)", justify="right")
     table.add_column("predicted (gamble map)", justify="left")
     for method in behaviour:
         table.add_column(method, justify="right")
@@ -147,7 +177,8 @@ def _tier_table(task: str, behaviour: dict[str, pl.DataFrame], sampled: dict[str
     for tier in tiers:
         start = warm.get(tier, {})
         p = start.get("direct_accuracy")
-        prediction = tier_prediction(p, start.get("tool_accuracy"), start.get("calls_0"))
+        met = (training or {}).get(tier, start)
+        prediction = tier_prediction(met.get("direct_accuracy"), met.get("tool_accuracy"), met.get("calls_0"))
         cells = []
         for method, frame in behaviour.items():
             row = frame.filter(pl.col("tier") == tier)
@@ -156,8 +187,10 @@ def _tier_table(task: str, behaviour: dict[str, pl.DataFrame], sampled: dict[str
             if tier in by_tier:
                 cell += f" | {by_tier[tier]['sampled_accuracy']:.3f} / {by_tier[tier]['sampled_mean_tool_calls']:.2f}"
             cells.append(cell)
-        table.add_row(f"{tier}: {_tier_names(task).get(tier, '')}", "-" if p is None else f"{p:.2f}",
-                      prediction or "n/a (needs issue 21)", *cells)
+        trained = [] if not training else ["-" if met.get("direct_accuracy") is None
+                                           else f"{met['direct_accuracy']:.2f}"]
+        table.add_row(f"{tier}: {_tier_names(task).get(tier, '')}", "-" if p is None else f"{p:.2f}", *trained,
+                      prediction or "-", *cells)
     return table
 
 
@@ -283,7 +316,8 @@ def _print_testbed(console: Console, task: str, folder: Path, results: dict[str,
     console.rule(f"[bold]{task}")
     summary, _ = compare_runs([str(folder / m) for m in DEMO_METHODS])
     console.print(results_table(summary, results, task, samples))
-    console.print(_tier_table(task, {m: _final_behaviour(folder / m) for m in DEMO_METHODS}, sampled))
+    console.print(_tier_table(task, {m: _final_behaviour(folder / m) for m in DEMO_METHODS}, sampled,
+                              training_tiers(folder / "paretopo", task)))
     _, text = verdict(results["paretopo"], results["torl_grpo"])
     console.print(f"{task}: ParetoPO vs accuracy-only baseline (greedy): {text}.")
     if reason := why_not(results["paretopo"], results["torl_grpo"], task):
