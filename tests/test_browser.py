@@ -472,11 +472,32 @@ def drive_live_rollouts(page) -> None:
     shows(page, "Transcripts", exact=True)
 
 
+def hover_chart_until_tooltip(page, wanted: Callable[[str], bool], attempts: int = 5) -> tuple[tuple[float, float], str]:
+    """:func:`hover_until_tooltip` over the page's first vega chart, found again when marimo re-draws
+    it meanwhile (after runs are selected the chart can be replaced more than once; a stale canvas
+    is detached or has no box)."""
+    for _ in range(attempts):
+        canvas = page.locator(".vega-embed canvas").first
+        try:
+            canvas.wait_for(state="visible")
+            canvas.scroll_into_view_if_needed()
+            return hover_until_tooltip(page, canvas, wanted)
+        except (sync_api.Error, ChartRedrawn):
+            page.wait_for_timeout(1000)
+    raise AssertionError(f"the chart kept being re-drawn: {attempts} attempts")
+
+
+class ChartRedrawn(Exception):
+    """The canvas being hovered left the page (marimo drew the chart again)."""
+
+
 def hover_until_tooltip(page, canvas, wanted: Callable[[str], bool], stride: int = 6) -> tuple[tuple[float, float], str]:
     """Move the mouse over a canvas chart row by row until vega's tooltip shows a text ``wanted``
     accepts; returns that page position and the tooltip's text (vega draws points on a canvas, so
     there is no element to click: a user finds a point the same way)."""
     box = canvas.bounding_box()
+    if box is None:
+        raise ChartRedrawn
     visible_tip = ("() => { const tip = document.getElementById('vg-tooltip-element');"
                    " return tip && tip.classList.contains('visible') ? tip.innerText : null; }")
     for y in range(stride // 2, int(box["height"]), stride):
@@ -519,10 +540,7 @@ def drive_frontier_compare(page) -> None:
     assert marked.count() >= 1
     # as a user does: move over the chart until a tooltip names a checkpoint, click it, and the
     # samples below switch to that checkpoint (the page opened on the first run's final test point)
-    canvas = page.locator(".vega-embed canvas").first
-    canvas.wait_for(state="visible")  # re-drawn after the runs were selected again
-    canvas.scroll_into_view_if_needed()
-    spot, tip = hover_until_tooltip(page, canvas, lambda text: "validation" in text)
+    spot, tip = hover_chart_until_tooltip(page, lambda text: "validation" in text)
     step = re.search(r"step\s+(\d+)", tip).group(1)
     page.mouse.click(*spot)
     shows(page, f"step {step}, validation (click a checkpoint above to change)")
