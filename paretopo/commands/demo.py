@@ -27,7 +27,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from paretopo.agent import tiny_policy_path
+from paretopo.agent import TINY_POLICY_FOLDERS, tiny_policy_path
 from paretopo.core.settings import (
     MAX_EXAMPLES,
     MAX_GENERATIONS,
@@ -44,7 +44,7 @@ __all__ = ["DEMO_METHODS", "DEMO_TASKS", "DemoSettings", "WHY_NOT", "run_demo", 
            "why_not"]
 
 DEMO_METHODS = ("paretopo", "torl_grpo")
-DEMO_TASKS = ("arithmetic", "lookup")
+DEMO_TASKS = tuple(TINY_POLICY_FOLDERS)  # the testbeds with a shipped tiny policy: ("arithmetic", "lookup")
 
 
 @dataclass

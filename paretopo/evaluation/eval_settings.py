@@ -12,6 +12,7 @@ from paretopo.core.settings import (
     check_settings,
     setting,
 )
+from paretopo.tools.sandbox import require_isolation_setting
 
 __all__ = ["EvalSettings"]
 
@@ -36,10 +37,7 @@ class EvalSettings:
                                            "policy was taught the protocol without it)")
     by: str | None = setting(None, "also break accuracy down by an example field (e.g. tier) and tool use", kind=str)
     out: str | None = setting(None, "also write the JSON summary to this file", kind=str)
-    require_isolation: str | None = setting(
-        None, "refuse to run model-written code below this sandbox level (namespaces: the allow-listed view, "
-              "hand-built or bwrap; bwrap: bubblewrap only); default: $PARETOPO_REQUIRE_ISOLATION", kind=str,
-        choices=("namespaces", "bwrap"))
+    require_isolation: str | None = require_isolation_setting()
 
     def __post_init__(self) -> None:
         check_settings(self)

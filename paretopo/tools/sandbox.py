@@ -112,6 +112,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from paretopo.tools.sandbox_cgroup import (
     MemoryCgroup,
@@ -668,6 +669,16 @@ def make_python_tool(sandbox: PythonSandbox | None = None) -> Callable[[str], st
     python.isolation = box.isolation  # type: ignore[attr-defined]
     python.runs_by_isolation = runs_by_isolation  # type: ignore[attr-defined]
     return python
+
+
+def require_isolation_setting() -> Any:
+    """The settings field (``RunSettings``, ``EvalSettings``: ``--require-isolation``) that names the
+    level model-written code must run at, declared once here beside the levels."""
+    from paretopo.core.settings import setting
+
+    return setting(None, "refuse to run model-written code below this sandbox level (namespaces: the "
+                         "allow-listed view, hand-built or bwrap; bwrap: bubblewrap only); default: "
+                         f"${REQUIRE_ISOLATION_ENV}", kind=str, choices=tuple(reversed(ISOLATED_LEVELS)))
 
 
 def require_isolation_for_process(level: str | None) -> None:

@@ -39,6 +39,7 @@ from paretopo.core.settings import (
     check_settings,
     setting,
 )
+from paretopo.tools.sandbox import require_isolation_setting
 
 __all__ = ["LORA_LR", "TINY_POLICY_LR", "PlanConflict", "RunPlan", "RunSettings", "plan_run"]
 
@@ -115,10 +116,7 @@ class RunSettings:
     length_buckets: int = setting(4, "score the loss batch in K chunks of rows sorted by completion length, each "
                                      "padded only to its own longest (0: TRL's one padded batch; not used with "
                                      "Unsloth, which computes log-probs its own way)", minimum=0, maximum=1024)
-    require_isolation: str | None = setting(
-        None, "refuse to run model-written code below this sandbox level (namespaces: the allow-listed view, "
-              "hand-built or bwrap; bwrap: bubblewrap only); default: $PARETOPO_REQUIRE_ISOLATION", kind=str,
-        choices=("namespaces", "bwrap"))
+    require_isolation: str | None = require_isolation_setting()
     extra: dict[str, Any] = setting(help="more GRPOConfig fields", flag="", default_factory=dict)
 
     def __post_init__(self) -> None:
