@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -17,7 +18,8 @@ REQUIRED_EVAL_COLUMNS = {"method", "seed", "split", "step", "accuracy", "mean_to
 
 def test_quick_study_writes_the_results_folder_and_continues_instead_of_retraining(tmp_path, capsys):
     docs = tmp_path / "results.md"
-    docs.write_text(f"# Results\n\nkept above\n\n{study_report.STUDY_BEGIN}\nold tables\n{study_report.STUDY_END}\n\nkept below\n")
+    begin, end = study_report.study_markers("arithmetic")
+    docs.write_text(f"# Results\n\nkept above\n\n{begin}\nold tables\n{end}\n\nkept below\n")
     out = tmp_path / "study"
     started = time.perf_counter()
     assert main(["study", "--quick", "--out", str(out), "--docs", str(docs)]) == 0
@@ -68,7 +70,7 @@ def test_docs_without_a_study_section_fails_before_training(tmp_path, capsys):
     docs = tmp_path / "notes.md"
     docs.write_text("# no markers here\n")
     assert main(["study", "--quick", "--out", str(tmp_path / "out"), "--docs", str(docs)]) == 2
-    assert "no study section" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert "no arithmetic study section" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_full_study_covers_every_preset_ablation_and_table4_weight():
@@ -170,3 +172,36 @@ def test_the_committed_study_has_a_manifest_entry_for_every_run_and_commits_no_w
     tracked = subprocess.run(["git", "-C", str(root), "ls-files", "results/study/runs"], capture_output=True,
                              text=True, check=True).stdout.split()
     assert tracked and not [path for path in tracked if "/final/" in path]
+
+
+def test_a_study_is_not_continued_with_other_settings(tmp_path, capsys):
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"settings": {"learning_rate": 1e-4}}))
+    assert main(["study", "--quick", "--out", str(out), "--learning-rate", "3e-4"]) == 2
+    err = capsys.readouterr().err
+    assert "learning_rate=0.0001, not 0.0003" in err and err.count("\n") == 1 and not (out / "runs").exists()
+    # a record older than the task setting was an arithmetic study
+    assert main(["study", "--quick", "--out", str(out), "--learning-rate", "1e-4", "--task", "lookup"]) == 2
+    assert "task='arithmetic', not 'lookup'" in capsys.readouterr().err
+
+
+def test_a_lookup_study_fills_its_own_section_with_its_own_tiers(tmp_path):
+    docs = tmp_path / "results.md"
+    sections = [study_report.study_markers(task) for task in ("arithmetic", "lookup")]
+    docs.write_text("\n".join(f"{begin}\nold {i}\n{end}" for i, (begin, end) in enumerate(sections)) + "\n")
+    out = tmp_path / "lookup"
+    assert main(["study", "--quick", "--task", "lookup", "--out", str(out), "--docs", str(docs)]) == 0
+    text = docs.read_text()
+    assert "old 0" in text and "old 1" not in text  # the arithmetic section is left alone
+    assert "tier 2: unknown entity (tool only)" in text and "sum with carry" not in text
+    # the gamble map's prediction per configuration and tier, from what each run's training met
+    predictions = pl.read_parquet(out / "predictions.parquet")
+    assert set(predictions["configuration"]) == {"paretopo", "torl_grpo"} and set(predictions["tier"]) <= {1, 2}
+    assert predictions.filter(pl.col("configuration") == "torl_grpo")["estimator"].to_list()[0] == "torl_grpo"
+    assert "Predicted vs measured, per tier" in text and "judged rows" in text
+    config = json.loads(Path(pl.read_parquet(out / "runs.parquet")["run"][0], "config.json").read_text())
+    assert config["settings"]["task"] == "lookup"
+    manifest = json.loads((out / "final_weights.json").read_text())
+    assert "--task lookup" in manifest["retrain"]
+    assert json.loads((out / "study.json").read_text())["settings"]["task"] == "lookup"

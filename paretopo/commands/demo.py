@@ -16,7 +16,6 @@ map's prediction per tier, and the verdict; then where the run logs are (``runs/
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import math
 import time
@@ -38,6 +37,7 @@ from paretopo.core.settings import (
     check_settings,
     setting,
 )
+from paretopo.tasks import tier_names
 from paretopo.training.plan import RunSettings
 
 __all__ = ["DEMO_METHODS", "DEMO_TASKS", "DemoSettings", "WHY_NOT", "run_demo", "tier_prediction", "verdict",
@@ -95,10 +95,6 @@ def _final_behaviour(run_dir: Path) -> pl.DataFrame:
 
     rows = read_run(run_dir).eval_rows.filter(pl.col("split") == "test")
     return behaviour_table(rows.filter(pl.col("step") == rows["step"].max()), "tier")
-
-
-def _tier_names(task: str) -> dict[int, str]:
-    return getattr(importlib.import_module(f"paretopo.tasks.{task}"), "TIER_NAMES", {})
 
 
 def training_tiers(run_dir: Path, task: str) -> dict[int, dict]:
@@ -189,7 +185,7 @@ def _tier_table(task: str, behaviour: dict[str, pl.DataFrame], sampled: dict[str
             cells.append(cell)
         trained = [] if not training else ["-" if met.get("direct_accuracy") is None
                                            else f"{met['direct_accuracy']:.2f}"]
-        table.add_row(f"{tier}: {_tier_names(task).get(tier, '')}", "-" if p is None else f"{p:.2f}", *trained,
+        table.add_row(f"{tier}: {tier_names(task).get(tier, '')}", "-" if p is None else f"{p:.2f}", *trained,
                       prediction or "-", *cells)
     return table
 

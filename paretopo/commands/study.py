@@ -13,7 +13,7 @@ split (``paretopo.training.train``); the study then writes one results folder
                                           re-trains each (the weights themselves stay out of git)
     <out>/runs.parquet                    one row per run: validation and test numbers, frontier HV
     <out>/checkpoints.parquet             every evaluated checkpoint on one shared n*
-    <out>/tiers.parquet                   test accuracy and calls per arithmetic tier and run
+    <out>/tiers.parquet                   test accuracy and calls per tier of the testbed and run
     <out>/frontiers.png / .svg            checkpoint frontiers per method (validation, shared n*)
     <out>/results.md                      every table, and what holds of the paper's claims
     <out>/study.json                      command, seeds, budget, machine, wall time
@@ -39,10 +39,12 @@ from typing import Any
 
 import polars as pl
 
+from paretopo.agent import TINY_POLICY_FOLDERS
 from paretopo.commands import study_report
 from paretopo.core.settings import (
     MAX_EXAMPLES,
     MAX_GENERATIONS,
+    MAX_KL_BETA,
     MAX_LR,
     MAX_PROMPTS,
     MAX_SEED,
@@ -75,6 +77,8 @@ class StudySettings:
 
     out: str = setting("results/study", "results folder; running again continues a study cut short",
                        path=True)
+    task: str = setting("arithmetic", "testbed: a task with a shipped warm-started tiny policy",
+                        choices=tuple(TINY_POLICY_FOLDERS))
     seeds: tuple[int, ...] = setting((0, 1, 2), "seeds (--quick: 0)", kind=int, many=True, minimum=0,
                                       maximum=MAX_SEED)
     max_steps: int = setting(150, "optimiser steps per run, the demo's budget (--quick: 8)", flag="--steps", minimum=1,
@@ -97,6 +101,8 @@ class StudySettings:
     learning_rate: float | None = setting(None, "learning rate of every run; default: the trainer's, 3e-4 for the "
                                                 "tiny policy", kind=float, above=0,
                                           maximum=MAX_LR)
+    kl_beta: float = setting(0.0, "KL coefficient to the warm start in every run (0: none)", minimum=0,
+                             maximum=MAX_KL_BETA)
     processes: int | None = setting(None, "parallel runs; default: one per CPU core", kind=int, minimum=1,
                                      maximum=MAX_THREADS)
     only: tuple[str, ...] | None = setting(None, "run only these configurations; default: all", kind=str, many=True)
@@ -162,7 +168,8 @@ def _jobs(settings: StudySettings, chosen: list[Configuration]) -> list[Any]:
     base = RunSettings(max_steps=settings.max_steps, prompts_per_step=settings.prompts_per_step,
                        num_generations=settings.num_generations, save_steps=settings.save_steps,
                        validation_examples=settings.validation_examples, test_examples=settings.test_examples,
-                       learning_rate=settings.learning_rate, test_samples=settings.test_samples, progress=False)
+                       learning_rate=settings.learning_rate, test_samples=settings.test_samples, progress=False,
+                       task=settings.task, kl_beta=settings.kl_beta)
     jobs = []
     for seed in settings.seeds:  # seed-major: every configuration gets a first seed before any gets a third
         for configuration in chosen:
@@ -203,6 +210,23 @@ def _git_commit() -> str | None:
         return None
 
 
+# what every run of one study shares: continuing a study with another value would mix two studies
+_SHARED = ("task", "learning_rate", "kl_beta", "max_steps", "stage1_steps", "prompts_per_step", "num_generations",
+           "save_steps", "validation_examples", "test_examples", "test_samples")
+
+
+def _refuse_other_settings(record_path: Path, settings: StudySettings) -> None:
+    if not record_path.exists():
+        return
+    before = json.loads(record_path.read_text()).get("settings", {})
+    defaults = StudySettings()
+    for name in _SHARED:
+        earlier = before.get(name, getattr(defaults, name))  # records older than a setting had its default
+        if earlier != getattr(settings, name):
+            raise ValueError(f"{record_path.parent} holds a study with {name}={earlier!r}, not {getattr(settings, name)!r}; "
+                             f"pass another --out or the same {name}")
+
+
 def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Path:
     """Train what is missing, then write the results folder; returns its path."""
     from paretopo.evaluation.runlog import run_paths
@@ -210,13 +234,14 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
 
     out = Path(settings.out)
     if settings.docs:
-        study_report.study_section_bounds(Path(settings.docs).read_text(), settings.docs)  # fail before training
+        study_report.study_section_bounds(Path(settings.docs).read_text(), settings.docs, settings.task)  # fail early
     chosen = configurations(settings.quick)
     if settings.only:
         unknown = sorted(set(settings.only) - {c.name for c in chosen})
         if unknown:
             raise ValueError(f"unknown study configuration(s) {unknown}; choose from {[c.name for c in chosen]}")
         chosen = [c for c in chosen if c.name in settings.only]
+    _refuse_other_settings(out / "study.json", settings)
     jobs = _jobs(settings, chosen)
     total = len(chosen) * len(settings.seeds)
     log(f"study: {len(chosen)} configurations x {len(settings.seeds)} seeds = {total} runs "
@@ -239,7 +264,7 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     from paretopo.evaluation.runlog import atomic_write_json
 
     record = {
-        "command": "paretopo study" + (" --quick" if settings.quick else ""),
+        "command": "paretopo study" + (" --quick" if settings.quick else "") + f" --task {settings.task}",
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("out", "docs")},
         "configurations": [asdict(c) for c in chosen],
         "machine": _machine(),
@@ -277,7 +302,7 @@ def retrain_command(settings: StudySettings, configuration: str = "{configuratio
                     out: str = "OUT") -> str:
     """The ``paretopo study`` command that trains one run of this study again, every budget pinned
     (with the defaults, the manifest's template: ``{configuration}`` and ``{seed}`` left to fill)."""
-    parts = ["paretopo study", f"--out {out}", f"--only {configuration}", f"--seeds {seed}",
+    parts = ["paretopo study", f"--out {out}", f"--task {settings.task}", f"--only {configuration}", f"--seeds {seed}",
              f"--steps {settings.max_steps}", f"--stage1-steps {settings.stage1_steps}",
              f"--prompts {settings.prompts_per_step}", f"--generations {settings.num_generations}",
              f"--save-steps {settings.save_steps}", f"--validation-examples {settings.validation_examples}"]
@@ -285,6 +310,8 @@ def retrain_command(settings: StudySettings, configuration: str = "{configuratio
         parts.append(f"--test-examples {settings.test_examples}")
     if settings.learning_rate is not None:
         parts.append(f"--learning-rate {settings.learning_rate!r}")
+    if settings.kl_beta:
+        parts.append(f"--kl-beta {settings.kl_beta!r}")
     return " ".join([*parts, "--processes 1"])
 
 

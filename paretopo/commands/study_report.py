@@ -8,8 +8,11 @@ the runs alone. It writes::
     runs.parquet          one row per run: final validation and test numbers, frontier HV
                           (paretopo.evaluation.evaluate.run_summaries on one shared n*)
     checkpoints.parquet   every evaluated checkpoint (paretopo.evaluation.evaluate.checkpoint_points)
-    tiers.parquet         test accuracy and calls per arithmetic tier and run
+    tiers.parquet         test accuracy and calls per tier of the testbed and run
     warm_start.parquet    the policy before RL, evaluated like a final checkpoint
+    predictions.parquet   per configuration and tier: p, c, q met in training, the gamble map's p*
+                          there, the push it predicts and the final test calls (needs the runs'
+                          logged groups: a clone without them keeps the committed table)
     frontiers.png / .svg  checkpoint frontiers per method, mean over seeds
                           (paretopo.evaluation.plots.frontier_chart)
     results.md            every table, paired tests against the strongest baseline, and what
@@ -34,9 +37,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["STUDY_BEGIN", "STUDY_END", "StudyRun", "study_markdown", "study_section_bounds", "write_markdown", "write_report"]
+__all__ = ["StudyRun", "study_markdown", "study_markers", "study_section_bounds", "write_markdown", "write_report"]
 
-STUDY_BEGIN, STUDY_END = "<!-- study:begin -->", "<!-- study:end -->"
+def study_markers(task: str) -> tuple[str, str]:
+    """The lines around a testbed's study section in a markdown file (one section per testbed)."""
+    return f"<!-- study {task}:begin -->", f"<!-- study {task}:end -->"
 OURS = "paretopo"  # the configuration every other one is compared with
 
 
@@ -108,6 +113,57 @@ def _tier_rows(runs: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
+def _predictions(runs: pl.DataFrame, task: str, group_size: int) -> pl.DataFrame:
+    """Per configuration and tier, the gamble map's prediction at what training met, beside the outcome.
+
+    p (sampled direct answers right), c (answers after a call right) and q (share answered
+    directly) come from each run's logged groups (stage 2's where the method has one; mean over
+    seeds); the map is the configuration's own last estimator with its options
+    (``paretopo.core.gamble``; a call against a direct answer, q kept in [0.05, 0.95]). The
+    outcome is the final greedy policy's mean test calls on the tier (mean over seeds). Empty
+    when a run's groups are not on disk.
+    """
+    from paretopo.commands.demo import training_tiers
+    from paretopo.core.config import ParetoPOConfig
+    from paretopo.core.gamble import GambleMap
+    from paretopo.evaluation.runlog import read_run
+
+    tiers = _tier_rows(runs)
+    rows = []
+    for name in runs["configuration"].unique(maintain_order=True):
+        own = runs.filter(pl.col("configuration") == name)
+        per_seed = [training_tiers(Path(run), task) for run in own["run"]]
+        if not all(per_seed):
+            return pl.DataFrame()
+        config = ParetoPOConfig.from_dict(read_run(own["run"][0]).config["method"])
+        estimator = config.stage2_estimator or config.stage1_estimator
+        gamble = GambleMap(estimator, config, group_size=group_size)
+        for tier in sorted(set().union(*per_seed)):
+            p, c, q = (_seed_mean(per_seed, tier, key) for key in ("direct_accuracy", "tool_accuracy", "calls_0"))
+            p_star, verdict = None, "no direct answers or no calls sampled"
+            if p is not None and c is not None:
+                found = gamble.break_even(c=c, q=min(max(q, 0.05), 0.95))
+                p_star, verdict = found.p_star, found.verdict
+            final = tiers.filter((pl.col("configuration") == name) & (pl.col("tier") == tier))
+            rows.append({"configuration": name, "tier": tier, "estimator": estimator, "p": p, "c": c, "q": q,
+                         "p_star": p_star, "predicted": _predicted_push(p, p_star, verdict),
+                         "final_calls": final["mean_tool_calls"].mean() if final.height else None})
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _seed_mean(per_seed: Sequence[Mapping[int, Mapping[str, Any]]], tier: int, key: str) -> float | None:
+    values = [seed[tier][key] for seed in per_seed if seed.get(tier, {}).get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _predicted_push(p: float | None, p_star: float | None, verdict: str) -> str:
+    if p is None or (p_star is None and verdict not in ("always", "never")):
+        return "n/a"
+    if p_star is None:
+        return "direct" if verdict == "always" else "call"
+    return "direct" if p > p_star else "call"
+
+
 def _paired_tests(runs: pl.DataFrame, reference: str, others: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per configuration vs ``reference``: exact McNemar on correctness, Wilcoxon on calls.
 
@@ -161,7 +217,7 @@ def _warm_start(out: Path, settings: Any) -> pl.DataFrame:
 
     from paretopo.training.train import tiny_policy_path
 
-    weights = tiny_policy_path() / "model.safetensors"
+    weights = tiny_policy_path(settings.task) / "model.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     cache = out / "warm_start.parquet"
     if cache.exists():
@@ -177,8 +233,8 @@ def _warm_start(out: Path, settings: Any) -> pl.DataFrame:
     from paretopo.training.train import RunSettings
 
     torch.set_num_threads(1)
-    task = get_task("arithmetic")
-    model, tokenizer = load_policy(str(tiny_policy_path()), lora=False)
+    task = get_task(settings.task)
+    model, tokenizer = load_policy(str(tiny_policy_path(settings.task)), lora=False)
     _, _, test_split = task.default_splits
     examples = task.load(test_split)[: settings.test_examples]
     result = evaluate_policy(model, tokenizer, task, examples, greedy=True,
@@ -204,6 +260,9 @@ def write_report(out: Path, runs: Sequence[StudyRun], settings: Any) -> None:
     tiers = _tier_rows(frame)
     if tiers.height:
         tiers.write_parquet(out / "tiers.parquet")
+    predictions = _predictions(frame, settings.task, settings.num_generations)
+    if predictions.height:
+        predictions.write_parquet(out / "predictions.parquet")
     shown = list(dict.fromkeys(r.configuration for r in runs if r.table == "methods"))
     chart = _frontier_chart(points, shown)
     chart.save(str(out / "frontiers.svg"))
@@ -374,7 +433,17 @@ def study_markdown(out: Path, settings: Any, record: Mapping[str, Any]) -> str:
                 pl.lit("warm start").alias("configuration"), pl.lit(0).alias("seed"))], how="diagonal_relaxed")
         shown = [*by_table["methods"], *by_table["ablations"], *by_table["weights"], *by_table["stage1"]]
         parts += ["", "### Where each method spends its calls (test, per tier: accuracy / mean calls, mean over seeds)",
-                  "", _tier_markdown(tiers, [*shown, "warm start"])]
+                  "", _tier_markdown(tiers, [*shown, "warm start"], settings.task)]
+    predictions_file = out / "predictions.parquet"
+    if predictions_file.exists():
+        parts += ["", "### Predicted vs measured, per tier (the gamble map at what training met)", "",
+                  "p, c, q: the share of sampled direct answers that were right, of answers after a call, and the "
+                  "share answered directly, in training (stage 2 where the method has one; logged groups, mean over "
+                  "seeds). p*: the exact break-even of the configuration's last estimator at that c and q "
+                  "(`paretopo.core.gamble`); above it direct answers are pushed up. Measured: the final greedy "
+                  "policy's mean test calls on the tier (direct below 0.2, call above 0.8, else mixed), beside the "
+                  "warm start's.", "",
+                  _prediction_markdown(pl.read_parquet(predictions_file), out, settings.task)]
     parts += ["", "### Checkpoint frontiers", "", "![checkpoint frontiers](frontiers.png)", "",
               _frontier_markdown(out, by_table["methods"]), "", "### What the measurement says", "",
               *_claims(runs, strongest)]
@@ -419,11 +488,49 @@ def _grid_markdown(means: pl.DataFrame, names: Sequence[str], by: str, label: Ca
     return _markdown_table(["configuration", *(label(v) for v in values)], rows)
 
 
-def _tier_markdown(tiers: pl.DataFrame, names: Sequence[str]) -> str:
-    from paretopo.tasks.arithmetic import TIER_NAMES
+def _measured_push(calls: float | None) -> str:
+    if calls is None:
+        return "-"
+    return "direct" if calls < 0.2 else "call" if calls > 0.8 else "mixed"
+
+
+def _prediction_markdown(predictions: pl.DataFrame, out: Path, task: str) -> str:
+    from paretopo.evaluation.evaluate import behaviour_table
+    from paretopo.tasks import tier_names
+
+    names = tier_names(task)
+    warm_file = out / "warm_start.parquet"
+    warm = {}
+    if warm_file.exists():
+        warm = {r["tier"]: r["mean_tool_calls"]
+                for r in behaviour_table(pl.read_parquet(warm_file), "tier").iter_rows(named=True)}
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    rows = []
+    for row in predictions.iter_rows(named=True):
+        seen = _measured_push(row["final_calls"])
+        agree = "-" if "n/a" in row["predicted"] or seen in ("mixed", "-") else \
+            ("yes" if row["predicted"] == seen else "no")
+        rows.append([f"`{row['configuration']}`", f"{row['tier']}: {names.get(row['tier'], '')}",
+                     f"{number(row['p'])}, {number(row['c'])}, {number(row['q'])}",
+                     "none" if row["p_star"] is None else f"{row['p_star']:.3f}", row["predicted"],
+                     f"{number(warm.get(row['tier']))} -> {number(row['final_calls'])} ({seen})", agree])
+    agreed = sum(r[-1] == "yes" for r in rows)
+    judged = sum(r[-1] in ("yes", "no") for r in rows)
+    table = _markdown_table(["configuration", "tier", "p, c, q in training", "p*", "predicted push",
+                             "test calls: warm start -> final (measured)", "agree"], rows)
+    return table + f"\n\nThe map's direction agrees with the outcome in {agreed} of {judged} judged rows."
+
+
+def _tier_markdown(tiers: pl.DataFrame, names: Sequence[str], task: str) -> str:
+    from paretopo.tasks import tier_names
+
+    names_of_tiers = tier_names(task)
 
     means = tiers.group_by("configuration", "tier").agg(pl.col("accuracy", "mean_tool_calls").mean())
-    return _grid_markdown(means, names, "tier", lambda t: f"tier {t}: {TIER_NAMES.get(t, '')}")
+    return _grid_markdown(means, names, "tier", lambda t: f"tier {t}: {names_of_tiers.get(t, '')}")
 
 
 def _frontier_markdown(out: Path, names: Sequence[str]) -> str:
@@ -433,13 +540,14 @@ def _frontier_markdown(out: Path, names: Sequence[str]) -> str:
             + _grid_markdown(means, names, "step", lambda s: f"step {s}"))
 
 
-def study_section_bounds(text: str, docs: Any) -> tuple[str, str]:
-    """The text before and after the study section of a markdown file (between the markers)."""
-    if text.count(STUDY_BEGIN) != 1 or text.count(STUDY_END) != 1 or text.index(STUDY_BEGIN) > text.index(STUDY_END):
-        raise ValueError(f"{docs} has no study section; add one line {STUDY_BEGIN} and, below it, one line "
-                         f"{STUDY_END} where the study's tables go")
-    head, rest = text.split(STUDY_BEGIN, 1)
-    return head, rest.split(STUDY_END, 1)[1]
+def study_section_bounds(text: str, docs: Any, task: str) -> tuple[str, str]:
+    """The text before and after a testbed's study section of a markdown file (between its markers)."""
+    begin, end = study_markers(task)
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"{docs} has no {task} study section; add one line {begin} and, below it, one line "
+                         f"{end} where the study's tables go")
+    head, rest = text.split(begin, 1)
+    return head, rest.split(end, 1)[1]
 
 
 def write_markdown(out: Path, settings: Any, record: Mapping[str, Any]) -> None:
@@ -450,7 +558,8 @@ def write_markdown(out: Path, settings: Any, record: Mapping[str, Any]) -> None:
     atomic_write_bytes(out / "results.md", ("# Study results\n\n" + body).encode())
     if settings.docs:
         docs = Path(settings.docs)
-        head, tail = study_section_bounds(docs.read_text(), docs)
+        head, tail = study_section_bounds(docs.read_text(), docs, settings.task)
         relative = os.path.relpath(out, docs.parent)
         section = body.replace("](frontiers.png)", f"]({relative}/frontiers.png)")
-        atomic_write_bytes(docs, f"{head}{STUDY_BEGIN}\n{section}{STUDY_END}{tail}".encode())
+        begin, end = study_markers(settings.task)
+        atomic_write_bytes(docs, f"{head}{begin}\n{section}{end}{tail}".encode())

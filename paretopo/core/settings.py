@@ -16,7 +16,7 @@ import os
 from dataclasses import field, fields
 from typing import Any
 
-__all__ = ["MAX_EXAMPLES", "MAX_GENERATIONS", "MAX_LR", "MAX_PROMPTS", "MAX_SEED", "MAX_STEPS", "MAX_THREADS",
+__all__ = ["MAX_EXAMPLES", "MAX_GENERATIONS", "MAX_KL_BETA", "MAX_LR", "MAX_PROMPTS", "MAX_SEED", "MAX_STEPS", "MAX_THREADS",
            "MAX_TOKENS", "MAX_TOOL_CALLS", "check_folder_name", "check_number", "check_path", "check_settings",
            "setting"]
 
@@ -27,6 +27,7 @@ MAX_STEPS = 10_000_000
 MAX_PROMPTS = 4096
 MAX_GENERATIONS = 1024
 MAX_LR = 1.0
+MAX_KL_BETA = 100.0
 MAX_TOKENS = 1_048_576
 MAX_TOOL_CALLS = 64
 MAX_EXAMPLES = 100_000_000

@@ -20,7 +20,7 @@ from typing import Any
 
 from .base import Example, Task
 
-__all__ = ["Example", "Task", "available_tasks", "get_task"]
+__all__ = ["Example", "Task", "available_tasks", "get_task", "tier_names"]
 
 # name -> "module:class", imported on use so `import paretopo.tasks` stays light and
 # `python -m paretopo.tasks.arithmetic` does not find its module already imported.
@@ -49,3 +49,11 @@ def get_task(name: str, **options: Any) -> Task:
     module_name, class_name = _TASKS[name].split(":")
     task_class = getattr(importlib.import_module(f".{module_name}", __name__), class_name)
     return task_class(**options)
+
+
+def tier_names(name: str) -> dict[int, str]:
+    """A task's tier number -> what the tier is (its module's ``TIER_NAMES``; empty for untiered tasks)."""
+    if name not in _TASKS:
+        return {}
+    module = importlib.import_module(f".{_TASKS[name].split(':')[0]}", __name__)
+    return dict(getattr(module, "TIER_NAMES", {}))

@@ -29,6 +29,7 @@ from paretopo.core.objectives import require_known_objectives, scoring_options
 from paretopo.core.settings import (
     MAX_EXAMPLES,
     MAX_GENERATIONS,
+    MAX_KL_BETA,
     MAX_LR,
     MAX_PROMPTS,
     MAX_SEED,
@@ -109,7 +110,7 @@ class RunSettings:
     epsilon_high: float = setting(0.28, "upper clip range of the policy ratio (DAPO's clip-higher)", minimum=0,
                                   maximum=10)
     kl_beta: float = setting(0.0, "KL coefficient to the reference policy (0: no reference model)", minimum=0,
-                             maximum=100)
+                             maximum=MAX_KL_BETA)
     threads: int = setting(1, "torch threads on CPU", minimum=1, maximum=MAX_THREADS)
     progress: bool = setting(True, "progress bars")
     print_logs: bool = setting(False, "TRL's per-step metric dicts on stdout (they are in steps.parquet anyway)")
