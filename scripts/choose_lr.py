@@ -55,7 +55,7 @@ def _validation_rows(task: str, work: Path) -> pl.DataFrame:
     for learning_rate, kl_beta in GRID:
         settings = _settings(task, work, learning_rate, kl_beta)
         for run in study.finished_runs(settings, [configuration]):
-            evals = pl.read_parquet(run_paths(run.run).evals).filter(pl.col("split") == "validation").sort("step")
+            evals = pl.read_parquet(run_paths(run.run_dir).evals).filter(pl.col("split") == "validation").sort("step")
             final = evals.tail(1).to_dicts()[0]
             rows.append({"task": task, "learning_rate": learning_rate, "kl_beta": kl_beta, "seed": run.seed,
                          "final_accuracy": final["accuracy"], "final_mean_tool_calls": final["mean_tool_calls"],
@@ -79,8 +79,8 @@ def _markdown(task: str, table: pl.DataFrame, chosen: dict, minutes: float) -> s
                   pl.col("first_accuracy").mean().alias("first"), pl.len().alias("n"))
              .sort("kl_beta", "learning_rate"))
     lines = [f"# Learning rate and KL on validation: `{task}`", "",
-             f"`python scripts/choose_lr.py --task {task}` ({datetime.date.today()}, {minutes:.1f} min on this "
-             f"machine's CPUs): `{BASELINE}` (accuracy only), the study's budget, seeds "
+             f"`python scripts/choose_lr.py --task {task}` ({datetime.date.today()}; this invocation trained for "
+             f"{minutes:.1f} min, finished runs are reused): `{BASELINE}` (accuracy only), the study's budget, seeds "
              f"{', '.join(map(str, SEEDS))}; validation split only (200 questions, greedy). Rule (fixed before "
              f"the runs): best mean final validation accuracy; within {TIE} of it counts as tied, and among "
              "tied cells the largest learning rate, then no KL.", "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -160,30 +161,41 @@ def test_weights_manifest_records_each_final_policy_and_survives_a_clone_without
     assert [job for job in study._jobs(settings, chosen)] == []  # and nothing is re-trained
 
 
-def test_the_committed_study_has_a_manifest_entry_for_every_run_and_commits_no_weights():
-    import json
+def test_each_committed_study_has_a_manifest_entry_for_every_run_and_commits_no_weights():
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    manifest = json.loads((root / "results" / "study" / "final_weights.json").read_text())
-    runs = {p.parent.relative_to(root / "results" / "study" / "runs").as_posix()
-            for p in (root / "results" / "study" / "runs").glob("*/*/eval.parquet")}
-    assert set(manifest["runs"]) == runs and len(runs) == 48
-    tracked = subprocess.run(["git", "-C", str(root), "ls-files", "results/study/runs"], capture_output=True,
-                             text=True, check=True).stdout.split()
-    assert tracked and not [path for path in tracked if "/final/" in path]
+    studies = sorted(path.parent for path in (root / "results").glob("*/final_weights.json"))
+    assert studies, "no committed study"
+    for folder in studies:
+        manifest = json.loads((folder / "final_weights.json").read_text())
+        record = json.loads((folder / "study.json").read_text())
+        runs = {p.parent.relative_to(folder / "runs").as_posix() for p in (folder / "runs").glob("*/*/eval.parquet")}
+        assert set(manifest["runs"]) == runs, folder
+        assert len(runs) == len(record["configurations"]) * len(record["settings"]["seeds"]), folder
+        tracked = subprocess.run(["git", "-C", str(root), "ls-files", str(folder.relative_to(root) / "runs")],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        assert tracked and not [path for path in tracked if "/final/" in path], folder
 
 
 def test_a_study_is_not_continued_with_other_settings(tmp_path, capsys):
     out = tmp_path / "study"
     out.mkdir()
-    (out / "study.json").write_text(json.dumps({"settings": {"learning_rate": 1e-4}}))
+    # a record written before --task, --kl-beta and --test-samples existed
+    earlier = dataclasses.asdict(study.StudySettings.quick_settings(str(out)))
+    earlier = {k: v for k, v in earlier.items() if k not in ("task", "kl_beta", "test_samples")}
+    (out / "study.json").write_text(json.dumps({"settings": {**earlier, "learning_rate": 1e-4}}))
     assert main(["study", "--quick", "--out", str(out), "--learning-rate", "3e-4"]) == 2
     err = capsys.readouterr().err
     assert "learning_rate=0.0001, not 0.0003" in err and err.count("\n") == 1 and not (out / "runs").exists()
     # a record older than the task setting was an arithmetic study
     assert main(["study", "--quick", "--out", str(out), "--learning-rate", "1e-4", "--task", "lookup"]) == 2
     assert "task='arithmetic', not 'lookup'" in capsys.readouterr().err
+    # ... with no sampled test evaluation and no KL term
+    assert main(["study", "--quick", "--out", str(out), "--learning-rate", "1e-4", "--kl-beta", "0.1"]) == 2
+    assert "kl_beta=0.0, not 0.1" in capsys.readouterr().err
+    assert main(["study", "--quick", "--out", str(out), "--learning-rate", "1e-4", "--test-samples", "2"]) == 2
+    assert "test_samples=0, not 2" in capsys.readouterr().err
 
 
 def test_a_lookup_study_fills_its_own_section_with_its_own_tiers(tmp_path):
@@ -205,3 +217,13 @@ def test_a_lookup_study_fills_its_own_section_with_its_own_tiers(tmp_path):
     manifest = json.loads((out / "final_weights.json").read_text())
     assert "--task lookup" in manifest["retrain"]
     assert json.loads((out / "study.json").read_text())["settings"]["task"] == "lookup"
+
+
+def test_a_continued_study_says_which_commit_trained_how_many_runs(monkeypatch):
+    monkeypatch.setattr(study, "_git_commit", lambda: "bbb")
+    assert study._runs_by_commit({"commit": "aaa"}, 48, 3) == {"aaa": 48, "bbb": 3}  # a record from before
+    assert study._runs_by_commit({"runs_trained_at_commit": {"aaa": 48, "bbb": 3}}, 51, 0) == {"aaa": 48, "bbb": 3}
+    assert study._runs_by_commit({}, 0, 2) == {"bbb": 2}
+    assert study_report._commits({"commit": "bbb", "runs_trained_at_commit": {"aaa": 48, "bbb": 3}}) == \
+        "runs trained at aaa (48), bbb (3)"
+    assert study_report._commits({"commit": "bbb", "runs_trained_at_commit": {"bbb": 2}}) == "commit bbb"

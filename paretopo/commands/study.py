@@ -215,16 +215,31 @@ _SHARED = ("task", "learning_rate", "kl_beta", "max_steps", "stage1_steps", "pro
            "save_steps", "validation_examples", "test_examples", "test_samples")
 
 
+_BEFORE_IT_EXISTED = {"task": "arithmetic", "kl_beta": 0.0, "test_samples": 0}
+
+
 def _refuse_other_settings(record_path: Path, settings: StudySettings) -> None:
     if not record_path.exists():
         return
     before = json.loads(record_path.read_text()).get("settings", {})
     defaults = StudySettings()
     for name in _SHARED:
-        earlier = before.get(name, getattr(defaults, name))  # records older than a setting had its default
+        # a record older than a setting trained as if it had been there with this value
+        earlier = before.get(name, _BEFORE_IT_EXISTED.get(name, getattr(defaults, name)))
         if earlier != getattr(settings, name):
             raise ValueError(f"{record_path.parent} holds a study with {name}={earlier!r}, not {getattr(settings, name)!r}; "
                              f"pass another --out or the same {name}")
+
+
+def _runs_by_commit(previous: dict[str, Any], finished_before: int, trained_now: int) -> dict[str, int]:
+    """How many of the study's runs each commit trained (a study continued after a change of code
+    mixes commits, and its report says so)."""
+    by_commit = dict(previous.get("runs_trained_at_commit") or
+                     ({previous["commit"]: finished_before} if previous.get("commit") and finished_before else {}))
+    if trained_now:
+        commit = _git_commit() or "unknown"
+        by_commit[commit] = by_commit.get(commit, 0) + trained_now
+    return by_commit
 
 
 def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Path:
@@ -277,6 +292,7 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
         # a study continued after a stop adds up the training time of each invocation
         "training_seconds": previous.get("training_seconds", 0.0) + (training_seconds if jobs else 0.0),
         "runs_trained_by_last_invocation": len(jobs),
+        "runs_trained_at_commit": _runs_by_commit(previous, total - len(jobs), len(jobs)),
     }
     report_started = time.perf_counter()
     study_report.write_report(out, finished_runs(settings, chosen), settings)

@@ -383,7 +383,7 @@ def study_markdown(out: Path, settings: Any, record: Mapping[str, Any]) -> str:
     machine = record["machine"]
     seeds = ", ".join(str(s) for s in settings.seeds)
     parts = [
-        f"Produced by `{record['command']}` (commit {record.get('commit') or 'unknown'}, finished "
+        f"Produced by `{record['command']}` ({_commits(record)}, finished "
         f"{record['finished']}) on {machine['cores']} cores ({machine['cpu']}), no GPU: "
         f"**{wall:.1f} min** wall time ({record['training_seconds'] / 60:.1f} min training in "
         f"{settings.processes or machine['cores']} parallel processes, one thread each). "
@@ -448,6 +448,14 @@ def study_markdown(out: Path, settings: Any, record: Mapping[str, Any]) -> str:
               _frontier_markdown(out, by_table["methods"]), "", "### What the measurement says", "",
               *_claims(runs, strongest)]
     return "\n".join(parts) + "\n"
+
+
+def _commits(record: Mapping[str, Any]) -> str:
+    """Which commit trained the runs: one, or how many runs each (a study continued later)."""
+    by_commit = record.get("runs_trained_at_commit") or {}
+    if len(by_commit) > 1:
+        return "runs trained at " + ", ".join(f"{commit} ({count})" for commit, count in by_commit.items())
+    return f"commit {record.get('commit') or 'unknown'}"
 
 
 def _learning_rate(settings: Any) -> float:
