@@ -52,6 +52,11 @@ def test_quick_study_writes_the_results_folder_and_continues_instead_of_retraini
     assert main(["study", "--quick", "--out", str(out)]) == 0
     assert "2 runs (2 already finished)" in capsys.readouterr().out
     assert pl.read_parquet(out / "runs.parquet").equals(runs)
+    # --only trains only those, and the report still covers every finished configuration
+    manifest = (out / "final_weights.json").read_text()
+    assert main(["study", "--quick", "--out", str(out), "--only", "torl_grpo"]) == 0
+    assert "1 configurations x 1 seeds = 1 runs (1 already finished)" in capsys.readouterr().out
+    assert pl.read_parquet(out / "runs.parquet").equals(runs) and (out / "final_weights.json").read_text() == manifest
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -105,7 +105,8 @@ class StudySettings:
                              maximum=MAX_KL_BETA)
     processes: int | None = setting(None, "parallel runs; default: one per CPU core", kind=int, minimum=1,
                                      maximum=MAX_THREADS)
-    only: tuple[str, ...] | None = setting(None, "run only these configurations; default: all", kind=str, many=True)
+    only: tuple[str, ...] | None = setting(None, "train only these configurations (the report covers every finished one); "
+                                                       "default: all", kind=str, many=True)
     quick: bool = setting(False, "2 methods, 1 seed, 8 steps: the plumbing in a minute (not a result)")
     docs: str | None = setting(None, "also replace the study section of this markdown file (e.g. docs/results.md)",
                                kind=str)
@@ -250,13 +251,15 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     out = Path(settings.out)
     if settings.docs:
         study_report.study_section_bounds(Path(settings.docs).read_text(), settings.docs, settings.task)  # fail early
-    chosen = configurations(settings.quick)
+    every = configurations(settings.quick)
+    chosen = every
     if settings.only:
         unknown = sorted(set(settings.only) - {c.name for c in chosen})
         if unknown:
             raise ValueError(f"unknown study configuration(s) {unknown}; choose from {[c.name for c in chosen]}")
         chosen = [c for c in chosen if c.name in settings.only]
     _refuse_other_settings(out / "study.json", settings)
+    finished_before = len(finished_runs(settings, every))
     jobs = _jobs(settings, chosen)
     total = len(chosen) * len(settings.seeds)
     log(f"study: {len(chosen)} configurations x {len(settings.seeds)} seeds = {total} runs "
@@ -278,10 +281,13 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
     training_seconds = time.perf_counter() - started
     from paretopo.evaluation.runlog import atomic_write_json
 
+    # the report covers every configuration with a finished run, not only those this invocation trained
+    reported = [c for c in every if finished_runs(settings, [c])]
+
     record = {
         "command": "paretopo study" + (" --quick" if settings.quick else "") + f" --task {settings.task}",
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("out", "docs")},
-        "configurations": [asdict(c) for c in chosen],
+        "configurations": [asdict(c) for c in reported],
         "machine": _machine(),
         # the commit that trained the runs (a report-only invocation keeps it) and the one that wrote the report
         "commit": _git_commit() if jobs or "commit" not in previous else previous["commit"],
@@ -292,11 +298,11 @@ def run_study(settings: StudySettings, log: Callable[[str], None] = print) -> Pa
         # a study continued after a stop adds up the training time of each invocation
         "training_seconds": previous.get("training_seconds", 0.0) + (training_seconds if jobs else 0.0),
         "runs_trained_by_last_invocation": len(jobs),
-        "runs_trained_at_commit": _runs_by_commit(previous, total - len(jobs), len(jobs)),
+        "runs_trained_at_commit": _runs_by_commit(previous, finished_before, len(jobs)),
     }
     report_started = time.perf_counter()
-    study_report.write_report(out, finished_runs(settings, chosen), settings)
-    write_weights_manifest(out, chosen, settings, record["commit"])
+    study_report.write_report(out, finished_runs(settings, reported), settings)
+    write_weights_manifest(out, reported, settings, record["commit"])
     record["report_seconds"] = time.perf_counter() - report_started
     record["wall_seconds"] = record["training_seconds"] + record["report_seconds"]
     atomic_write_json(record_path, record)
