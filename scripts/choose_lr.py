@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 import time
 from dataclasses import replace
@@ -57,7 +58,11 @@ def _validation_rows(task: str, work: Path) -> pl.DataFrame:
         for run in study.finished_runs(settings, [configuration]):
             evals = pl.read_parquet(run_paths(run.run_dir).evals).filter(pl.col("split") == "validation").sort("step")
             final = evals.tail(1).to_dicts()[0]
+            config = json.loads(run_paths(run.run_dir).config.read_text())
+            started = datetime.datetime.fromisoformat(config["created"]).timestamp()
+            minutes = (run_paths(run.run_dir).evals.stat().st_mtime - started) / 60  # created -> last evaluation
             rows.append({"task": task, "learning_rate": learning_rate, "kl_beta": kl_beta, "seed": run.seed,
+                         "minutes": minutes,
                          "final_accuracy": final["accuracy"], "final_mean_tool_calls": final["mean_tool_calls"],
                          "best_accuracy": evals["accuracy"].max(), "first_accuracy": evals["accuracy"][0]})
     return pl.DataFrame(rows)
@@ -72,15 +77,16 @@ def choose(table: pl.DataFrame) -> dict:
     return tied.sort(["learning_rate", "kl_beta"], descending=[True, False]).row(0, named=True)
 
 
-def _markdown(task: str, table: pl.DataFrame, chosen: dict, minutes: float) -> str:
+def _markdown(task: str, table: pl.DataFrame, chosen: dict) -> str:
     cells = (table.group_by("learning_rate", "kl_beta")
              .agg(pl.col("final_accuracy").mean().alias("acc"), pl.col("final_accuracy").std().alias("sd"),
                   pl.col("final_mean_tool_calls").mean().alias("calls"), pl.col("best_accuracy").mean().alias("best"),
                   pl.col("first_accuracy").mean().alias("first"), pl.len().alias("n"))
              .sort("kl_beta", "learning_rate"))
     lines = [f"# Learning rate and KL on validation: `{task}`", "",
-             f"`python scripts/choose_lr.py --task {task}` ({datetime.date.today()}; this invocation trained for "
-             f"{minutes:.1f} min, finished runs are reused): `{BASELINE}` (accuracy only), the study's budget, seeds "
+             f"`python scripts/choose_lr.py --task {task}` ({datetime.date.today()}; {table.height} runs, "
+             f"{table['minutes'].mean():.1f} min each on one thread, from a run's creation to its last evaluation): "
+             f"`{BASELINE}` (accuracy only), the study's budget, seeds "
              f"{', '.join(map(str, SEEDS))}; validation split only (200 questions, greedy). Rule (fixed before "
              f"the runs): best mean final validation accuracy; within {TIE} of it counts as tied, and among "
              "tied cells the largest learning rate, then no KL.", "",
@@ -121,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = choose(table)
     args.out.mkdir(parents=True, exist_ok=True)
     table.write_parquet(args.out / f"{args.task}.parquet")
-    text = _markdown(args.task, table, chosen, (time.perf_counter() - started) / 60)
+    text = _markdown(args.task, table, chosen)
+    print(f"({(time.perf_counter() - started) / 60:.1f} min in this invocation)")
     (args.out / f"{args.task}.md").write_text(text)
     print(text)
     return 0

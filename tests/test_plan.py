@@ -77,3 +77,22 @@ def test_an_existing_run_is_not_overwritten_without_resume(tmp_path):
     (checkpoint / "paretopo_state.json").write_text("{}")
     with pytest.raises(FileExistsError, match="already holds a run"):
         plan_run(_settings(tmp_path))
+
+
+def test_each_tiny_policy_trains_at_the_rate_chosen_for_it_on_validation(tmp_path):
+    """The rate table is the one written by scripts/choose_lr.py (results/lr_choice/<task>.md)."""
+    import re
+    from pathlib import Path
+
+    from paretopo.agent import TINY_POLICY_FOLDERS, TINY_POLICY_LEARNING_RATES
+
+    assert set(TINY_POLICY_LEARNING_RATES) == set(TINY_POLICY_FOLDERS)
+    root = Path(__file__).resolve().parents[1]
+    for task, rate in TINY_POLICY_LEARNING_RATES.items():
+        table = (root / "results" / "lr_choice" / f"{task}.md").read_text()
+        chosen = re.search(r"Chosen: learning rate ([0-9.e-]+), kl_beta ([0-9.e-]+)", table)
+        assert chosen and float(chosen[1]) == rate and float(chosen[2]) == 0.0, task
+        plan = plan_run(RunSettings(run_dir=str(tmp_path / task), task=task), "torl_grpo")
+        assert plan.learning_rate == rate
+    given = plan_run(RunSettings(run_dir=str(tmp_path / "given"), task="lookup", learning_rate=1e-3), "torl_grpo")
+    assert given.learning_rate == 1e-3

@@ -39,7 +39,7 @@ from typing import Any
 
 import polars as pl
 
-from paretopo.agent import TINY_POLICY_FOLDERS
+from paretopo.agent import TINY_POLICY_FOLDERS, chosen_learning_rates, tiny_policy_learning_rate
 from paretopo.commands import study_report
 from paretopo.core.settings import (
     MAX_EXAMPLES,
@@ -98,8 +98,8 @@ class StudySettings:
                                         maximum=MAX_EXAMPLES)
     test_samples: int = setting(4, "sampled completions per test question at temperature 1, reported beside greedy "
                                    "(0: greedy only)", minimum=0, maximum=MAX_GENERATIONS)
-    learning_rate: float | None = setting(None, "learning rate of every run; default: the trainer's, 3e-4 for the "
-                                                "tiny policy", kind=float, above=0,
+    learning_rate: float | None = setting(None, "learning rate of every run; default: the testbed's, chosen on "
+                                                f"validation ({chosen_learning_rates()})", kind=float, above=0,
                                           maximum=MAX_LR)
     kl_beta: float = setting(0.0, "KL coefficient to the warm start in every run (0: none)", minimum=0,
                              maximum=MAX_KL_BETA)
@@ -227,8 +227,12 @@ def _refuse_other_settings(record_path: Path, settings: StudySettings) -> None:
     for name in _SHARED:
         # a record older than a setting trained as if it had been there with this value
         earlier = before.get(name, _BEFORE_IT_EXISTED.get(name, getattr(defaults, name)))
-        if earlier != getattr(settings, name):
-            raise ValueError(f"{record_path.parent} holds a study with {name}={earlier!r}, not {getattr(settings, name)!r}; "
+        now = getattr(settings, name)
+        if name == "learning_rate":  # the default is the testbed's chosen rate, given or not
+            earlier = earlier or tiny_policy_learning_rate(before.get("task", "arithmetic"))
+            now = now or tiny_policy_learning_rate(settings.task)
+        if earlier != now:
+            raise ValueError(f"{record_path.parent} holds a study with {name}={earlier!r}, not {now!r}; "
                              f"pass another --out or the same {name}")
 
 

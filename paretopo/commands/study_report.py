@@ -459,9 +459,9 @@ def _commits(record: Mapping[str, Any]) -> str:
 
 
 def _learning_rate(settings: Any) -> float:
-    from paretopo.training.train import TINY_POLICY_LR
+    from paretopo.agent import tiny_policy_learning_rate
 
-    return settings.learning_rate or TINY_POLICY_LR
+    return settings.learning_rate or tiny_policy_learning_rate(settings.task)
 
 
 def _warm_start_row(out: Path) -> list[list[Any]]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from paretopo.agent import chosen_learning_rates, tiny_policy_learning_rate
 from paretopo.core.config import ParetoPOConfig
 from paretopo.core.objectives import require_known_objectives, scoring_options
 from paretopo.core.settings import (
@@ -44,8 +45,9 @@ from paretopo.tools.sandbox import require_isolation_setting
 
 __all__ = ["LORA_LR", "TINY_POLICY_LR", "PlanConflict", "RunPlan", "RunSettings", "plan_run"]
 
-TINY_POLICY_LR = 3e-4
-"""Learning rate for full fine-tuning of the 202,624-parameter shipped tiny policy (chosen on validation)."""
+TINY_POLICY_LR = tiny_policy_learning_rate("arithmetic")
+"""Learning rate for full fine-tuning of the arithmetic tiny policy, and of a model given by path or hub
+name (each tiny policy's own: ``paretopo.agent.tiny_policy_learning_rate``)."""
 LORA_LR = 2e-3
 """Learning rate for LoRA adapters (rank 16, alpha 32)."""
 
@@ -73,7 +75,8 @@ class RunSettings:
     num_generations: int = setting(8, "completions per prompt (the group size G)", flag="--generations", minimum=2,
                                    maximum=MAX_GENERATIONS)
     learning_rate: float | None = setting(
-        None, "learning rate; default: TINY_POLICY_LR (3e-4) for full fine-tuning, LORA_LR (2e-3) for LoRA",
+        None, f"learning rate; default: the tiny policy's, chosen on validation per task ({chosen_learning_rates()}), "
+              "3e-4 for full fine-tuning of another model, 2e-3 for LoRA",
         flag="--lr", kind=float, above=0, maximum=MAX_LR)
     max_completion_length: int = setting(160, "new tokens per completion, tool responses included", minimum=1,
                                          maximum=MAX_TOKENS)
@@ -233,7 +236,8 @@ def plan_run(
     lora = (not is_tiny) if settings.lora is None else settings.lora
     settings = replace(
         settings, lora=lora, max_tool_calls=task.max_tool_calls,
-        learning_rate=settings.learning_rate or (LORA_LR if lora else TINY_POLICY_LR),
+        learning_rate=settings.learning_rate or (
+            LORA_LR if lora else tiny_policy_learning_rate(task.name) if is_tiny else TINY_POLICY_LR),
         tools_in_prompt=(not is_tiny) if settings.tools_in_prompt is None else settings.tools_in_prompt)
     default_train, default_validation, default_test = task.default_splits
     train_examples = tuple(task.load(settings.train_split or default_train)[: settings.train_examples])
