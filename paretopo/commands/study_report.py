@@ -387,19 +387,20 @@ def study_markdown(out: Path, settings: Any, record: Mapping[str, Any]) -> str:
         f"{record['finished']}) on {machine['cores']} cores ({machine['cpu']}), no GPU: "
         f"**{wall:.1f} min** wall time ({record['training_seconds'] / 60:.1f} min training in "
         f"{settings.processes or machine['cores']} parallel processes, one thread each). "
-        f"Every run: the shipped tiny policy, full fine-tuning at learning rate {_learning_rate(settings):g}, "
+        f"Every run: the `{settings.task}` testbed's shipped tiny policy, full fine-tuning at learning rate "
+        f"{_learning_rate(settings):g}{f' with a KL term to it (beta {settings.kl_beta:g})' if settings.kl_beta else ''}, "
         f"{settings.max_steps} optimiser steps of {settings.prompts_per_step} "
         f"prompts x {settings.num_generations} completions (stage 1: {settings.stage1_steps} steps where the "
         f"method has one), seeds {seeds}; validation: {settings.validation_examples} questions greedy at every "
         f"checkpoint (every {settings.save_steps} steps); test: "
-        f"{'the whole split' if settings.test_examples is None else f'{settings.test_examples} questions'}, greedy, "
+        f"{'the whole split' if settings.test_examples is None else f'{settings.test_examples} questions'}, greedy"
+        f"{f' and {settings.test_samples} sampled completions per question at temperature 1' if settings.test_samples else ''}, "
         f"final policy only. Numbers are mean ± std over seeds. Significance: paired over (seed, test question) "
         f"against the strongest baseline{f' (`{strongest}`, chosen on validation accuracy)' if strongest else ''}: "
         f"exact McNemar test on correctness (questions won/lost), Wilcoxon signed-rank test on tool calls. "
         f"Frontier HV: hypervolume (reference (0, 0)) of a run's validation checkpoints in (accuracy, tool "
-        f"efficiency), mean over seeds; tool efficiency is exp(-0.5 |calls - n*|) of every answer, right or "
-        f"wrong (not gated), with one n* per question shared by every run of the study (the fewest calls of "
-        f"any correct answer to it in any evaluation).",
+        f"efficiency), mean over seeds, scored with {_scoring_text(runs)}, with one n* per question shared by "
+        f"every run of the study (the fewest calls of any correct answer to it in any evaluation).",
         "",
         "### Main comparison (Table 1)",
         "",
@@ -448,6 +449,14 @@ def study_markdown(out: Path, settings: Any, record: Mapping[str, Any]) -> str:
               _frontier_markdown(out, by_table["methods"]), "", "### What the measurement says", "",
               *_claims(runs, strongest)]
     return "\n".join(parts) + "\n"
+
+
+def _scoring_text(runs: pl.DataFrame) -> str:
+    """How the report's objectives were scored (``checkpoint_points``' default, the ParetoPO method's)."""
+    from paretopo.core.objectives import describe_scoring
+    from paretopo.evaluation.evaluate import checkpoint_scoring
+
+    return describe_scoring(checkpoint_scoring(runs["run"].to_list()))
 
 
 def _commits(record: Mapping[str, Any]) -> str:
