@@ -11,8 +11,8 @@ the runs alone. It writes::
     tiers.parquet         test accuracy and calls per tier of the testbed and run
     warm_start.parquet    the policy before RL, evaluated like a final checkpoint
     predictions.parquet   per configuration and tier: p, c, q met in training, the gamble map's p*
-                          there, the push it predicts and the final test calls (needs the runs'
-                          logged groups: a clone without them keeps the committed table)
+                          there, the push it predicts and the final test calls (configurations
+                          whose runs kept their logged groups, which git does not carry)
     frontiers.png / .svg  checkpoint frontiers per method, mean over seeds
                           (paretopo.evaluation.plots.frontier_chart)
     results.md            every table, paired tests against the strongest baseline, and what
@@ -120,8 +120,8 @@ def _predictions(runs: pl.DataFrame, task: str, group_size: int) -> pl.DataFrame
     directly) come from each run's logged groups (stage 2's where the method has one; mean over
     seeds); the map is the configuration's own last estimator with its options
     (``paretopo.core.gamble``; a call against a direct answer, q kept in [0.05, 0.95]). The
-    outcome is the final greedy policy's mean test calls on the tier (mean over seeds). Empty
-    when a run's groups are not on disk.
+    outcome is the final greedy policy's mean test calls on the tier (mean over seeds). Only
+    configurations whose runs all have their groups on disk; empty when none has.
     """
     from paretopo.commands.demo import training_tiers
     from paretopo.core.config import ParetoPOConfig
@@ -133,8 +133,8 @@ def _predictions(runs: pl.DataFrame, task: str, group_size: int) -> pl.DataFrame
     for name in runs["configuration"].unique(maintain_order=True):
         own = runs.filter(pl.col("configuration") == name)
         per_seed = [training_tiers(Path(run), task) for run in own["run"]]
-        if not all(per_seed):
-            return pl.DataFrame()
+        if not all(per_seed):  # runs without their logged groups (not committed; older runs had none)
+            continue
         config = ParetoPOConfig.from_dict(read_run(own["run"][0]).config["method"])
         estimator = config.stage2_estimator or config.stage1_estimator
         gamble = GambleMap(estimator, config, group_size=group_size)
@@ -261,7 +261,7 @@ def write_report(out: Path, runs: Sequence[StudyRun], settings: Any) -> None:
     if tiers.height:
         tiers.write_parquet(out / "tiers.parquet")
     predictions = _predictions(frame, settings.task, settings.num_generations)
-    if predictions.height:
+    if predictions.height:  # else keep the committed table: a clone has no groups to recompute it from
         predictions.write_parquet(out / "predictions.parquet")
     shown = list(dict.fromkeys(r.configuration for r in runs if r.table == "methods"))
     chart = _frontier_chart(points, shown)
