@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 demo: setup            ## the main job: the CPU demo on the embedded default
 	$(VENV)/bin/paretopo demo
 
-study: setup           ## every method and ablation, 3 seeds (about an hour on 2 cores): results/study, docs/results.md
-	$(VENV)/bin/paretopo study --docs docs/results.md
+study: setup           ## every method and ablation, 3 seeds, both testbeds (about 2 h on 2 cores): docs/results.md
+	$(VENV)/bin/paretopo study --test-samples 0 --docs docs/results.md
+	$(VENV)/bin/paretopo study --task lookup --out results/study_lookup --docs docs/results.md
 
 test: setup            ## the default test run (slow and GPU tests skipped)
 	$(PY) -m pytest -q
