@@ -41,6 +41,8 @@ if not CHROMIUM.exists():
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
 
+from paretopo.evaluation.plots import shrink_png  # noqa: E402  (after the skips: they need no paretopo)
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_RUNS = ROOT / "tests" / "fixtures" / "runs"
 TINY_POLICY = ROOT / "data" / "tiny_policy"
@@ -322,14 +324,6 @@ def save_full_page(page, path: Path, width: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path))
     shrink_png(path)
-
-
-def shrink_png(path: Path) -> None:
-    """Palette-quantise a committed screenshot with Debian's pngquant where it is installed (about 2.7x
-    smaller: the repository stays small enough to carry to a GPU machine); left as it is elsewhere."""
-    if shutil.which("pngquant"):
-        subprocess.run(["pngquant", "--quality=70-95", "--speed", "1", "--force", "--skip-if-larger",
-                        "--output", str(path), str(path)], check=False, timeout=120)
 
 
 def shows(page, text: str, exact: bool = False) -> None:

@@ -267,6 +267,9 @@ def write_report(out: Path, runs: Sequence[StudyRun], settings: Any) -> None:
     chart = _frontier_chart(points, shown)
     chart.save(str(out / "frontiers.svg"))
     chart.save(str(out / "frontiers.png"), scale_factor=2)
+    from paretopo.evaluation.plots import shrink_png
+
+    shrink_png(out / "frontiers.png")  # the repository must stay small enough to carry to a GPU machine
 
 
 # ------------------------------------------------------------------------------------------
