@@ -296,9 +296,10 @@ def test_demo_verdict_and_its_reason():
     assert why_not({"accuracy": 0.97, "mean_tool_calls": 0.6}, baseline) is None
     holds, text = verdict(frugal_but_wrong, baseline)
     assert not holds and text == "NOT the expected outcome: accuracy more than 2 points lower"
-    assert why_not(frugal_but_wrong, baseline) == WHY_NOT
+    assert why_not(frugal_but_wrong, baseline) == WHY_NOT["arithmetic"]
     assert why_not({"accuracy": 0.98, "mean_tool_calls": 1.2}, baseline) is None  # more calls: another failure
-    assert why_not(frugal_but_wrong, baseline, task="lookup") is None  # arithmetic's reason, not measured on lookup
+    assert why_not(frugal_but_wrong, baseline, task="lookup") == WHY_NOT["lookup"]  # each testbed's own reason
+    assert "unknown entities" in WHY_NOT["lookup"] and why_not(frugal_but_wrong, baseline, task="math") is None
     just_over = verdict({"accuracy": 0.98, "mean_tool_calls": 0.702}, baseline)
     assert just_over == (False, "NOT the expected outcome: calls 0.702x the baseline's (claim: <= 0.7x)")
 
