@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = {"core", "agent", "training", "evaluation", "commands", "tasks", "tools"}
 
@@ -59,3 +61,16 @@ def test_a_file_cycle_trl_outside_the_trainer_and_an_app_importing_training_are_
     assert "paretopo.evaluation.runlog -> trl" in report
     assert "apps.offender -> paretopo.training.train" in report
     assert "4 kept, 3 broken" in report
+
+
+def test_the_repository_stays_small_enough_to_carry_to_a_gpu_machine():
+    """Tracked files under 20 MiB: a device call carries the repository with the GPU wheels (docs/gpu.md)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True).stdout
+    files = [root / name for name in listed.decode().split("\0") if name]
+    if not files:
+        pytest.skip("not a git checkout")
+    total = sum(path.stat().st_size for path in files if path.is_file())
+    assert total < 20 * 2**20, f"tracked files are {total / 2**20:.2f} MiB"

@@ -8,7 +8,7 @@ Every run evaluates its checkpoints on the validation split and its final policy
 split (``paretopo.training.train``); the study then writes one results folder
 (``paretopo.commands.study_report``: the tables, paired tests and the docs section)::
 
-    <out>/runs/<configuration>/seed<S>/   run logs (eval tables, steps) and the final policy (git-ignored)
+    <out>/runs/<configuration>/seed<S>/   run logs (eval tables; steps.parquet and the final policy git-ignored)
     <out>/final_weights.json              sha256 and size of every final policy, and the command that
                                           re-trains each (the weights themselves stay out of git)
     <out>/runs.parquet                    one row per run: validation and test numbers, frontier HV
