@@ -29,7 +29,7 @@ import polars as pl
 import torch
 
 from paretopo.core.config import ParetoPOConfig
-from paretopo.core.gamble import GambleMap
+from paretopo.core.gamble import GambleMap, agreement, direction_of_calls
 
 SHARES = np.round(np.arange(0.05, 0.951, 0.05), 2)
 CALL_RIGHT = 0.99
@@ -55,13 +55,6 @@ def predicted(p: float, low: float | None, high: float | None) -> str:
     return "depends on q"
 
 
-def measured(calls: float) -> str:
-    """The final policy's direction from its mean calls (mean over seeds)."""
-    if calls < 0.2:
-        return "direct"
-    return "call" if calls > 0.8 else "mixed"
-
-
 def tier_calls(per_tier: str) -> dict[int, float]:
     """``"t1 0.821 / 0.00; t2 ..."`` -> {tier: mean calls}."""
     return {int(t): float(c) for t, c in re.findall(r"t(\d) [\d.]+ / ([\d.]+)", per_tier)}
@@ -76,9 +69,9 @@ def scale_grid_rows(path: Path) -> list[str]:
         p = float(row["train: sampled direct answers right on tier 2"].split(" of ")[0])
         low, high = break_even_range(config)
         calls = tier_calls(row["val_per_tier (accuracy / calls)"])[2]
-        guess, seen = predicted(p, low, high), measured(calls)
+        guess, seen = predicted(p, low, high), direction_of_calls(calls)
         rows.append(f"| {row['configuration']} | {config.stage2_estimator or config.stage1_estimator} | {p:.2f} | "
-                    f"{_range(low, high)} | {guess} | {seen} ({calls:.2f} calls) | {_agree(guess, seen)} |")
+                    f"{_range(low, high)} | {guess} | {seen} ({calls:.2f} calls) | {agreement(guess, seen)} |")
     return rows
 
 
@@ -98,20 +91,14 @@ def run_rows(run_dirs: list[Path]) -> list[str]:
             rows.append(f"| {config.method} | tier {name} | no direct answers sampled | | | | |")
             continue
         p = float(sampled.split(" of ")[0])
-        guess, seen = predicted(p, low, high), measured(calls[tier])
+        guess, seen = predicted(p, low, high), direction_of_calls(calls[tier])
         rows.append(f"| {config.method} | tier {name} | {sampled} | {_range(low, high)} | {guess} | "
-                    f"{seen} ({calls[tier]:.2f} calls) | {_agree(guess, seen)} |")
+                    f"{seen} ({calls[tier]:.2f} calls) | {agreement(guess, seen)} |")
     return rows
 
 
 def _range(low: float | None, high: float | None) -> str:
     return "none" if low is None else f"{low:.3f}-{high:.3f}"
-
-
-def _agree(guess: str, seen: str) -> str:
-    if guess == "depends on q" or seen == "mixed":
-        return "-"
-    return "yes" if guess.split()[0] == seen else "no"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ map's prediction per tier, and the verdict; then where the run logs are (``runs/
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import time
@@ -112,15 +113,13 @@ def training_tiers(run_dir: Path, task: str) -> dict[int, dict]:
     from the run's logged groups. This p, not the warm start's, decides where ranks push: practice
     moves it (carry sums went from 0.37 to 0.66-0.69 in the arithmetic runs)."""
     from paretopo.evaluation.runlog import read_run
-    from paretopo.tasks import get_task
 
     groups = read_run(run_dir).groups
     if groups is None or groups.height == 0:
         return {}
     if "stage" in groups.columns and (groups["stage"] == 2).any():
         groups = groups.filter(pl.col("stage") == 2)
-    tier_of = {example.id: example.metadata.get("tier") for example in get_task(task).load("train")}
-    groups = groups.with_columns(pl.col("prompt_id").replace_strict(tier_of, default=None).alias("tier"))
+    groups = groups.with_columns(pl.col("prompt_id").replace_strict(_training_tier_of(task), default=None).alias("tier"))
     found = {}
     for tier, rows in groups.drop_nulls("tier").group_by("tier"):
         direct, called = rows.filter(pl.col("tool_calls") == 0), rows.filter(pl.col("tool_calls") > 0)
@@ -129,6 +128,14 @@ def training_tiers(run_dir: Path, task: str) -> dict[int, dict]:
             "tool_accuracy": called["correct"].cast(pl.Float64).mean() if called.height else None,
             "calls_0": direct.height / rows.height}
     return found
+
+
+@functools.cache
+def _training_tier_of(task: str) -> dict[str, int | None]:
+    """Training question id -> its tier (a study reads it for every run)."""
+    from paretopo.tasks import get_task
+
+    return {example.id: example.metadata.get("tier") for example in get_task(task).load("train")}
 
 
 def warm_start_tiers(task: str) -> dict[int, dict]:

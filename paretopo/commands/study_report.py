@@ -113,7 +113,7 @@ def _tier_rows(runs: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
-def _predictions(runs: pl.DataFrame, task: str, group_size: int) -> pl.DataFrame:
+def _predictions(runs: pl.DataFrame, tiers: pl.DataFrame, task: str, group_size: int) -> pl.DataFrame:
     """Per configuration and tier, the gamble map's prediction at what training met, beside the outcome.
 
     p (sampled direct answers right), c (answers after a call right) and q (share answered
@@ -128,7 +128,6 @@ def _predictions(runs: pl.DataFrame, task: str, group_size: int) -> pl.DataFrame
     from paretopo.core.gamble import GambleMap
     from paretopo.evaluation.runlog import read_run
 
-    tiers = _tier_rows(runs)
     rows = []
     for name in runs["configuration"].unique(maintain_order=True):
         own = runs.filter(pl.col("configuration") == name)
@@ -260,7 +259,7 @@ def write_report(out: Path, runs: Sequence[StudyRun], settings: Any) -> None:
     tiers = _tier_rows(frame)
     if tiers.height:
         tiers.write_parquet(out / "tiers.parquet")
-    predictions = _predictions(frame, settings.task, settings.num_generations)
+    predictions = _predictions(frame, tiers, settings.task, settings.num_generations)
     if predictions.height:  # else keep the committed table: a clone has no groups to recompute it from
         predictions.write_parquet(out / "predictions.parquet")
     shown = list(dict.fromkeys(r.configuration for r in runs if r.table == "methods"))
@@ -512,13 +511,8 @@ def _grid_markdown(means: pl.DataFrame, names: Sequence[str], by: str, label: Ca
     return _markdown_table(["configuration", *(label(v) for v in values)], rows)
 
 
-def _measured_push(calls: float | None) -> str:
-    if calls is None:
-        return "-"
-    return "direct" if calls < 0.2 else "call" if calls > 0.8 else "mixed"
-
-
 def _prediction_markdown(predictions: pl.DataFrame, out: Path, task: str) -> str:
+    from paretopo.core.gamble import agreement, direction_of_calls
     from paretopo.evaluation.evaluate import behaviour_table
     from paretopo.tasks import tier_names
 
@@ -534,9 +528,8 @@ def _prediction_markdown(predictions: pl.DataFrame, out: Path, task: str) -> str
 
     rows = []
     for row in predictions.iter_rows(named=True):
-        seen = _measured_push(row["final_calls"])
-        agree = "-" if "n/a" in row["predicted"] or seen in ("mixed", "-") else \
-            ("yes" if row["predicted"] == seen else "no")
+        seen = direction_of_calls(row["final_calls"])
+        agree = agreement(row["predicted"], seen)
         rows.append([f"`{row['configuration']}`", f"{row['tier']}: {names.get(row['tier'], '')}",
                      f"{number(row['p'])}, {number(row['c'])}, {number(row['q'])}",
                      "none" if row["p_star"] is None else f"{row['p_star']:.3f}", row["predicted"],

@@ -54,8 +54,8 @@ import numpy as np
 from paretopo.core.advantages import ESTIMATORS, compute_advantages
 from paretopo.core.objectives import objective_matrix, scoring_options
 
-__all__ = ["BATCH_STANDARDISED", "WEIGHTED_SUM", "BreakEven", "GambleMap", "compositions", "estimators_to_map",
-           "gamble_table"]
+__all__ = ["BATCH_STANDARDISED", "WEIGHTED_SUM", "BreakEven", "GambleMap", "agreement", "compositions",
+           "direction_of_calls", "estimators_to_map", "gamble_table"]
 
 CELLS = ("a_right", "a_wrong", "b_right", "b_wrong")
 _CORRECT = np.array([1.0, 0.0, 1.0, 0.0])
@@ -297,3 +297,30 @@ def estimators_to_map() -> list[str]:
     """Every registered estimator, then the weighted-sum reference."""
     return [*ESTIMATORS, WEIGHTED_SUM]
 
+
+
+def direction_of_calls(mean_calls: float | None) -> str:
+    """Where a policy ended on a kind of question, from its mean calls there: ``"direct"`` (below
+    0.2), ``"call"`` (above 0.8), else ``"mixed"``; ``"-"`` when unknown. What a predicted push is
+    compared with.
+
+    >>> direction_of_calls(0.05), direction_of_calls(1.3), direction_of_calls(0.5)
+    ('direct', 'call', 'mixed')
+    """
+    if mean_calls is None:
+        return "-"
+    return "direct" if mean_calls < 0.2 else "call" if mean_calls > 0.8 else "mixed"
+
+
+def agreement(predicted: str, measured: str) -> str:
+    """``"yes"`` / ``"no"`` when a predicted push (``"direct ..."`` or ``"call ..."``) meets a measured
+    :func:`direction_of_calls`; ``"-"`` when either cannot be judged (``"depends on q"``, ``"n/a"``,
+    ``"mixed"``).
+
+    >>> agreement("call (no break-even)", "call"), agreement("direct", "call"), agreement("direct", "mixed")
+    ('yes', 'no', '-')
+    """
+    guess = predicted.split()[0] if predicted else ""
+    if guess not in ("direct", "call") or measured not in ("direct", "call"):
+        return "-"
+    return "yes" if guess == measured else "no"
